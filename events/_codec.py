@@ -1,0 +1,282 @@
+"""Records to and from the exact line format, with the blake2b hash link.
+
+Two ways to read:
+
+* *checked* (the default): the hash chain, ``seq`` continuity, the kind,
+  the order of the keys and the exact JSON type of every field. No pydantic:
+  this is the fast path replay runs on.
+* *strict*: the checked read plus full validation of every record by the
+  pydantic models (value formats, legal user ids, known runtimes).
+
+A reader stops at the first damaged record and raises
+:class:`LogDamagedError` naming its ``seq``, byte offset and cause; every
+record before it has been yielded. ``orjson`` and ``hashlib`` are imported
+on first use, never at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any, Final, NamedTuple
+
+from ._errors import LogDamagedError, NewerFormatError
+from ._kinds import FORMAT_VERSION, KIND_FIELDS, ZERO_HASH, line_keys
+
+__all__ = [
+    "START",
+    "UPCASTERS",
+    "Checkpoint",
+    "Record",
+    "RecordReader",
+    "body_hash",
+    "check_line",
+    "encode_record",
+    "format_time",
+    "upcast",
+]
+
+#: A record as read from a line: the decoded JSON object, keys in line order.
+Record = dict[str, Any]
+
+#: An upcaster turns a record of version ``n`` into one of version ``n + 1``.
+Upcaster = Callable[[Record], Record]
+
+#: One function per version step, keyed by the version it upgrades from.
+#: Format 1 is the first version, so there is none yet.
+UPCASTERS: Final[dict[int, Upcaster]] = {}
+
+_H_KEY: Final = b',"h":"'
+# ',"h":"' + 32 hex digits + '"}' + newline
+_H_TAIL_LEN: Final = len(_H_KEY) + 32 + 3
+_ENVELOPE_TYPES: Final = (("v", (int,)), ("seq", (int,)), ("at", (str,)), ("kind", (str,)))
+_SHAPES: Final = {
+    kind: (line_keys(kind), (*_ENVELOPE_TYPES, *fields, ("h", (str,))))
+    for kind, fields in KIND_FIELDS.items()
+}
+
+
+class Checkpoint(NamedTuple):
+    """Where a log stands after a record: its ``seq``, its hash ``h`` and the
+    byte ``offset`` just past its line."""
+
+    seq: int
+    h: str
+    offset: int
+
+
+#: The position before the first record.
+START: Final = Checkpoint(0, ZERO_HASH, 0)
+
+
+def format_time(when: datetime) -> str:
+    """``when`` as the log writes it: UTC, microseconds, ``Z``."""
+    if when.tzinfo is None:
+        raise ValueError("record times must be timezone-aware")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def body_hash(prev_h: str, body: bytes) -> str:
+    """The hash link of a line whose bytes without its hash field are ``body``."""
+    import hashlib
+
+    return hashlib.blake2b(prev_h.encode("ascii") + body, digest_size=16).hexdigest()
+
+
+def encode_record(
+    after: Checkpoint, *, at: str, kind: str, fields: Mapping[str, object]
+) -> tuple[bytes, Record]:
+    """The line (with its newline) and record that follow ``after``.
+
+    Only the shape is checked here (known kind, exactly its fields); the
+    caller validates values with :func:`idstitch.events.validate_record`.
+    """
+    import orjson
+
+    if kind not in KIND_FIELDS:
+        raise ValueError(f"unknown record kind {kind!r}")
+    names = [name for name, _ in KIND_FIELDS[kind]]
+    if set(fields) != set(names):
+        raise ValueError(f"a {kind} record has exactly the fields {names}, got {sorted(fields)}")
+    record: Record = {"v": FORMAT_VERSION, "seq": after.seq + 1, "at": at, "kind": kind}
+    for name in names:
+        record[name] = fields[name]
+    body = orjson.dumps(record)
+    h = body_hash(after.h, body)
+    record["h"] = h
+    return body[:-1] + _H_KEY + h.encode("ascii") + b'"}\n', record
+
+
+def upcast(
+    record: Record,
+    *,
+    steps: Mapping[int, Upcaster] = UPCASTERS,
+    target: int = FORMAT_VERSION,
+) -> Record:
+    """Bring an older ``record`` up to version ``target``, one step at a time.
+
+    Raises :class:`KeyError` when a step is missing (a version this build
+    never knew).
+    """
+    while record["v"] < target:
+        record = steps[record["v"]](record)
+    return record
+
+
+def _shape_problem(record: Record) -> tuple[str, str] | None:
+    """(cause, detail) when ``record`` is not a well-formed current-version record."""
+    kind = record.get("kind")
+    shape = _SHAPES.get(kind) if isinstance(kind, str) else None
+    if shape is None:
+        return "unknown-kind", f"kind {kind!r} is not one of {sorted(KIND_FIELDS)}"
+    keys, typed = shape
+    found = tuple(record)
+    if found != keys:
+        missing = [k for k in keys if k not in record]
+        extra = [k for k in found if k not in keys]
+        if missing or extra:
+            return "bad-field", f"{kind} record: missing {missing}, unexpected {extra}"
+        return "bad-field", f"{kind} record: keys out of order, expected {list(keys)}"
+    for name, types in typed:
+        if type(record[name]) not in types:
+            allowed = " or ".join(t.__name__ for t in types)
+            return "bad-field", f"{name} is {type(record[name]).__name__}, expected {allowed}"
+    return None
+
+
+def check_line(
+    line: bytes,
+    after: Checkpoint,
+    *,
+    validate: Callable[[Record], str | None] | None = None,
+) -> Record:
+    """The record on ``line`` (with its newline), which must follow ``after``.
+
+    Raises :class:`LogDamagedError` (or :class:`NewerFormatError`) naming
+    ``after.seq + 1`` and ``after.offset`` when the line cannot be trusted.
+    """
+    return _check(line, after.seq + 1, after.h.encode("ascii"), after.offset, validate)
+
+
+def _check(
+    line: bytes,
+    seq: int,
+    prev: bytes,
+    offset: int,
+    validate: Callable[[Record], str | None] | None,
+) -> Record:
+    import hashlib
+
+    import orjson
+
+    n = len(line)
+    if line[-1:] != b"\n":
+        raise _damage(seq, offset, "torn-tail", f"{n} bytes with no line end (a write was cut off)")
+    i = line.rfind(_H_KEY)
+    if i < 0 or n - i != _H_TAIL_LEN:
+        raise _damage(seq, offset, "bad-json", 'the line does not end with its "h" field')
+    h = line[i + 6 : i + 38]
+    if hashlib.blake2b(prev + line[:i] + b"}", digest_size=16).hexdigest().encode() != h:
+        raise _damage(
+            seq,
+            offset,
+            "hash-chain",
+            "the hash does not match: this record or the one before it "
+            "was edited, removed, inserted or moved",
+        )
+    try:
+        record: Record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _damage(seq, offset, "bad-json", str(exc)) from None
+    if type(record) is not dict:
+        raise _damage(seq, offset, "bad-json", "not a JSON object")
+    v = record.get("v")
+    if v != FORMAT_VERSION or type(v) is not int:
+        record = _older_or_newer(record, seq, offset)
+    problem = _shape_problem(record)
+    if problem is not None:
+        raise _damage(seq, offset, *problem)
+    if record["seq"] != seq:
+        raise _damage(seq, offset, "seq-gap", f"seq {record['seq']} where {seq} was expected")
+    if validate is not None:
+        detail = validate(record)
+        if detail is not None:
+            raise _damage(seq, offset, "bad-field", detail)
+    return record
+
+
+def _damage(seq: int, offset: int, cause: str, detail: str) -> LogDamagedError:
+    error_type = NewerFormatError if cause == "newer-version" else LogDamagedError
+    return error_type(seq=seq, offset=offset, cause=cause, detail=detail)
+
+
+def _older_or_newer(record: Record, seq: int, offset: int) -> Record:
+    v = record.get("v")
+    if type(v) is not int:
+        raise _damage(seq, offset, "bad-field", f"v is {v!r}, expected an integer")
+    if v > FORMAT_VERSION:
+        raise _damage(
+            seq,
+            offset,
+            "newer-version",
+            f"format version {v} is newer than this build reads ({FORMAT_VERSION}); "
+            "upgrade idstitch to read it. Nothing was rewritten",
+        )
+    try:
+        return upcast(record)
+    except KeyError:
+        raise _damage(
+            seq, offset, "bad-field", f"format version {v} was never a version of this log"
+        ) from None
+
+
+class RecordReader:
+    """Iterate the records of a byte stream from a :class:`Checkpoint` on.
+
+    Iterating raises :class:`LogDamagedError` at the first damaged record,
+    after yielding every record before it. Once iteration stops (at the
+    end, at damage, or when abandoned), :attr:`checkpoint` is the position
+    after the last good record and :attr:`error` the damage found, if any.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], IO[bytes]],
+        start: Checkpoint = START,
+        *,
+        strict: bool = False,
+    ) -> None:
+        self._opener = opener
+        self.start = start
+        self.checkpoint = start
+        self.strict = strict
+        self.error: LogDamagedError | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        return self._read()
+
+    def _read(self) -> Iterator[Record]:
+        validate = _strict_validator() if self.strict else None
+        seq, prev_h, offset = self.start
+        prev = prev_h.encode("ascii")
+        try:
+            with self._opener() as stream:
+                if offset:
+                    stream.seek(offset)
+                for line in stream:
+                    record = _check(line, seq + 1, prev, offset, validate)
+                    seq += 1
+                    offset += len(line)
+                    prev = record["h"].encode("ascii")
+                    yield record
+        except LogDamagedError as exc:
+            self.error = exc
+            raise
+        finally:
+            self.checkpoint = Checkpoint(seq, prev.decode("ascii"), offset)
+
+
+def _strict_validator() -> Callable[[Record], str | None]:
+    from ._models import record_problem
+
+    return record_problem

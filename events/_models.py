@@ -1,0 +1,157 @@
+"""One frozen pydantic model per record kind, and the union over them.
+
+These models are the strict view of a record: they check every value
+(formats, legal user ids, known runtimes). They are imported only where a
+record is written or strictly read, never on the start-up path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ._ids import check_device_id, check_user_id
+from ._kinds import FORMAT_VERSION
+
+__all__ = [
+    "AnyRecordModel",
+    "Clear",
+    "EnqueueFailure",
+    "Genesis",
+    "Import",
+    "Login",
+    "Logout",
+    "RecordModel",
+    "Response",
+    "parse_record",
+    "record_problem",
+    "validate_record",
+]
+
+_AT_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
+
+DeviceId = Annotated[str, AfterValidator(check_device_id)]
+UserId = Annotated[str, AfterValidator(check_user_id)]
+RuntimeName = Literal["persistent", "ephemeral"]
+Pid = Annotated[int, Field(ge=0)]
+
+
+class RecordModel(BaseModel):
+    """Fields every record has. ``h`` is declared by each kind so it stays last."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    v: Literal[1]
+    seq: Annotated[int, Field(ge=1)]
+    at: Annotated[str, Field(pattern=_AT_PATTERN)]
+
+
+Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class Genesis(RecordModel):
+    """The log was created; mints the first device id."""
+
+    kind: Literal["genesis"]
+    device_id: DeviceId
+    runtime: RuntimeName
+    h: Hash
+
+
+class Import(RecordModel):
+    """A state file of another format was taken over."""
+
+    kind: Literal["import"]
+    device_id: DeviceId
+    user_id: UserId | None
+    aliased: bool
+    h: Hash
+
+
+class Response(RecordModel):
+    """An authenticated response changed the identity."""
+
+    kind: Literal["response"]
+    device_id: DeviceId
+    user_id: UserId
+    runtime: RuntimeName
+    pid: Pid
+    alias: bool
+    h: Hash
+
+
+class Login(RecordModel):
+    """The login command changed the identity."""
+
+    kind: Literal["login"]
+    device_id: DeviceId
+    user_id: UserId
+    runtime: RuntimeName
+    pid: Pid
+    alias: bool
+    h: Hash
+
+
+class EnqueueFailure(RecordModel):
+    """The alias just recorded could not be handed to the sink."""
+
+    kind: Literal["enqueue_failure"]
+    device_id: DeviceId
+    user_id: UserId
+    pid: Pid
+    h: Hash
+
+
+class Clear(RecordModel):
+    """Transient failure: user forgotten, device kept."""
+
+    kind: Literal["clear"]
+    device_id: DeviceId
+    pid: Pid
+    h: Hash
+
+
+class Logout(RecordModel):
+    """Logout: user forgotten, device rotated."""
+
+    kind: Literal["logout"]
+    device_id: DeviceId
+    new_device_id: DeviceId
+    pid: Pid
+    h: Hash
+
+
+AnyRecordModel = Annotated[
+    Genesis | Import | Response | Login | EnqueueFailure | Clear | Logout,
+    Field(discriminator="kind"),
+]
+
+_ADAPTER: TypeAdapter[AnyRecordModel] = TypeAdapter(AnyRecordModel)
+
+assert FORMAT_VERSION == 1, "the models describe format 1"
+
+
+def parse_record(data: dict[str, Any] | bytes) -> AnyRecordModel:
+    """The model of a record dict or JSON line; raises pydantic's ValidationError."""
+    if isinstance(data, bytes):
+        return _ADAPTER.validate_json(data)
+    return _ADAPTER.validate_python(data)
+
+
+def record_problem(data: dict[str, Any]) -> str | None:
+    """A one-line description of why ``data`` is not a valid record, or ``None``."""
+    try:
+        _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "record"
+        return f"{where}: {first['msg']}"
+    return None
+
+
+def validate_record(data: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first bad field of ``data``."""
+    problem = record_problem(data)
+    if problem is not None:
+        raise ValueError(f"refusing to write an invalid record: {problem}")

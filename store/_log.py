@@ -1,0 +1,305 @@
+"""The identity log: an append-only, hash-chained file, and its in-memory twin.
+
+Both logs speak the same interface (:class:`IdentityLog`) and the same
+bytes: a :class:`MemoryLog` holds exactly the lines a :class:`FileLog`
+would write, and both are read by the one checked reader of
+:mod:`idstitch.events`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, NamedTuple, Protocol
+
+from idstitch.events import START, Checkpoint, Record, RecordReader, check_line, encode_record
+
+from ._fs import ensure_dir, fsync_dir, open_file
+from ._lock import ProcessLock
+
+__all__ = ["FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"]
+
+log = logging.getLogger("idstitch")
+
+_TAIL_CHUNK = 8192
+
+
+class Tail(NamedTuple):
+    """The end of a log: the position after its last good record, that record
+    (``None`` for an empty log) and the number of torn bytes after it."""
+
+    checkpoint: Checkpoint
+    record: Record | None
+    torn: int
+
+
+@dataclass(frozen=True)
+class TornTailRepair:
+    """An append removed ``length`` torn bytes at ``offset`` (seq ``seq`` was never completed)."""
+
+    path: str
+    offset: int
+    length: int
+    seq: int
+
+
+class IdentityLog(Protocol):
+    """What the identity service needs from a log."""
+
+    def locked(self) -> AbstractContextManager[object]:
+        """Hold the log exclusively (across threads and processes) for a read-decide-append."""
+        ...
+
+    def records(self, *, strict: bool = False, since: Checkpoint = START) -> RecordReader:
+        """Stream the records after ``since``; stops at the first damaged one."""
+        ...
+
+    def tail(self) -> Tail:
+        """The last record, checked against the one before it."""
+        ...
+
+    def append(self, kind: str, fields: Mapping[str, object], *, at: str) -> Record:
+        """Validate, chain and durably append one record; return it."""
+        ...
+
+
+def _validate(record: Record) -> None:
+    from idstitch.events import validate_record
+
+    validate_record(record)
+
+
+def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
+    """Find and check the last complete line of a log of ``size`` bytes.
+
+    ``read_at(offset, length)`` reads from the log. Raises
+    :class:`LogDamagedError` when the last line does not follow the one
+    before it.
+    """
+    import orjson
+
+    if size == 0:
+        return Tail(START, None, 0)
+    chunk = _TAIL_CHUNK
+    while True:
+        begin = max(0, size - chunk)
+        data = read_at(begin, size - begin)
+        end = data.rfind(b"\n") + 1  # just past the last complete line, 0 if none
+        torn = len(data) - end
+        lines_from = data.find(b"\n") + 1 if begin else 0  # the first line may be cut
+        body = data[lines_from:end]
+        if begin == 0 and end == 0:
+            return Tail(START, None, torn)
+        complete = body.splitlines(keepends=True)
+        if len(complete) >= 2 or (begin == 0 and len(complete) == 1):
+            break
+        chunk *= 4
+    last = complete[-1]
+    last_offset = begin + end - len(last)
+    if len(complete) >= 2:
+        prev = complete[-2]
+        try:
+            prev_seq = int(orjson.loads(prev)["seq"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            # The line before the last is itself damaged: read from it.
+            prev_seq, prev_h = -1, ""
+        else:
+            prev_h = prev[-35:-3].decode("ascii", "replace")
+        if prev_seq < 0:
+            return _tail_by_reading_all(read_at, size)
+        after = Checkpoint(prev_seq, prev_h, last_offset)
+    else:
+        after = Checkpoint(START.seq, START.h, last_offset)
+    record = check_line(last, after)
+    return Tail(Checkpoint(record["seq"], record["h"], begin + end), record, torn)
+
+
+def _tail_by_reading_all(read_at: Callable[[int, int], bytes], size: int) -> Tail:
+    """Slow path: read the whole log; raises :class:`LogDamagedError` at the first damage."""
+    data = read_at(0, size)
+    reader = RecordReader(lambda: io.BytesIO(data))
+    last: Record | None = None
+    for record in reader:
+        last = record
+    return Tail(reader.checkpoint, last, size - reader.checkpoint.offset)
+
+
+class FileLog:
+    """The identity log at ``path`` (normally ``<state dir>/identity.jsonl``).
+
+    Appends take an exclusive ``flock`` on the sibling lock file
+    (``identity.lock``), write the whole line in one ``write`` to a file
+    opened with ``O_APPEND``, then ``fsync``. The directory is created 0700
+    and the files 0600; a symlink in place of the log is never followed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_suffix(".lock")
+        self._lock = ProcessLock(self.lock_path)
+        #: Torn tails that appends of this object removed, oldest first.
+        self.repairs: list[TornTailRepair] = []
+
+    def __repr__(self) -> str:
+        return f"FileLog({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        """Whether the log file exists (it may still be empty)."""
+        return self.path.exists()
+
+    def locked(self) -> ProcessLock:
+        """The exclusive lock; re-entrant, so :meth:`append` may be called while holding it."""
+        return self._lock
+
+    def _open_read(self) -> IO[bytes]:
+        return os.fdopen(open_file(self.path, os.O_RDONLY), "rb")
+
+    def records(self, *, strict: bool = False, since: Checkpoint = START) -> RecordReader:
+        """Stream the records after ``since``, checked (``strict``: fully validated).
+
+        Iterating raises :class:`OSError` if the file cannot be opened and
+        :class:`LogDamagedError` at the first damaged record.
+        """
+        return RecordReader(self._open_read, since, strict=strict)
+
+    def peek_end(self) -> tuple[int, bytes]:
+        """The file's size and its last complete line, read with the standard library only.
+
+        For the start-up check against the snapshot; ``(0, b"")`` if there is no log.
+        """
+        try:
+            fd = open_file(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0, b""
+        try:
+            size = os.fstat(fd).st_size
+            begin = max(0, size - 1024)
+            data = os.pread(fd, size - begin, begin)
+        finally:
+            os.close(fd)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return size, b""
+        start = data.rfind(b"\n", 0, end) + 1
+        if start == 0 and begin > 0:
+            return size, b""
+        return size, data[start : end + 1]
+
+    def tail(self) -> Tail:
+        """The last record, checked against the one before it; ``(START, None, 0)`` if empty."""
+        try:
+            fd = open_file(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return Tail(START, None, 0)
+        try:
+            return _tail_of(lambda at, n: os.pread(fd, n, at), os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    def append(self, kind: str, fields: Mapping[str, object], *, at: str) -> Record:
+        """Append one ``kind`` record with ``fields`` at time ``at``; return it.
+
+        Under the lock: check the last record, remove a torn tail (logged and
+        kept in :attr:`repairs`), validate the new record, write it, fsync.
+        Raises :class:`LogDamagedError` if the last record is damaged or newer
+        (nothing is written), ``ValueError`` for an invalid record, and
+        :class:`OSError` for I/O faults (the file is left as it was).
+        """
+        with self._lock:
+            created = ensure_dir(self.path.parent)
+            is_new = not self.path.exists()
+            fd = open_file(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+            try:
+                size = os.fstat(fd).st_size
+                tail = _tail_of(lambda at, n: os.pread(fd, n, at), size)
+                if tail.torn:
+                    self._repair(fd, tail)
+                line, record = encode_record(tail.checkpoint, at=at, kind=kind, fields=fields)
+                _validate(record)
+                _write_all(fd, line, restore_size=tail.checkpoint.offset)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created or is_new:
+                fsync_dir(self.path.parent)
+            return record
+
+    def _repair(self, fd: int, tail: Tail) -> None:
+        offset = tail.checkpoint.offset
+        os.ftruncate(fd, offset)
+        os.fsync(fd)
+        repair = TornTailRepair(str(self.path), offset, tail.torn, tail.checkpoint.seq + 1)
+        self.repairs.append(repair)
+        log.warning(
+            "idstitch: removed %d torn bytes at offset %d of %s (record seq %d was never "
+            "completed; every record before it is intact)",
+            repair.length,
+            repair.offset,
+            self.path,
+            repair.seq,
+        )
+
+
+def _write_all(fd: int, line: bytes, *, restore_size: int) -> None:
+    """One ``write`` of the whole line; a short write is undone and reported."""
+    try:
+        written = os.write(fd, line)
+    except OSError:
+        os.ftruncate(fd, restore_size)
+        raise
+    if written != len(line):
+        os.ftruncate(fd, restore_size)
+        raise OSError(f"short write to the identity log ({written} of {len(line)} bytes)")
+
+
+class MemoryLog:
+    """The identity log in memory: the same lines, checks and interface as :class:`FileLog`.
+
+    For ephemeral runtimes (which write no file) and for tests.
+    """
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._last: Record | None = None
+        self._checkpoint = START
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"MemoryLog({len(self._lines)} records)"
+
+    def locked(self) -> AbstractContextManager[object]:
+        """The log's thread lock (there is no other process to exclude)."""
+        return self._lock
+
+    def getvalue(self) -> bytes:
+        """Every line, as a :class:`FileLog` would hold them."""
+        with self._lock:
+            return b"".join(self._lines)
+
+    def records(self, *, strict: bool = False, since: Checkpoint = START) -> RecordReader:
+        """Stream the records after ``since`` through the same checked reader as a file."""
+        data = self.getvalue()
+        return RecordReader(lambda: io.BytesIO(data), since, strict=strict)
+
+    def tail(self) -> Tail:
+        """The last record (always intact: nothing else writes here)."""
+        with self._lock:
+            return Tail(self._checkpoint, self._last, 0)
+
+    def append(self, kind: str, fields: Mapping[str, object], *, at: str) -> Record:
+        """Validate, chain and keep one record; return it. Raises ``ValueError`` if invalid."""
+        with self._lock:
+            line, record = encode_record(self._checkpoint, at=at, kind=kind, fields=fields)
+            _validate(record)
+            self._lines.append(line)
+            self._size += len(line)
+            self._last = record
+            self._checkpoint = Checkpoint(record["seq"], record["h"], self._size)
+            return record
