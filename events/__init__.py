@@ -1,32 +1,38 @@
 """The record vocabulary of the identity log: kinds, codec, models, errors.
 
-Importing this package is cheap: the pydantic models (``Genesis``,
-``Response``, ...) load on first access, and ``orjson``/``hashlib`` on the
-first record encoded or read.
+Importing this package is cheap: only the errors, the id rules and the
+kind table load with it. The codec (``encode_record``, ``RecordReader``...)
+loads on first access and imports ``orjson`` on first use; the pydantic
+models (``Genesis``, ``Response``...) load on first access.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-from ._codec import (
-    START,
-    UPCASTERS,
-    Checkpoint,
-    Record,
-    RecordReader,
-    body_hash,
-    check_line,
-    encode_record,
-    format_time,
-    upcast,
+from ._errors import (
+    IdentityError,
+    IllegalUserIdError,
+    LogDamagedError,
+    NewerFormatError,
+    TransitionError,
 )
-from ._errors import IdentityError, IllegalUserIdError, LogDamagedError, NewerFormatError
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id, user_id_problem
 from ._kinds import FORMAT_VERSION, KIND_FIELDS, KINDS, RUNTIMES, ZERO_HASH, line_keys
+from ._lazy import lazy_exports
 
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from ._codec import (
+        START,
+        UPCASTERS,
+        Checkpoint,
+        Record,
+        RecordReader,
+        body_hash,
+        check_line,
+        encode_record,
+        format_time,
+        upcast,
+    )
     from ._models import (
         AnyRecordModel,
         Clear,
@@ -67,6 +73,7 @@ __all__ = [
     "RecordModel",
     "RecordReader",
     "Response",
+    "TransitionError",
     "body_hash",
     "check_device_id",
     "check_line",
@@ -81,25 +88,34 @@ __all__ = [
     "validate_record",
 ]
 
-_LAZY = frozenset(
+__getattr__ = lazy_exports(
+    __name__,
     {
-        "AnyRecordModel",
-        "Clear",
-        "EnqueueFailure",
-        "Genesis",
-        "Import",
-        "Login",
-        "Logout",
-        "RecordModel",
-        "Response",
-        "parse_record",
-        "record_problem",
-        "validate_record",
-    }
+        "._codec": (
+            "START",
+            "UPCASTERS",
+            "Checkpoint",
+            "Record",
+            "RecordReader",
+            "body_hash",
+            "check_line",
+            "encode_record",
+            "format_time",
+            "upcast",
+        ),
+        "._models": (
+            "AnyRecordModel",
+            "Clear",
+            "EnqueueFailure",
+            "Genesis",
+            "Import",
+            "Login",
+            "Logout",
+            "RecordModel",
+            "Response",
+            "parse_record",
+            "record_problem",
+            "validate_record",
+        ),
+    },
 )
-
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - module attribute hook
-    if name in _LAZY:
-        return getattr(importlib.import_module("._models", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -88,8 +88,9 @@ def encode_record(
 ) -> tuple[bytes, Record]:
     """The line (with its newline) and record that follow ``after``.
 
-    Only the shape is checked here (known kind, exactly its fields); the
-    caller validates values with :func:`idstitch.events.validate_record`.
+    Only the shape is checked here (known kind, exactly its fields, values
+    JSON can hold); the caller validates values with
+    :func:`idstitch.events.validate_record`. Raises ``ValueError``.
     """
     import orjson
 
@@ -101,7 +102,10 @@ def encode_record(
     record: Record = {"v": FORMAT_VERSION, "seq": after.seq + 1, "at": at, "kind": kind}
     for name in names:
         record[name] = fields[name]
-    body = orjson.dumps(record)
+    try:
+        body = orjson.dumps(record)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"a {kind} record cannot be written as JSON: {exc}") from None
     h = body_hash(after.h, body)
     record["h"] = h
     return body[:-1] + _H_KEY + h.encode("ascii") + b'"}\n', record

@@ -8,7 +8,13 @@ store reports them as :class:`LogDamagedError` when the data is at fault.
 
 from __future__ import annotations
 
-__all__ = ["IdentityError", "IllegalUserIdError", "LogDamagedError", "NewerFormatError"]
+__all__ = [
+    "IdentityError",
+    "IllegalUserIdError",
+    "LogDamagedError",
+    "NewerFormatError",
+    "TransitionError",
+]
 
 
 class IdentityError(ValueError):
@@ -50,3 +56,19 @@ class LogDamagedError(IdentityError):
 
 class NewerFormatError(LogDamagedError):
     """A record written by a newer idstitch (rule L8): read up to it, never rewritten."""
+
+
+class TransitionError(IdentityError):
+    """An event the identity machine does not allow in the current state.
+
+    Raised (or, in replay, reported) with the ``seq`` of the record, the
+    ``state`` and the ``event``; the state is left as it was before it.
+    """
+
+    def __init__(self, *, seq: int, state: str, event: str, guard: str | None) -> None:
+        self.seq = seq
+        self.state = state
+        self.event = event
+        self.guard = guard
+        shown = f"{event} [{guard}]" if guard else event
+        super().__init__(f"record seq {seq}: {shown} is not a transition from state {state}")

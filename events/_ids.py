@@ -51,6 +51,9 @@ def _id_problem(value: object, what: str) -> str | None:
         return f"a {what} is at most {MAX_ID_LENGTH} characters, this one has {len(value)}"
     if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
         return f"a {what} must not contain control characters"
+    if any(0xD800 <= ord(c) < 0xE000 for c in value):
+        # A lone surrogate (from a mis-decoded byte) cannot be written as UTF-8.
+        return f"a {what} must be valid Unicode text (it holds a lone surrogate)"
     return None
 
 

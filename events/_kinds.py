@@ -8,7 +8,9 @@ start-up path can use it.
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "ENVELOPE_HEAD",

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
 from ._ids import check_device_id, check_user_id
 from ._kinds import FORMAT_VERSION
@@ -29,7 +37,8 @@ __all__ = [
     "validate_record",
 ]
 
-_AT_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
+# ASCII digits only: pydantic's regex engine lets ``\d`` match any Unicode digit.
+_AT_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
 
 DeviceId = Annotated[str, AfterValidator(check_device_id)]
 UserId = Annotated[str, AfterValidator(check_user_id)]
@@ -37,12 +46,19 @@ RuntimeName = Literal["persistent", "ephemeral"]
 Pid = Annotated[int, Field(ge=0)]
 
 
+def _exact_int(value: object) -> object:
+    # A ``Literal[1]`` alone accepts ``True`` and ``1.0`` even in strict mode.
+    if type(value) is not int:
+        raise ValueError(f"must be an integer, not {type(value).__name__}")
+    return value
+
+
 class RecordModel(BaseModel):
     """Fields every record has. ``h`` is declared by each kind so it stays last."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    v: Literal[1]
+    v: Annotated[Literal[1], BeforeValidator(_exact_int)]
     seq: Annotated[int, Field(ge=1)]
     at: Annotated[str, Field(pattern=_AT_PATTERN)]
 

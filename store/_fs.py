@@ -1,15 +1,21 @@
 """Small file-system primitives shared by the log, the lock and the snapshot.
 
 Every file idstitch creates is 0600 and never opened through a symlink;
-every directory it creates is 0700.
+every directory it creates is 0700. Paths are plain strings here (``os``
+only): this module is on the start-up path, and ``pathlib`` is not.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "ensure_dir", "fsync_dir", "open_file"]
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    PathLike: TypeAlias = str | os.PathLike[str]
+
+__all__ = ["DIR_MODE", "FILE_MODE", "ensure_dir", "fsync_dir", "open_file", "peek_end"]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -17,23 +23,53 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def open_file(path: Path, flags: int) -> int:
+def open_file(path: PathLike, flags: int) -> int:
     """``os.open`` that never follows a final symlink and creates files 0600."""
     return os.open(path, flags | _NOFOLLOW | _CLOEXEC, FILE_MODE)
 
 
-def ensure_dir(path: Path) -> bool:
+def ensure_dir(path: PathLike) -> bool:
     """Create ``path`` (and parents) 0700 if missing; ``True`` if it was created."""
-    if path.is_dir():
+    if os.path.isdir(path):
         return False
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    # Missing parents are made 0700 too: ``os.makedirs`` gives them 0777
+    # less the umask, world-writable under ``umask 0``.
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        ensure_dir(parent)
+    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
     return True
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: PathLike) -> None:
     """Make the directory entries in ``path`` (a create, a rename) durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def peek_end(path: PathLike) -> tuple[int, bytes]:
+    """A file's size and its last complete line; ``(0, b"")`` if it does not exist.
+
+    Reads at most the last kilobyte. For the start-up check of a log
+    against its snapshot.
+    """
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return 0, b""
+    try:
+        size = os.fstat(fd).st_size
+        begin = max(0, size - 1024)
+        data = os.pread(fd, size - begin, begin)
+    finally:
+        os.close(fd)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return size, b""
+    start = data.rfind(b"\n", 0, end) + 1
+    if start == 0 and begin > 0:
+        return size, b""
+    return size, data[start : end + 1]

@@ -8,13 +8,17 @@ hold it across a read-decide-append sequence that appends itself.
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import os
-import threading
-from pathlib import Path
-from types import TracebackType
 
 from ._fs import ensure_dir, open_file
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._fs import PathLike
 
 __all__ = ["ProcessLock"]
 
@@ -22,9 +26,9 @@ __all__ = ["ProcessLock"]
 class ProcessLock:
     """An exclusive lock shared by every thread and process that names ``path``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: PathLike) -> None:
         self.path = path
-        self._thread_lock = threading.RLock()
+        self._thread_lock = _thread.RLock()
         self._depth = 0
         self._fd: int | None = None
 
@@ -32,7 +36,7 @@ class ProcessLock:
         self._thread_lock.acquire()
         try:
             if self._depth == 0:
-                ensure_dir(self.path.parent)
+                ensure_dir(os.path.dirname(os.fspath(self.path)) or ".")
                 fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -56,8 +60,10 @@ class ProcessLock:
             self._depth -= 1
             if self._depth == 0 and self._fd is not None:
                 fd, self._fd = self._fd, None
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
         finally:
             self._thread_lock.release()
 

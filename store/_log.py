@@ -20,7 +20,7 @@ from typing import IO, NamedTuple, Protocol
 
 from idstitch.events import START, Checkpoint, Record, RecordReader, check_line, encode_record
 
-from ._fs import ensure_dir, fsync_dir, open_file
+from ._fs import ensure_dir, fsync_dir, open_file, peek_end
 from ._lock import ProcessLock
 
 __all__ = ["FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"]
@@ -51,6 +51,9 @@ class TornTailRepair:
 
 class IdentityLog(Protocol):
     """What the identity service needs from a log."""
+
+    #: The position after the record this object appended last (``None`` before any).
+    end: Checkpoint | None
 
     def locked(self) -> AbstractContextManager[object]:
         """Hold the log exclusively (across threads and processes) for a read-decide-append."""
@@ -145,6 +148,8 @@ class FileLog:
         self._lock = ProcessLock(self.lock_path)
         #: Torn tails that appends of this object removed, oldest first.
         self.repairs: list[TornTailRepair] = []
+        #: The position after the record this object appended last (``None`` before any).
+        self.end: Checkpoint | None = None
 
     def __repr__(self) -> str:
         return f"FileLog({str(self.path)!r})"
@@ -173,23 +178,7 @@ class FileLog:
 
         For the start-up check against the snapshot; ``(0, b"")`` if there is no log.
         """
-        try:
-            fd = open_file(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return 0, b""
-        try:
-            size = os.fstat(fd).st_size
-            begin = max(0, size - 1024)
-            data = os.pread(fd, size - begin, begin)
-        finally:
-            os.close(fd)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return size, b""
-        start = data.rfind(b"\n", 0, end) + 1
-        if start == 0 and begin > 0:
-            return size, b""
-        return size, data[start : end + 1]
+        return peek_end(self.path)
 
     def tail(self) -> Tail:
         """The last record, checked against the one before it; ``(START, None, 0)`` if empty."""
@@ -224,6 +213,9 @@ class FileLog:
                 _validate(record)
                 _write_all(fd, line, restore_size=tail.checkpoint.offset)
                 os.fsync(fd)
+                self.end = Checkpoint(
+                    record["seq"], record["h"], tail.checkpoint.offset + len(line)
+                )
             finally:
                 os.close(fd)
             if created or is_new:
@@ -261,15 +253,20 @@ def _write_all(fd: int, line: bytes, *, restore_size: int) -> None:
 class MemoryLog:
     """The identity log in memory: the same lines, checks and interface as :class:`FileLog`.
 
-    For ephemeral runtimes (which write no file) and for tests.
+    For ephemeral runtimes (which write no file) and for tests. ``start`` lets
+    the in-memory records continue the chain of a log read from disk (they
+    then hold only what this process changed).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start: Checkpoint = START) -> None:
         self._lines: list[bytes] = []
+        self._start = start
         self._size = 0
         self._last: Record | None = None
-        self._checkpoint = START
+        self._checkpoint = Checkpoint(start.seq, start.h, 0)
         self._lock = threading.RLock()
+        #: The position after the record appended last (``None`` before any).
+        self.end: Checkpoint | None = None
 
     def __repr__(self) -> str:
         return f"MemoryLog({len(self._lines)} records)"
@@ -286,6 +283,8 @@ class MemoryLog:
     def records(self, *, strict: bool = False, since: Checkpoint = START) -> RecordReader:
         """Stream the records after ``since`` through the same checked reader as a file."""
         data = self.getvalue()
+        if since == START:
+            since = Checkpoint(self._start.seq, self._start.h, 0)
         return RecordReader(lambda: io.BytesIO(data), since, strict=strict)
 
     def tail(self) -> Tail:
@@ -301,5 +300,5 @@ class MemoryLog:
             self._lines.append(line)
             self._size += len(line)
             self._last = record
-            self._checkpoint = Checkpoint(record["seq"], record["h"], self._size)
+            self._checkpoint = self.end = Checkpoint(record["seq"], record["h"], self._size)
             return record

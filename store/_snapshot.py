@@ -7,23 +7,26 @@ a temporary path (rule R12), and a reader sees the old file or the new one,
 never half of one.
 
 Reading never raises: a missing, oversized, unreadable, corrupt or newer
-snapshot is reported as such and the caller rebuilds from the log. The
-reader uses only the standard library's JSON scanner, so it is cheap to
-import on every start.
+snapshot is reported as such and the caller rebuilds from the log. Reading
+is on every start-up path, so it imports nothing but ``os`` and the C JSON
+scanner that the standard library's ``json`` itself runs on (``json``
+would bring ``re`` and ``enum`` along).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, Literal
 
 from ._fs import ensure_dir, fsync_dir, open_file
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, Final, Literal, TypeAlias
+
+    from ._fs import PathLike
+
+    SnapshotStatus: TypeAlias = Literal["ok", "missing", "foreign", "corrupt", "newer"]
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -41,10 +44,7 @@ SNAPSHOT_VERSION: Final = 1
 #: A snapshot is a few hundred bytes; anything far larger is refused unread.
 MAX_SNAPSHOT_BYTES: Final = 64 * 1024
 
-SnapshotStatus = Literal["ok", "missing", "foreign", "corrupt", "newer"]
 
-
-@dataclass(frozen=True)
 class SnapshotRead:
     """What :func:`read_snapshot` found.
 
@@ -53,12 +53,71 @@ class SnapshotRead:
     ``corrupt`` or ``newer`` (``problem`` says why; ``data`` is empty).
     """
 
-    status: SnapshotStatus
-    data: dict[str, Any] = field(default_factory=dict)
-    problem: str | None = None
+    __slots__ = ("data", "problem", "status")
+
+    def __init__(
+        self,
+        status: SnapshotStatus,
+        data: dict[str, Any] | None = None,
+        problem: str | None = None,
+    ) -> None:
+        self.status: SnapshotStatus = status
+        self.data: dict[str, Any] = {} if data is None else data
+        self.problem = problem
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SnapshotRead) and (self.status, self.data, self.problem) == (
+            other.status,
+            other.data,
+            other.problem,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds a dict: compare, never hash
+
+    def __repr__(self) -> str:
+        return f"SnapshotRead({self.status!r}, data={self.data!r}, problem={self.problem!r})"
 
 
-def read_snapshot(path: Path, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> SnapshotRead:
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _ScanContext:
+    """The settings ``json.JSONDecoder`` hands the C scanner, without importing ``json``."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_refuse_constant)
+
+
+_scan: Callable[[str, int], tuple[object, int]] | None = None
+
+
+def _loads(text: str) -> object:
+    """``json.loads`` for one document, by the C scanner ``json`` uses."""
+    global _scan  # noqa: PLW0603 - built once, on first use
+    if _scan is None:
+        try:
+            from _json import make_scanner
+        except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+            import json
+
+            return json.loads(text)
+        _scan = make_scanner(_ScanContext())  # type: ignore[arg-type]  # duck-typed context
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration:
+        raise ValueError("no JSON value") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+def read_snapshot(path: PathLike, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> SnapshotRead:
     """Read the snapshot at ``path``; never raises."""
     try:
         fd = open_file(path, os.O_RDONLY)
@@ -75,7 +134,7 @@ def read_snapshot(path: Path, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Snapsho
     if len(raw) > max_bytes:
         return SnapshotRead("corrupt", problem=f"larger than {max_bytes} bytes")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = _loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return SnapshotRead("corrupt", problem=f"not JSON: {type(exc).__name__}")
     if not isinstance(data, dict):
@@ -92,17 +151,22 @@ def read_snapshot(path: Path, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Snapsho
     return SnapshotRead("ok", data)
 
 
-def write_snapshot(path: Path, state: Mapping[str, object]) -> None:
+def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
     """Atomically replace the snapshot at ``path`` with ``state`` (plus its format marker).
 
     Raises :class:`OSError` on I/O faults; the old snapshot is then untouched
     and no temporary file is left behind.
     """
+    import contextlib
+    import json
+    import tempfile
+
     payload = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, **state}
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    directory = path.parent
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
     created = ensure_dir(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         try:
             view = memoryview(data)
@@ -118,4 +182,4 @@ def write_snapshot(path: Path, state: Mapping[str, object]) -> None:
         raise
     fsync_dir(directory)
     if created:
-        fsync_dir(directory.parent)
+        fsync_dir(os.path.dirname(os.path.abspath(directory)))

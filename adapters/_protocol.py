@@ -1,0 +1,32 @@
+"""The sink protocol (kept apart so that ``typing`` is imported only when it is used)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Sink"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What the identity service sends through. ``False`` means "not queued"."""
+
+    def alias(self, *, user_id: str, device_id: str) -> bool:
+        """Queue one ``$create_alias`` merging ``device_id``'s history into ``user_id``."""
+        ...
+
+    def capture(
+        self,
+        *,
+        distinct_id: str,
+        event: str,
+        properties: Mapping[str, Any],
+        groups: Mapping[str, str],
+    ) -> bool:
+        """Queue one event under ``distinct_id``."""
+        ...
+
+    def flush(self, timeout: float) -> None:
+        """Deliver what is queued, waiting at most ``timeout`` seconds."""
+        ...

@@ -1,0 +1,54 @@
+"""Where a host's identity lives by default, and whether a state dir can be trusted."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["default_state_dir", "untrusted_reason"]
+
+
+def default_state_dir(app: str, env: Mapping[str, str]) -> str:
+    """The per-user state directory of ``app``, by the platform's conventions.
+
+    The same answer as ``platformdirs.user_state_dir(app)`` (a test holds the
+    two together), computed here for Linux and macOS because importing
+    platformdirs costs about 20 ms, twice the whole start-up budget (B2);
+    other platforms ask platformdirs.
+    """
+    home = env.get("HOME") or os.path.expanduser("~")
+    if sys.platform.startswith("linux") or "bsd" in sys.platform:
+        base = env.get("XDG_STATE_HOME", "").strip()
+        if not base or not os.path.isabs(base):
+            base = os.path.join(home, ".local", "state")
+        return os.path.join(base, app)
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Application Support", app)
+    import platformdirs  # pragma: no cover - not a platform CI runs on
+
+    return platformdirs.user_state_dir(app)  # pragma: no cover
+
+
+def untrusted_reason(state_dir: str) -> str | None:
+    """Why ``state_dir`` must not be used (owned by someone else, writable by others), if so."""
+    try:
+        st = os.stat(state_dir, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot inspect it: {exc.strerror or exc}"
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return f"it is owned by uid {st.st_uid}, not by this user"
+    if st.st_mode & 0o002:
+        return f"it is writable by others (mode {st.st_mode & 0o777:o})"
+    return None

@@ -1,0 +1,147 @@
+"""Every identity transition, declared once, as data.
+
+Two rules for this file, after h11's ``_state.py``:
+
+* Everything that decides a transition lives here. The replay fold, the
+  live ``transitions.Machine`` and the state diagram are all built from
+  :data:`TRANSITIONS`; nothing else may move the state.
+* This file does not know where events come from (a file, memory, a test).
+
+Theory of operation. The state is one of four: ``anonymous`` (only the
+device is known), ``stamped`` (a user is known and events go under their
+id, but this device is not aliased to them), ``aliased`` (a user is known
+and this device's history is merged into theirs) and ``reset`` (after a
+logout: user forgotten, device rotated). Events are the record kinds of
+the log. What a user event does depends on a *guard*, computed from facts
+outside the state (the runtime, whom the device is already aliased to):
+
+* ``first``: the runtime is persistent and this device was never aliased:
+  alias it (rules R2, R3). The only edge that sends ``$create_alias``.
+* ``linked``: the device is already aliased to this very user: back to
+  ``aliased``, nothing sent.
+* ``other``: anything else (ephemeral runtime, or a device aliased to
+  someone else): stamp only (R1, R3, R4).
+
+An ``enqueue_failure`` undoes the alias just recorded (R9): its guard is
+the state the alias left (``was_anonymous``, ``was_reset``, ``was_stamped``),
+a shallow history transition. The pseudo-state ``initial`` is the empty log.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost
+
+if TYPE_CHECKING:
+    from typing import Final
+
+__all__ = [
+    "EVENTS",
+    "INITIAL",
+    "TRANSITIONS",
+    "USER_EVENTS",
+    "USER_GUARDS",
+    "State",
+    "Transition",
+    "compiled_table",
+]
+
+
+class State(StrEnum):
+    """Where a device's identity stands."""
+
+    ANONYMOUS = "anonymous"
+    STAMPED = "stamped"
+    ALIASED = "aliased"
+    RESET = "reset"
+
+
+#: The pseudo-state of an empty log (``[*]`` in the diagram).
+INITIAL: Final = "initial"
+
+#: Every event, named as the record kind that carries it.
+EVENTS: Final = ("genesis", "import", "response", "login", "enqueue_failure", "clear", "logout")
+
+#: The events that carry an authenticated user id.
+USER_EVENTS: Final = ("response", "login")
+
+#: The guards of the user events, in the order they are tried.
+USER_GUARDS: Final = ("first", "linked", "other")
+
+
+class Transition:
+    """``source --event [guard]--> target``; ``alias`` when the edge sends ``$create_alias``.
+
+    A plain slotted class rather than a dataclass: this module is on the
+    start-up path, and ``dataclasses`` imports ``inspect``.
+    """
+
+    __slots__ = ("alias", "event", "guard", "source", "target", "why")
+
+    def __init__(  # noqa: PLR0917 - rows of a table read best as positional tuples
+        self, source: str, event: str, guard: str | None, target: State, alias: bool, why: str
+    ) -> None:
+        self.source = source
+        self.event = event
+        self.guard = guard
+        self.target = target
+        self.alias = alias
+        self.why = why
+
+    def __repr__(self) -> str:
+        guard = f" [{self.guard}]" if self.guard else ""
+        sends = " / alias" if self.alias else ""
+        return f"<{self.source} --{self.event}{guard}{sends}--> {self.target}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Transition) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[str, str, str | None, str, bool]:
+        return (self.source, self.event, self.guard, self.target, self.alias)
+
+
+def _user_event_rows(event: str) -> list[Transition]:
+    rows = []
+    for source in State:
+        rows += [
+            Transition(source, event, "first", State.ALIASED, True, "R2, R3: alias once"),
+            Transition(source, event, "linked", State.ALIASED, False, "R3: device already theirs"),
+            Transition(source, event, "other", State.STAMPED, False, "R1, R3, R4: stamp only"),
+        ]
+    return rows
+
+
+TRANSITIONS: Final[tuple[Transition, ...]] = (
+    Transition(INITIAL, "genesis", None, State.ANONYMOUS, False, "a new log mints a device"),
+    Transition(INITIAL, "import", "no_user", State.ANONYMOUS, False, "adopt a foreign state file"),
+    Transition(INITIAL, "import", "with_user", State.ALIASED, False, "adopt an aliased device"),
+    Transition(INITIAL, "import", "unlinked_user", State.STAMPED, False, "adopt a known user"),
+    *_user_event_rows("response"),
+    *_user_event_rows("login"),
+    Transition(State.ALIASED, "enqueue_failure", "was_anonymous", State.ANONYMOUS, False, "R9"),
+    Transition(State.ALIASED, "enqueue_failure", "was_reset", State.RESET, False, "R9"),
+    Transition(State.ALIASED, "enqueue_failure", "was_stamped", State.STAMPED, False, "R9"),
+    Transition(State.ANONYMOUS, "clear", None, State.ANONYMOUS, False, "R8: nothing to forget"),
+    Transition(State.STAMPED, "clear", None, State.ANONYMOUS, False, "R8: forget the user"),
+    Transition(State.ALIASED, "clear", None, State.ANONYMOUS, False, "R8: forget the user"),
+    Transition(State.RESET, "clear", None, State.RESET, False, "R8: nothing to forget"),
+    *(
+        Transition(source, "logout", None, State.RESET, False, "R7: forget, rotate the device")
+        for source in State
+    ),
+)
+
+
+def compiled_table() -> dict[tuple[str, str, str | None], Transition]:
+    """:data:`TRANSITIONS` keyed by ``(source, event, guard)``, for the replay fold."""
+    table: dict[tuple[str, str, str | None], Transition] = {}
+    for row in TRANSITIONS:
+        key = (row.source, row.event, row.guard)
+        if key in table:
+            raise AssertionError(f"transition declared twice: {key}")
+        table[key] = row
+    return table
