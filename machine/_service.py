@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from idstitch.adapters.sinks import Sink
     from idstitch.store import FileLog, IdentityLog, SnapshotRead
 
+    from ._live import LiveMachine
+
 __all__ = ["LOG_NAME", "SNAPSHOT_NAME", "IdentityStitch"]
 
 #: File names inside a state dir.
@@ -153,6 +155,7 @@ class IdentityStitch:
         self._new_device_id = new_device_id or _new_device_id
         self._lock = _thread.RLock()
         self._groups: dict[str, str] = {}
+        self._live: LiveMachine | None = None
 
     # ------------------------------------------------------------------ open
 
@@ -386,7 +389,7 @@ class IdentityStitch:
             )
         assert decision is not None
         with self._lock:
-            self._commit(decision.kind, decision.fields)
+            self._commit(decision)
             self._save_snapshot()
 
     def _keep_aside(self, suffix: str) -> None:
@@ -554,19 +557,34 @@ class IdentityStitch:
         decision = self._decide(event, **args)
         if decision is None:
             return
-        if not self._commit(decision.kind, decision.fields):
+        if not self._commit(decision):
             return  # the disk failed and memory took over: the alias was re-decided away
         if decision.alias and not self._send_alias(decision.fields["user_id"]):
             failure = self._decide("enqueue_failure")
             assert failure is not None
-            self._commit(failure.kind, failure.fields)
+            self._commit(failure)
 
-    def _commit(self, kind: str, fields: dict[str, Any]) -> bool:
-        """Append one record and fold it in.
+    def _fire(self, decision: Decision) -> None:
+        """Move the live machine along the decided edge (it refuses any edge the table lacks)."""
+        if self._live is None:
+            from ._live import LiveMachine
+
+            self._live = LiveMachine()
+        identity = self._identity
+        self._live.reset_to(identity.state if identity.seq else "initial")
+        row = decision.transition
+        reached = self._live.fire(row.event, row.guard, seq=identity.seq + 1)
+        if reached is not row.target:
+            raise AssertionError(f"the live machine reached {reached}, the table says {row}")
+
+    def _commit(self, decision: Decision) -> bool:
+        """Fire the live machine, append the decided record and fold it in.
 
         ``False`` only when a persistent alias could not be written: memory
         then took over and the event was re-decided there (as a stamp).
         """
+        self._fire(decision)
+        kind, fields = decision.kind, decision.fields
         at = _format(self._clock())
         try:
             record = self._current_log().append(kind, fields, at=at)
@@ -577,7 +595,7 @@ class IdentityStitch:
             if fields.get("alias"):
                 again = self._decide(kind, user_id=fields["user_id"])
                 if again is not None:
-                    self._commit(again.kind, again.fields)
+                    self._commit(again)
                 return False
             record = self._current_log().append(kind, fields, at=at)
         self._fold(record)
@@ -601,8 +619,13 @@ class IdentityStitch:
 
     def _degrade(self, exc: BaseException) -> None:
         """Stop writing: keep the identity in memory from here on (rule R15)."""
+        from idstitch.events import START, Checkpoint
+        from idstitch.store import MemoryLog
+
         _debug("idstitch: cannot write the state dir (%r); identity is in memory from now on", exc)
-        self._start_in_memory(self._identity if self._identity.seq else None)
+        identity = self._identity
+        self._disk = None
+        self._log = MemoryLog(Checkpoint(identity.seq, identity.h, 0) if identity.seq else START)
 
     def _save_snapshot(self) -> None:
         if self._disk is None:

@@ -1,0 +1,556 @@
+"""The identity service against the seed's scenarios and rules R1-R15, on real files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from idstitch.adapters.runtime import Runtime
+from idstitch.adapters.sinks import RecordedAlias, RecordedCapture, RecordingSink
+from idstitch.events import IdentityError, IllegalUserIdError
+from idstitch.machine import IdentityStitch, State
+from service_support import DeviceIds, log_records, open_stitch, replay_dir
+
+
+def kinds(state_dir: Path) -> list[tuple[str, bool | None]]:
+    """(kind, alias flag) of every record of the state dir's log."""
+    return [(r["kind"], r.get("alias")) for r in log_records(state_dir)]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes."""
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_persistent_first_login_aliases_once_and_persists(tmp_path: Path) -> None:
+    """R1, R2: the first response on a developer's machine aliases the device once and persists."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    device = stitch.device_id
+    stitch.observe_authenticated_response("user-a")
+    assert (State.ALIASED, "user-a", "user-a") == (stitch.state, stitch.user_id, stitch.distinct_id)
+    assert [RecordedAlias("user-a", device)] == sink.aliases
+    assert [("genesis", None), ("response", True)] == kinds(tmp_path)
+    again = open_stitch(tmp_path, sink=sink)
+    again.observe_authenticated_response("user-a")
+    assert (State.ALIASED, device, "user-a") == (again.state, again.device_id, again.distinct_id)
+    assert 1 == len(sink.aliases)
+    assert [("genesis", None), ("response", True)] == kinds(tmp_path)
+
+
+def test_ci_stamps_without_alias_and_writes_no_file(tmp_path: Path) -> None:
+    """R1, R2: in CI the user is stamped, nothing is aliased and no file is written."""
+    state_dir = tmp_path / "state"
+    sink = RecordingSink()
+    stitch = IdentityStitch.open(state_dir=state_dir, sink=sink, env={"CI": "true"})
+    stitch.observe_authenticated_response("user-a")
+    assert Runtime.EPHEMERAL == stitch.runtime
+    assert (State.STAMPED, "user-a") == (stitch.state, stitch.distinct_id)
+    assert [] == sink.aliases
+    assert {} == tree(state_dir)
+    assert not state_dir.exists()
+
+
+def test_stale_persisted_identity_is_stamped_over_without_alias(tmp_path: Path) -> None:
+    """R4: disk says user A, the live token says B: B is stamped, never aliased."""
+    sink = RecordingSink()
+    open_stitch(tmp_path, sink=sink).observe_authenticated_response("user-a")
+    stitch = open_stitch(tmp_path, sink=sink)
+    assert "user-a" == stitch.distinct_id
+    stitch.observe_authenticated_response("user-b")
+    assert (State.STAMPED, "user-b") == (stitch.state, stitch.distinct_id)
+    assert ["user-a"] == [a.user_id for a in sink.aliases]
+    assert ("response", False) == kinds(tmp_path)[-1]
+
+
+def test_relogin_as_another_user_does_not_realias(tmp_path: Path) -> None:
+    """R3: a device is aliased to the first user only; a second login is a stamp."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.login("user-a")
+    stitch.login("user-b")
+    assert (State.STAMPED, "user-b") == (stitch.state, stitch.distinct_id)
+    assert ["user-a"] == [a.user_id for a in sink.aliases]
+    stitch.login("user-a")
+    assert (State.ALIASED, "user-a") == (stitch.state, stitch.distinct_id)
+    assert 1 == len(sink.aliases)
+
+
+def test_response_hook_then_login_command_alias_once(tmp_path: Path) -> None:
+    """R6: the login command after the response hook stitched changes nothing."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.observe_authenticated_response("user-a")
+    stitch.login("user-a")
+    assert 1 == len(sink.aliases)
+    assert [("genesis", None), ("response", True)] == kinds(tmp_path)
+
+
+def test_concurrent_first_responses_in_threads_alias_exactly_once(tmp_path: Path) -> None:
+    """R5: 16 threads seeing their first response at once alias once between them."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    barrier = threading.Barrier(16)
+
+    def hook() -> None:
+        barrier.wait()
+        stitch.observe_authenticated_response("user-a")
+
+    threads = [threading.Thread(target=hook) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [RecordedAlias("user-a", stitch.device_id)] == sink.aliases
+    assert [("genesis", None), ("response", True)] == kinds(tmp_path)
+
+
+def test_concurrent_first_responses_in_asyncio_tasks_alias_exactly_once(tmp_path: Path) -> None:
+    """R5: asyncio tasks sharing one service (several transports) alias once."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+
+    async def transport(n: int) -> None:
+        await asyncio.sleep(0)
+        stitch.observe_authenticated_response("user-a")
+        await asyncio.sleep(0)
+        if n % 2:
+            stitch.login("user-a")
+
+    async def main() -> None:
+        await asyncio.gather(*(transport(n) for n in range(20)))
+
+    asyncio.run(main())
+    assert 1 == len(sink.aliases)
+    assert 1 == sum(1 for _, alias in kinds(tmp_path) if alias)
+
+
+def test_two_services_on_one_state_dir_alias_once(tmp_path: Path) -> None:
+    """R5 across instances: the second reads what the first appended before deciding."""
+    sink = RecordingSink()
+    first = open_stitch(tmp_path, sink=sink)
+    second = open_stitch(tmp_path, sink=sink)
+    first.observe_authenticated_response("user-a")
+    second.observe_authenticated_response("user-a")
+    assert 1 == len(sink.aliases)
+    assert (State.ALIASED, "user-a") == (second.state, second.distinct_id)
+    assert [("genesis", None), ("response", True)] == kinds(tmp_path)
+
+
+def test_login_a_logout_login_b_aliases_the_new_device(tmp_path: Path) -> None:
+    """R3, R7: after logout the next login aliases a fresh device, never the old one."""
+    sink = RecordingSink()
+    devices = DeviceIds()
+    stitch = open_stitch(tmp_path, sink=sink, devices=devices)
+    first_device = stitch.device_id
+    stitch.login("user-a")
+    stitch.logout()
+    assert (State.RESET, None) == (stitch.state, stitch.user_id)
+    second_device = stitch.device_id
+    assert second_device != first_device
+    assert second_device == stitch.distinct_id
+    stitch.login("user-b")
+    expected = [RecordedAlias("user-a", first_device), RecordedAlias("user-b", second_device)]
+    assert expected == sink.aliases
+    assert devices.minted == [first_device, second_device]
+    reopened = open_stitch(tmp_path, sink=sink)
+    assert (State.ALIASED, second_device, "user-b") == (
+        reopened.state,
+        reopened.device_id,
+        reopened.distinct_id,
+    )
+
+
+def test_failed_enqueue_unstashes_and_a_retry_aliases_once(tmp_path: Path) -> None:
+    """R9: an alias the sink refused is undone; the next response or login retries it once."""
+    sink = RecordingSink(fail_aliases=1)
+    stitch = open_stitch(tmp_path, sink=sink)
+    device = stitch.device_id
+    stitch.observe_authenticated_response("user-a")
+    assert (State.ANONYMOUS, None, device) == (stitch.state, stitch.user_id, stitch.distinct_id)
+    assert [] == sink.aliases
+    reopened = open_stitch(tmp_path, sink=sink)
+    assert (State.ANONYMOUS, device) == (reopened.state, reopened.distinct_id)
+    reopened.login("user-a")
+    stitch.observe_authenticated_response("user-a")
+    assert [RecordedAlias("user-a", device)] == sink.aliases
+    assert [
+        ("genesis", None),
+        ("response", True),
+        ("enqueue_failure", None),
+        ("login", True),
+    ] == kinds(tmp_path)
+
+
+def test_a_sink_that_raises_on_alias_is_an_enqueue_failure(tmp_path: Path) -> None:
+    """R9, R15: a raising sink is treated as "not queued", and nothing reaches the host."""
+    sink = RecordingSink(raise_on_alias=True)
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.observe_authenticated_response("user-a")
+    assert State.ANONYMOUS == stitch.state
+    sink.raise_on_alias = False
+    stitch.observe_authenticated_response("user-a")
+    assert (State.ALIASED, 1) == (stitch.state, len(sink.aliases))
+
+
+def test_enqueue_failure_after_logout_returns_to_reset(tmp_path: Path) -> None:
+    """R9: un-stashing returns to the state before the alias, here ``reset``."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.logout()
+    sink.fail_aliases = 1
+    stitch.login("user-b")
+    assert (State.RESET, None) == (stitch.state, stitch.user_id)
+
+
+def test_logout_with_no_user_still_rotates(tmp_path: Path) -> None:
+    """R7: logout rotates the device even when no user was ever known."""
+    stitch = open_stitch(tmp_path)
+    before = stitch.device_id
+    stitch.logout()
+    assert State.RESET == stitch.state
+    assert before != stitch.device_id
+    assert ["genesis", "logout"] == [kind for kind, _ in kinds(tmp_path)]
+    assert stitch.device_id == open_stitch(tmp_path).device_id
+
+
+def test_transient_clear_keeps_the_device(tmp_path: Path) -> None:
+    """R8: clear forgets the user but keeps the device and its alias."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    device = stitch.device_id
+    stitch.observe_authenticated_response("user-a")
+    stitch.clear_distinct_id()
+    assert (State.ANONYMOUS, device, None, device) == (
+        stitch.state,
+        stitch.device_id,
+        stitch.user_id,
+        stitch.distinct_id,
+    )
+    stitch.observe_authenticated_response("user-a")
+    assert (State.ALIASED, 1) == (stitch.state, len(sink.aliases))
+    stitch.clear_distinct_id()
+    stitch.clear_distinct_id()
+    assert ["genesis", "response", "clear", "response", "clear"] == [
+        kind for kind, _ in kinds(tmp_path)
+    ]
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        "",
+        "  ",
+        "anonymous",
+        "GUEST",
+        "Distinct_ID",
+        "null",
+        "None",
+        "NaN",
+        "0",
+        '"undefined"',
+        "'false'",
+        "[object Object]",
+        "a\x00b",
+        "x" * 201,
+    ],
+)
+def test_illegal_ids_are_refused_and_change_nothing(tmp_path: Path, user_id: str) -> None:
+    """R13: an illegal user id raises IllegalUserIdError and leaves state and log untouched."""
+    stitch = open_stitch(tmp_path)
+    before = (tmp_path / "identity.jsonl").read_bytes()
+    for call in (stitch.observe_authenticated_response, stitch.login):
+        with pytest.raises(IllegalUserIdError) as caught:
+            call(user_id)
+        assert isinstance(caught.value, IdentityError)
+        assert isinstance(caught.value, ValueError)
+    assert (State.ANONYMOUS, None) == (stitch.state, stitch.user_id)
+    assert before == (tmp_path / "identity.jsonl").read_bytes()
+
+
+def test_replaying_the_log_equals_the_live_identity(tmp_path: Path) -> None:
+    """The log is the truth: replaying it gives the service's identity after any sequence."""
+    sink = RecordingSink(fail_aliases=1)
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.observe_authenticated_response("user-a")
+    stitch.login("user-a")
+    stitch.login("user-b")
+    stitch.clear_distinct_id()
+    stitch.logout()
+    stitch.observe_authenticated_response("user-c")
+    result = replay_dir(tmp_path)
+    assert result.error is None
+    assert stitch.identity == result.identity
+
+
+def test_steady_state_appends_nothing_and_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The steady state writes nothing and loads no posthog, pydantic, transitions or orjson."""
+    open_stitch(tmp_path).observe_authenticated_response("user-a")
+    before = tree(tmp_path)
+    script = (
+        "import sys\n"
+        "from idstitch.machine import IdentityStitch\n"
+        f"s = IdentityStitch.open(state_dir={str(tmp_path)!r}, runtime='persistent', env={{}})"
+        "\n"
+        "s.observe_authenticated_response('user-a')\n"
+        "heavy = ('posthog', 'pydantic', 'transitions', 'orjson')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
+        "print(s.distinct_id, heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert "user-a []\n" == out
+    assert before == tree(tmp_path)
+
+
+def test_a_foreign_state_file_is_adopted_without_realiasing(tmp_path: Path) -> None:
+    """Taking over the seed CLI's telemetry.json keeps its device and counts it as aliased."""
+    foreign = {
+        "device_id": "7d7f7f7f-0000-4000-8000-000000000001",
+        "distinct_id": "user-a",
+        "enabled": True,
+        "session_id": "s-1",
+        "schema_version": 2,
+    }
+    (tmp_path / "telemetry.json").write_text(json.dumps(foreign))
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    assert (State.ALIASED, foreign["device_id"], "user-a") == (
+        stitch.state,
+        stitch.device_id,
+        stitch.distinct_id,
+    )
+    stitch.observe_authenticated_response("user-a")
+    stitch.observe_authenticated_response("user-b")
+    assert [] == sink.aliases
+    assert ["import", "response"] == [kind for kind, _ in kinds(tmp_path)]
+    assert foreign == json.loads((tmp_path / "telemetry.json.pre-idstitch").read_text())
+    snapshot = json.loads((tmp_path / "telemetry.json").read_text())
+    assert ("idstitch-snapshot", "user-b") == (snapshot["format"], snapshot["distinct_id"])
+
+
+def test_a_foreign_anonymous_state_file_keeps_its_device_and_aliases_on_first_login(
+    tmp_path: Path,
+) -> None:
+    """A foreign file whose distinct id is its device id is adopted as anonymous."""
+    device = "7d7f7f7f-0000-4000-8000-000000000002"
+    (tmp_path / "telemetry.json").write_text(
+        json.dumps({"device_id": device, "distinct_id": device})
+    )
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    assert (State.ANONYMOUS, device) == (stitch.state, stitch.distinct_id)
+    stitch.login("user-a")
+    assert [RecordedAlias("user-a", device)] == sink.aliases
+
+
+def test_a_foreign_file_that_says_disabled_is_an_opt_out(tmp_path: Path) -> None:
+    """The host's own "enabled": false is honoured: nothing is sent and nothing written."""
+    (tmp_path / "telemetry.json").write_text(json.dumps({"device_id": "d-1", "enabled": False}))
+    before = tree(tmp_path)
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.observe_authenticated_response("user-a")
+    assert stitch.opted_out
+    assert False is stitch.capture("cli_event")
+    assert ([], []) == (sink.aliases, sink.captures)
+    assert before == tree(tmp_path)
+
+
+@pytest.mark.parametrize("spelling", ["1", "true", "TRUE", "yes", "On"])
+def test_opt_out_sends_nothing_and_writes_nothing(tmp_path: Path, spelling: str) -> None:
+    """R14: DO_NOT_TRACK or the host's variable: no alias, no capture, no file."""
+    for env in ({"DO_NOT_TRACK": spelling}, {"MYCLI_TELEMETRY_OFF": spelling}):
+        state_dir = tmp_path / spelling / next(iter(env))
+        sink = RecordingSink()
+        stitch = IdentityStitch.open(
+            state_dir=state_dir,
+            runtime=Runtime.PERSISTENT,
+            sink=sink,
+            env=env,
+            opt_out_vars=("MYCLI_TELEMETRY_OFF",),
+        )
+        stitch.observe_authenticated_response("user-a")
+        with stitch.command("deploy"):
+            pass
+        assert (True, False) == (stitch.opted_out, stitch.capture("x"))
+        assert ([], []) == (sink.aliases, sink.captures)
+        assert "user-a" == stitch.distinct_id
+        assert not state_dir.exists()
+
+
+def test_an_unwritable_state_dir_degrades_to_memory(tmp_path: Path) -> None:
+    """R15: when the state dir cannot be created the host still works, in memory, without alias."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    sink = RecordingSink()
+    stitch = open_stitch(blocker / "state", sink=sink)
+    stitch.observe_authenticated_response("user-a")
+    assert (State.STAMPED, "user-a", False) == (stitch.state, stitch.distinct_id, stitch.persisting)
+    assert [] == sink.aliases
+    stitch.logout()
+    assert State.RESET == stitch.state
+
+
+def test_a_corrupt_snapshot_is_rebuilt_from_the_log(tmp_path: Path) -> None:
+    """A garbage telemetry.json is kept aside and rebuilt from the log; identity is unchanged."""
+    stitch = open_stitch(tmp_path)
+    stitch.observe_authenticated_response("user-a")
+    (tmp_path / "telemetry.json").write_bytes(b"\xff{not json")
+    reopened = open_stitch(tmp_path)
+    assert stitch.identity == reopened.identity
+    snapshot = json.loads((tmp_path / "telemetry.json").read_text())
+    assert ("user-a", stitch.identity.seq) == (snapshot["distinct_id"], snapshot["seq"])
+
+
+def test_a_missing_snapshot_is_rebuilt_from_the_log(tmp_path: Path) -> None:
+    """Without telemetry.json the identity comes back from the log, never regenerated."""
+    stitch = open_stitch(tmp_path)
+    stitch.login("user-a")
+    (tmp_path / "telemetry.json").unlink()
+    assert stitch.identity == open_stitch(tmp_path).identity
+
+
+def test_a_damaged_log_is_left_alone_and_identity_goes_to_memory(tmp_path: Path) -> None:
+    """A log edited in the middle is never rewritten; the service works in memory meanwhile."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.login("user-a")
+    stitch.logout()
+    log = tmp_path / "identity.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b"user-a", b"user-z")
+    log.write_bytes(b"".join(lines))
+    (tmp_path / "telemetry.json").unlink()
+    damaged = log.read_bytes()
+    reopened = open_stitch(tmp_path, sink=sink)
+    assert (False, State.ANONYMOUS) == (reopened.persisting, reopened.state)
+    reopened.login("user-b")
+    reopened.logout()
+    assert damaged == log.read_bytes()
+    assert 1 == len(sink.aliases)
+
+
+def test_a_log_shorter_than_its_snapshot_is_not_appended_to(tmp_path: Path) -> None:
+    """A lost last record (the snapshot saw it) is reported; the log is never forked."""
+    stitch = open_stitch(tmp_path)
+    stitch.login("user-a")
+    log = tmp_path / "identity.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))
+    reopened = open_stitch(tmp_path)
+    assert (State.ALIASED, "user-a", False) == (
+        reopened.state,
+        reopened.distinct_id,
+        reopened.persisting,
+    )
+    reopened.logout()
+    assert b"".join(lines[:-1]) == log.read_bytes()
+
+
+def test_a_newer_snapshot_is_never_rewritten(tmp_path: Path) -> None:
+    """L8: a snapshot from a newer idstitch is read around, never replaced."""
+    open_stitch(tmp_path).login("user-a")
+    newer = json.dumps({"format": "idstitch-snapshot", "version": 99, "anything": 1}).encode()
+    (tmp_path / "telemetry.json").write_bytes(newer)
+    stitch = open_stitch(tmp_path)
+    assert ("user-a", False) == (stitch.distinct_id, stitch.persisting)
+    stitch.logout()
+    assert newer == (tmp_path / "telemetry.json").read_bytes()
+
+
+def test_ephemeral_runs_start_from_the_state_dir_and_change_no_file(tmp_path: Path) -> None:
+    """R2: an ephemeral run reads the device and identity from disk but writes nothing."""
+    open_stitch(tmp_path).login("user-a")
+    before = tree(tmp_path)
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, runtime=Runtime.EPHEMERAL, sink=sink)
+    assert "user-a" == stitch.distinct_id
+    stitch.observe_authenticated_response("user-b")
+    stitch.logout()
+    stitch.login("user-c")
+    assert ([], State.STAMPED) == (sink.aliases, stitch.state)
+    assert before == tree(tmp_path)
+
+
+def test_an_ephemeral_audit_log_records_without_aliasing(tmp_path: Path) -> None:
+    """R2: with an explicit audit log, an ephemeral run keeps its records there and never aliases."""
+    audit = tmp_path / "ci" / "identity-audit.jsonl"
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path / "state", runtime=Runtime.EPHEMERAL, sink=sink, audit_log=audit)
+    stitch.observe_authenticated_response("user-a")
+    records = list(__import__("idstitch.store", fromlist=["FileLog"]).FileLog(audit).records())
+    assert [("genesis", "ephemeral"), ("response", "ephemeral")] == [
+        (r["kind"], r["runtime"]) for r in records
+    ]
+    assert [False] == [r["alias"] for r in records if r["kind"] == "response"]
+    assert [] == sink.aliases
+    assert not (tmp_path / "state").exists()
+
+
+def test_capture_sends_under_the_current_identity_with_groups(tmp_path: Path) -> None:
+    """R1: captures go under the device id before login and the user id after, with groups."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    device = stitch.device_id
+    stitch.set_groups(organization="org-1")
+    assert stitch.capture("before", {"n": 1})
+    stitch.observe_authenticated_response("user-a")
+    assert stitch.capture("after", groups={"project": "p-1"})
+    assert [
+        RecordedCapture(
+            device, "before", {"n": 1, "$device_id": device}, {"organization": "org-1"}
+        ),
+        RecordedCapture(
+            "user-a", "after", {"$device_id": device}, {"organization": "org-1", "project": "p-1"}
+        ),
+    ] == sink.captures
+
+
+def test_command_reports_the_identity_current_at_its_end(tmp_path: Path) -> None:
+    """R11: cli_command_executed carries the identity at exit, its exit code, and flushes."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL)
+    with stitch.command("login"):
+        stitch.observe_authenticated_response("user-a")
+    with pytest.raises(RuntimeError, match="boom"), stitch.command("deploy"):
+        raise RuntimeError("boom")
+
+    @stitch.command("exit")
+    def leave() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        leave()
+    sent = [
+        (c.distinct_id, c.properties["command"], c.properties["exit_code"]) for c in sink.captures
+    ]
+    assert [("user-a", "login", 0), ("user-a", "deploy", 1), ("user-a", "exit", 3)] == sent
+    assert all(isinstance(c.properties["duration_ms"], int) for c in sink.captures)
+    assert [2.0, 2.0, 2.0] == sink.flushes
+
+
+def test_open_needs_an_app_or_a_state_dir() -> None:
+    """Without app= or state_dir= there is nowhere to keep an identity: a TypeError says so."""
+    with pytest.raises(TypeError, match="needs app= or state_dir="):
+        IdentityStitch.open(env={})
+
+
+def test_the_default_state_dir_follows_xdg(tmp_path: Path) -> None:
+    """app= names a folder under XDG_STATE_HOME (Linux conventions)."""
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)}
+    stitch = IdentityStitch.open("mycli", runtime=Runtime.PERSISTENT, env=env)
+    assert str(tmp_path / "xdg" / "mycli") == stitch.state_dir
+    assert (tmp_path / "xdg" / "mycli" / "identity.jsonl").exists()
+    assert 0o700 == os.stat(tmp_path / "xdg" / "mycli").st_mode & 0o777
