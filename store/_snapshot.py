@@ -112,6 +112,13 @@ def _loads(text: str) -> object:
         value, end = _scan(text, start)
     except StopIteration:
         raise ValueError("no JSON value") from None
+    except SystemError:
+        # Python 3.11's scanner raises its syntax errors through json.decoder,
+        # which it only finds when already imported; otherwise the error comes
+        # out as a SystemError. Let ``json`` report it properly.
+        import json
+
+        return json.loads(text)
     if text[end:].strip(" \t\n\r"):
         raise ValueError("extra data after the JSON value")
     return value
