@@ -15,6 +15,7 @@ from idstitch.events._errors import (
     TransitionError,
 )
 
+from ._diagram import mermaid
 from ._fold import Identity, ReplayResult, fold, replay
 from ._service import IdentityStitch
 from ._table import EVENTS, INITIAL, TRANSITIONS, State, Transition
@@ -34,5 +35,6 @@ __all__ = [
     "Transition",
     "TransitionError",
     "fold",
+    "mermaid",
     "replay",
 ]

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
@@ -19,6 +20,7 @@ from idstitch.store import FileLog
 
 __all__ = [
     "DeviceIds",
+    "first_response_worker",
     "log_records",
     "open_stitch",
     "replay_dir",
@@ -77,3 +79,17 @@ def log_records(state_dir: Path) -> list[Record]:
 def replay_dir(state_dir: Path) -> ReplayResult:
     """Replay the state dir's log from scratch."""
     return replay(FileLog(state_dir / "identity.jsonl").records())
+
+
+def first_response_worker(
+    state_dir: str,
+    user_id: str,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """Open the state dir, wait for every sibling, observe one first response, report back."""
+    sink = RecordingSink()
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", sink=sink, env={})
+    barrier.wait()
+    stitch.observe_authenticated_response(user_id)
+    results.put((user_id, len(sink.aliases), stitch.state.value, stitch.distinct_id))

@@ -485,7 +485,7 @@ def test_ephemeral_runs_start_from_the_state_dir_and_change_no_file(tmp_path: Pa
 
 
 def test_an_ephemeral_audit_log_records_without_aliasing(tmp_path: Path) -> None:
-    """R2: with an explicit audit log, an ephemeral run keeps its records there and never aliases."""
+    """R2: with an audit log, an ephemeral run keeps its records there and never aliases."""
     audit = tmp_path / "ci" / "identity-audit.jsonl"
     sink = RecordingSink()
     stitch = open_stitch(tmp_path / "state", runtime=Runtime.EPHEMERAL, sink=sink, audit_log=audit)

@@ -1,0 +1,318 @@
+"""The transition table, the live transitions machine, the fold and the decisions."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from idstitch.events import LogDamagedError, TransitionError
+from idstitch.machine import (
+    EVENTS,
+    INITIAL,
+    TRANSITIONS,
+    Identity,
+    State,
+    fold,
+    mermaid,
+    replay,
+)
+from idstitch.machine._decide import decide
+from idstitch.machine._diagram import edge_label
+from idstitch.machine._live import LiveMachine
+from idstitch.machine._table import compiled_table
+from idstitch.store import MemoryLog
+
+AT = "2026-11-27T17:00:00.000000Z"
+ALL_GUARDS = sorted({row.guard for row in TRANSITIONS if row.guard is not None})
+SOURCES = [INITIAL, *(state.value for state in State)]
+
+
+def test_every_row_is_declared_once() -> None:
+    """The table has one row per (source, event, guard): the compiled dict loses nothing."""
+    assert len(TRANSITIONS) == len(compiled_table())
+
+
+@pytest.mark.parametrize(("source", "event"), list(itertools.product(SOURCES, EVENTS)))
+def test_the_live_machine_and_the_compiled_table_agree(source: str, event: str) -> None:
+    """For every (state, event, guard) the live machine goes where the dict says, or refuses."""
+    table = compiled_table()
+    for guard in [None, *ALL_GUARDS]:
+        row = table.get((source, event, guard))
+        live = LiveMachine(source)
+        if row is None:
+            with pytest.raises(TransitionError) as caught:
+                live.fire(event, guard, seq=7)
+            assert (7, source, event, guard) == (
+                caught.value.seq,
+                caught.value.state,
+                caught.value.event,
+                caught.value.guard,
+            )
+            assert source == live.state
+        else:
+            assert row.target == live.fire(event, guard)
+
+
+def test_the_live_machine_has_no_back_doors() -> None:
+    """auto_transitions=False: no to_<state>() methods that would bypass the table."""
+    live = LiveMachine()
+    assert [] == [name for name in dir(live) if name.startswith("to_")]
+
+
+def test_user_events_alias_only_on_the_first_guard() -> None:
+    """Only `first` edges send $create_alias, and every state has one for both user events."""
+    aliasing = {(row.source, row.event) for row in TRANSITIONS if row.alias}
+    assert {row.guard for row in TRANSITIONS if row.alias} == {"first"}
+    assert aliasing == set(itertools.product(list(State), ["response", "login"]))
+
+
+def test_the_diagram_shows_every_transition_of_the_table() -> None:
+    """The mermaid diagram has an edge for every row, read from the table itself."""
+    diagram = mermaid()
+    assert diagram.startswith("stateDiagram-v2\n")
+    edges = diagram.splitlines()[1:]
+    for row in TRANSITIONS:
+        source = "[*]" if row.source == INITIAL else row.source
+        prefix = f"    {source} --> {row.target}: "
+        matching = [edge for edge in edges if edge.startswith(prefix)]
+        assert 1 == len(matching), row
+        assert edge_label(row) in matching[0].removeprefix(prefix).split("<br/>")
+
+
+def identity(state: State, *, user: str | None = None, linked: str | None = None) -> Identity:
+    """A hand-made identity on device d-1 at seq 3."""
+    return Identity(
+        state=state, device_id="d-1", user_id=user, linked_user=linked, undo=None, seq=3, h="a" * 32
+    )
+
+
+def test_decide_returns_none_for_the_steady_state() -> None:
+    """The same user again changes nothing: no record, in any runtime."""
+    for runtime in ("persistent", "ephemeral"):
+        aliased = identity(State.ALIASED, user="u", linked="u")
+        stamped = identity(State.STAMPED, user="u", linked="v")
+        for current in (aliased, stamped):
+            assert decide(current, "response", runtime=runtime, pid=1, user_id="u") is None
+
+
+def test_decide_names_the_alias_stamp_and_rotation() -> None:
+    """A decision says what it does: alias (first identity, persistent), stamp, rotate."""
+    fresh = identity(State.ANONYMOUS)
+    first = decide(fresh, "login", runtime="persistent", pid=9, user_id="u")
+    assert first is not None
+    assert (True, True, False) == (first.alias, first.stamp, first.rotate)
+    assert {
+        "device_id": "d-1",
+        "user_id": "u",
+        "runtime": "persistent",
+        "pid": 9,
+        "alias": True,
+    } == first.fields
+    ci = decide(fresh, "login", runtime="ephemeral", pid=9, user_id="u")
+    assert ci is not None
+    assert (False, True, State.STAMPED) == (ci.alias, ci.stamp, ci.transition.target)
+    out = decide(fresh, "logout", runtime="persistent", pid=9, device_id="d-2")
+    assert out is not None
+    assert (True, {"device_id": "d-1", "new_device_id": "d-2", "pid": 9}) == (
+        out.rotate,
+        out.fields,
+    )
+
+
+def test_decide_refuses_impossible_events() -> None:
+    """enqueue_failure with no alias to undo, or a second genesis, is a TransitionError."""
+    with pytest.raises(TransitionError, match="enqueue_failure is not a transition"):
+        decide(
+            identity(State.ALIASED, user="u", linked="u"),
+            "enqueue_failure",
+            runtime="persistent",
+            pid=1,
+        )
+    with pytest.raises(TransitionError, match="genesis is not a transition from state anonymous"):
+        decide(identity(State.ANONYMOUS), "genesis", runtime="persistent", pid=1, device_id="x")
+    with pytest.raises(TransitionError, match="logout is not a transition from state initial"):
+        decide(None, "logout", runtime="persistent", pid=1, device_id="x")
+
+
+def build(records: list[tuple[str, dict[str, object]]]) -> MemoryLog:
+    """A memory log holding ``records``."""
+    log = MemoryLog()
+    for kind, fields in records:
+        log.append(kind, fields, at=AT)
+    return log
+
+
+def test_replay_of_an_empty_log_has_no_identity() -> None:
+    """Nothing to fold: every field is None and last_seq is 0."""
+    result = replay(MemoryLog().records())
+    assert (None, None, None, None, 0, None) == (
+        result.state,
+        result.device_id,
+        result.user_id,
+        result.distinct_id,
+        result.last_seq,
+        result.error,
+    )
+
+
+def test_replay_folds_aliases_undo_and_rotation() -> None:
+    """Replay tracks the alias map: an enqueue failure undoes its alias, logout rotates."""
+    log = build(
+        [
+            ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+            (
+                "response",
+                {
+                    "device_id": "d-1",
+                    "user_id": "u",
+                    "runtime": "persistent",
+                    "pid": 1,
+                    "alias": True,
+                },
+            ),
+            ("enqueue_failure", {"device_id": "d-1", "user_id": "u", "pid": 1}),
+            (
+                "login",
+                {
+                    "device_id": "d-1",
+                    "user_id": "u",
+                    "runtime": "persistent",
+                    "pid": 1,
+                    "alias": True,
+                },
+            ),
+            ("logout", {"device_id": "d-1", "new_device_id": "d-2", "pid": 1}),
+            (
+                "login",
+                {
+                    "device_id": "d-2",
+                    "user_id": "v",
+                    "runtime": "ephemeral",
+                    "pid": 2,
+                    "alias": False,
+                },
+            ),
+        ]
+    )
+    result = replay(log.records())
+    assert (None, State.STAMPED, "d-2", "v", 6) == (
+        result.error,
+        result.state,
+        result.device_id,
+        result.distinct_id,
+        result.last_seq,
+    )
+    assert {"d-1": "u"} == result.aliases
+
+
+def test_replay_stops_at_an_impossible_transition_and_keeps_the_last_good_state() -> None:
+    """A hand-made enqueue_failure with no alias before it is reported, never folded."""
+    log = build(
+        [
+            ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+            ("enqueue_failure", {"device_id": "d-1", "user_id": "u", "pid": 1}),
+            ("clear", {"device_id": "d-1", "pid": 1}),
+        ]
+    )
+    result = replay(log.records())
+    assert isinstance(result.error, TransitionError)
+    assert (2, State.ANONYMOUS, 1) == (result.error.seq, result.state, result.last_seq)
+
+
+def test_replay_stops_at_damage_and_keeps_the_last_good_state() -> None:
+    """Damage in the stream is reported; the state is the last good record's."""
+    log = build(
+        [
+            ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+            (
+                "login",
+                {
+                    "device_id": "d-1",
+                    "user_id": "u",
+                    "runtime": "persistent",
+                    "pid": 1,
+                    "alias": True,
+                },
+            ),
+        ]
+    )
+    data = log.getvalue().replace(b'"user_id":"u"', b'"user_id":"w"')
+    import io
+
+    from idstitch.events import RecordReader
+
+    result = replay(RecordReader(lambda: io.BytesIO(data)))
+    assert isinstance(result.error, LogDamagedError)
+    assert (2, "hash-chain", State.ANONYMOUS, "d-1") == (
+        result.error.seq,
+        result.error.cause,
+        result.state,
+        result.distinct_id,
+    )
+
+
+@given(
+    state=st.sampled_from(list(State)),
+    user=st.none() | st.sampled_from(["u", "v"]),
+    linked=st.none() | st.sampled_from(["u", "v"]),
+    undo=st.none() | st.tuples(st.sampled_from(list(State)), st.none() | st.just("u"), st.none()),
+    seq=st.integers(min_value=1, max_value=10**9),
+)
+def test_identity_survives_its_snapshot_form(
+    state: State,
+    user: str | None,
+    linked: str | None,
+    undo: tuple[State, str | None, None] | None,
+    seq: int,
+) -> None:
+    """as_dict -> from_dict gives the same identity whenever the identity is coherent."""
+    if (user is None) != (state in (State.ANONYMOUS, State.RESET)):
+        user = None if state in (State.ANONYMOUS, State.RESET) else "u"
+    value = Identity(
+        state=state, device_id="d", user_id=user, linked_user=linked, undo=undo, seq=seq, h="b" * 32
+    )
+    assert value == Identity.from_dict(value.as_dict())
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {},
+        {"state": "nirvana"},
+        {"device_id": ""},
+        {"seq": -1},
+        {"seq": "3"},
+        {"user_id": None, "state": "aliased"},
+        {"undo": ["aliased"]},
+    ],
+)
+def test_identity_refuses_a_snapshot_that_is_not_one(broken: dict[str, object]) -> None:
+    """A snapshot with a missing, mistyped or incoherent field is refused (rebuilt from the log)."""
+    good = identity(State.STAMPED, user="u").as_dict()
+    data = {} if not broken else {**good, **broken}
+    assert Identity.from_dict(data) is None
+
+
+def test_fold_continues_from_a_start_identity() -> None:
+    """Folding the tail after a known identity equals folding the whole log."""
+    log = build(
+        [
+            ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+            (
+                "login",
+                {
+                    "device_id": "d-1",
+                    "user_id": "u",
+                    "runtime": "persistent",
+                    "pid": 1,
+                    "alias": True,
+                },
+            ),
+            ("clear", {"device_id": "d-1", "pid": 1}),
+        ]
+    )
+    records = list(log.records())
+    head = fold(records[:1]).identity
+    assert replay(records).identity == fold(records[1:], head).identity
