@@ -49,6 +49,9 @@ CI_VARIABLES = (
     "BUILDKITE",
     "CF_BUILD_ID",
     "CF_PAGES",
+    "CI_APP_ID",
+    "CI_BUILD_ID",
+    "CI_BUILD_NUMBER",
     "CI_NAME",
     "CI_XCODE_PROJECT",
     "CIRCLECI",
@@ -84,6 +87,7 @@ CI_VARIABLES = (
     "TASK_ID",
     "TDDIUM",
     "TEAMCITY_VERSION",
+    "TF_BUILD",
     "TRAVIS",
     "VELA",
     "VERCEL",
@@ -93,7 +97,8 @@ CI_VARIABLES = (
 
 _CONTAINER_MARKERS = (".dockerenv", "run/.containerenv")
 _CONTAINER_WORDS = (b"docker", b"containerd", b"kubepods", b"podman", b"libpod")
-_CGROUP_FILES = ("proc/self/cgroup", "proc/self/mountinfo")
+_CGROUP_FILE = "proc/self/cgroup"
+_MOUNTINFO_FILE = "proc/self/mountinfo"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY_CI = frozenset({"", "0", "false"})
 
@@ -113,25 +118,34 @@ def _in_ci(env: Mapping[str, str]) -> bool:
     return any(env.get(name, "").strip().lower() not in _FALSY_CI for name in CI_VARIABLES)
 
 
+def _read(root: str, name: str) -> bytes:
+    try:
+        with open(os.path.join(root, name), "rb") as f:
+            return f.read(256 * 1024)
+    except OSError:
+        return b""
+
+
 def _in_container(root: str) -> bool:
     if any(os.path.exists(os.path.join(root, marker)) for marker in _CONTAINER_MARKERS):
         return True
-    for name in _CGROUP_FILES:
-        try:
-            with open(os.path.join(root, name), "rb") as f:
-                text = f.read(256 * 1024)
-        except OSError:
-            continue
-        if any(word in text for word in _CONTAINER_WORDS):
-            return True
-    return False
+    # Only this process's own cgroup path and its root mount count: a host that
+    # runs Docker lists /var/lib/docker/... mounts too, and is no container.
+    cgroup_paths = [line.split(b":", 2)[-1] for line in _read(root, _CGROUP_FILE).splitlines()]
+    root_mounts = [
+        line
+        for line in _read(root, _MOUNTINFO_FILE).splitlines()
+        if len(line.split()) > 4 and line.split()[4] == b"/"
+    ]
+    return any(word in text for text in (*cgroup_paths, *root_mounts) for word in _CONTAINER_WORDS)
 
 
 def _one_shot(env: Mapping[str, str], prefix: str) -> bool:
-    parts = prefix.replace("\\", "/").split("/")
+    parts = prefix.replace("\\", "/").lower().split("/")
     if "archive-v0" in parts:  # uvx / uv tool run: an environment in uv's cache
         return True
-    if ".cache" in parts and any("pipx" in part for part in parts):  # pipx run
+    # pipx run: ~/.cache/pipx (Linux), ~/Library/Caches/pipx (macOS), ...\pipx\Cache (Windows)
+    if {".cache", "cache", "caches"} & set(parts) and any("pipx" in part for part in parts):
         return True
     return env.get("npm_command") == "exec"  # npx, npm exec
 

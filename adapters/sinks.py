@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from ._protocol import Sink
 
 
-__all__ = ["NullSink", "RecordedAlias", "RecordedCapture", "RecordingSink", "Sink"]
+__all__ = [
+    "NullSink",
+    "PostHogSink",
+    "PrintSink",
+    "RecordedAlias",
+    "RecordedCapture",
+    "RecordingSink",
+    "Sink",
+]
 
 
 class NullSink:
@@ -142,6 +150,144 @@ class RecordingSink:
         """Record that a flush was asked for."""
         with self._lock:
             self.flushes.append(timeout)
+
+
+class PrintSink:
+    """A dry run: writes what would be sent to a stream (stderr by default), sends nothing."""
+
+    def __init__(self, stream: Any = None) -> None:  # noqa: ANN401 - any text stream
+        self._stream = stream
+
+    def _print(self, what: str, payload: Mapping[str, Any]) -> bool:
+        import json
+        import sys
+
+        stream = self._stream if self._stream is not None else sys.stderr
+        print(f"idstitch would send {what}: {json.dumps(payload, sort_keys=True)}", file=stream)
+        return True
+
+    def alias(self, *, user_id: str, device_id: str) -> bool:
+        """Print the ``$create_alias`` as it would go on the wire."""
+        return self._print(
+            "$create_alias", {"distinct_id": user_id, "properties": {"alias": device_id}}
+        )
+
+    def capture(
+        self,
+        *,
+        distinct_id: str,
+        event: str,
+        properties: Mapping[str, Any],
+        groups: Mapping[str, str],
+    ) -> bool:
+        """Print the event as it would go on the wire."""
+        props = _wire_properties(distinct_id, properties)
+        payload = {"distinct_id": distinct_id, "properties": props, "groups": dict(groups)}
+        return self._print(event, payload)
+
+    def flush(self, timeout: float) -> None:
+        """Nothing is queued."""
+
+
+def _wire_properties(distinct_id: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties an event carries; device-only events create no person."""
+    props = dict(properties)
+    if distinct_id == props.get("$device_id"):
+        # Sent under the device id before login: PostHog must not create a person
+        # for it; the alias merges this history into the user's person later.
+        props["$process_person_profile"] = False
+    return props
+
+
+class PostHogSink:
+    """The real PostHog client behind the sink protocol.
+
+    The ``posthog`` package is imported, and its client built (with
+    ``is_server=False``), the first time something is sent: a run that sends
+    nothing never pays for it. ``client_options`` go to ``posthog.Posthog``
+    (for example ``gzip=True``, ``capture_mode="v0"``). With
+    ``IDSTITCH_DEBUG`` set truthy in ``env``, nothing is sent: what would be
+    sent is printed to stderr instead (see :class:`PrintSink`).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        **client_options: Any,  # noqa: ANN401 - passed through to posthog.Posthog
+    ) -> None:
+        import os
+
+        from .runtime import is_truthy
+
+        self._api_key = api_key
+        self._host = host
+        self._options = {"is_server": False, **client_options}
+        self._client: Any = None
+        self._lock = _thread.allocate_lock()
+        environ = os.environ if env is None else env
+        self._dry_run = PrintSink() if is_truthy(environ.get("IDSTITCH_DEBUG")) else None
+
+    def _posthog(self) -> Any:  # noqa: ANN401 - posthog.Posthog, imported lazily
+        with self._lock:
+            if self._client is None:
+                from posthog import Posthog
+
+                self._client = Posthog(self._api_key, host=self._host, **self._options)
+            return self._client
+
+    def alias(self, *, user_id: str, device_id: str) -> bool:
+        """Queue the ``$create_alias`` that merges ``device_id``'s history into ``user_id``.
+
+        On the wire: ``distinct_id`` is the user and ``properties.alias`` the
+        device. The Python client's ``alias(previous_id, distinct_id)`` puts
+        ``previous_id`` in the event's ``distinct_id``, so the user goes there.
+        """
+        if self._dry_run is not None:
+            return self._dry_run.alias(user_id=user_id, device_id=device_id)
+        queued = self._posthog().alias(previous_id=user_id, distinct_id=device_id)
+        return queued is not None
+
+    def capture(
+        self,
+        *,
+        distinct_id: str,
+        event: str,
+        properties: Mapping[str, Any],
+        groups: Mapping[str, str],
+    ) -> bool:
+        """Queue ``event`` under ``distinct_id``; device-only events create no person."""
+        if self._dry_run is not None:
+            return self._dry_run.capture(
+                distinct_id=distinct_id, event=event, properties=properties, groups=groups
+            )
+        queued = self._posthog().capture(
+            event,
+            distinct_id=distinct_id,
+            properties=_wire_properties(distinct_id, properties),
+            groups=dict(groups) or None,
+        )
+        return queued is not None
+
+    def flush(self, timeout: float) -> None:
+        """Deliver what is queued, returning after ``timeout`` seconds at the latest.
+
+        The client's own flush is not a hard deadline (a request in flight is
+        not cut short), so it runs in a daemon thread that is abandoned at the
+        deadline: a dead or slow PostHog never holds the CLI longer.
+        """
+        client = self._client
+        if client is None:
+            return
+        import threading
+
+        worker = threading.Thread(
+            target=client.flush, args=(timeout,), name="idstitch-flush", daemon=True
+        )
+        worker.start()
+        worker.join(timeout)
 
 
 def __getattr__(name: str) -> object:

@@ -20,10 +20,10 @@ def default_state_dir(app: str, env: Mapping[str, str]) -> str:
     platformdirs costs about 20 ms, twice the whole start-up budget (B2);
     other platforms ask platformdirs.
     """
-    home = env.get("HOME") or os.path.expanduser("~")
+    home = _home(env)
     if sys.platform.startswith("linux") or "bsd" in sys.platform:
-        base = env.get("XDG_STATE_HOME", "").strip()
-        if not base or not os.path.isabs(base):
+        base = env.get("XDG_STATE_HOME", "")
+        if not os.path.isabs(base):  # unset, empty or relative: the XDG default
             base = os.path.join(home, ".local", "state")
         return os.path.join(base, app)
     if sys.platform == "darwin":
@@ -31,6 +31,19 @@ def default_state_dir(app: str, env: Mapping[str, str]) -> str:
     import platformdirs  # pragma: no cover - not a platform CI runs on
 
     return platformdirs.user_state_dir(app)  # pragma: no cover
+
+
+def _home(env: Mapping[str, str]) -> str:
+    """``HOME`` when it is absolute, else the user's home from the password database."""
+    home = env.get("HOME", "")
+    if os.path.isabs(home):
+        return home.rstrip("/") or "/"
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):  # pragma: no cover - no password database
+        return os.path.expanduser("~")
 
 
 def untrusted_reason(state_dir: str) -> str | None:

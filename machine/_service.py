@@ -677,6 +677,34 @@ class IdentityStitch:
         """Context manager (and decorator) that sends ``cli_command_executed`` at exit (R11)."""
         return _Command(self, name, flush_timeout)
 
+    def first_run_notice(self, text: str, *, stream: Any = None) -> bool:  # noqa: ANN401
+        """Print the host's telemetry notice to stderr once per machine; ``True`` if printed.
+
+        Never in an ephemeral runtime (CI, containers: nobody reads it there),
+        never when opted out, never on stdout. The state dir records that it
+        was shown (``notice-shown``), so it appears once per state dir.
+        """
+        if self._disk is None or self._opted_out or self._state_dir is None:
+            return False
+        import sys
+
+        marker = os.path.join(self._state_dir, "notice-shown")
+        try:
+            from idstitch.store._fs import open_file
+
+            fd = open_file(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            _debug("idstitch: cannot record the notice (%r); not shown", exc)
+            return False
+        try:
+            os.write(fd, f"{self._identity.device_id}\n".encode())
+        finally:
+            os.close(fd)
+        print(text, file=stream if stream is not None else sys.stderr)
+        return True
+
     def close(self, timeout: float = 2.0) -> None:
         """Deliver what the sink queued, waiting at most about ``timeout`` seconds."""
         try:
@@ -726,6 +754,7 @@ class _Command:
 
 
 def _exit_code(exc: BaseException | None) -> int:
+    """The exit code a command ends with: 0, ``SystemExit``'s code, click's ``Exit``, 130 or 1."""
     if exc is None:
         return 0
     if isinstance(exc, SystemExit):
@@ -733,6 +762,9 @@ def _exit_code(exc: BaseException | None) -> int:
         if code is None:
             return 0
         return code if isinstance(code, int) else 1
+    click_code = getattr(exc, "exit_code", None)  # click.exceptions.Exit / typer.Exit
+    if type(click_code) is int:
+        return click_code
     if isinstance(exc, KeyboardInterrupt):
         return 130
     return 1

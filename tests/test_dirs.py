@@ -61,14 +61,6 @@ def test_default_state_dir_reads_the_given_mapping() -> None:
     assert got == ("/srv/state/hostcli", "/home/alice/.local/state/hostcli")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "finding: _dirs strips XDG_STATE_HOME and trusts a relative or empty HOME; "
-        "platformdirs treats a padded XDG_STATE_HOME as relative (ignored) and a "
-        "relative or empty HOME as unset (falls back to the passwd entry)"
-    ),
-)
 @pytest.mark.parametrize(
     ("home", "xdg_state_home"),
     [("home", " /xdg-state"), ("home", "/xdg-state "), ("relative-home", None), ("", None)],

@@ -64,21 +64,16 @@ REQUIRED_CI_NAMES = frozenset(
     }
 )
 
-_CI_INFO_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="finding: npm ci-info checks this name, CI_VARIABLES lacks it",
-)
-
 #: Every variable name the current npm ``ci-info`` (v4) looks at: its generic
 #: ``isCI`` names, then one name per vendor (Heroku is matched on the value of
 #: ``NODE``, not on a name, so it is not here).
 CI_INFO_NAMES = (
     *("BUILD_ID", "BUILD_NUMBER", "CI", "CI_NAME", "CONTINUOUS_INTEGRATION", "RUN_ID"),
-    pytest.param("CI_APP_ID", marks=_CI_INFO_GAP),
-    pytest.param("CI_BUILD_ID", marks=_CI_INFO_GAP),
-    pytest.param("CI_BUILD_NUMBER", marks=_CI_INFO_GAP),
+    "CI_APP_ID",
+    "CI_BUILD_ID",
+    "CI_BUILD_NUMBER",
     *("AGOLA_GIT_REF", "AC_APPCIRCLE", "APPVEYOR", "CODEBUILD_BUILD_ARN"),
-    pytest.param("TF_BUILD", marks=_CI_INFO_GAP),
+    "TF_BUILD",
     *("bamboo_planKey", "BITBUCKET_COMMIT", "BITRISE_IO", "BUDDY_WORKSPACE_ID", "BUILDKITE"),
     *("CIRCLECI", "CIRRUS_CI", "CF_PAGES", "WORKERS_CI", "CF_BUILD_ID", "CM_BUILD_ID"),
     *("DRONE", "DSARI", "EARTHLY_CI", "EAS_BUILD", "GERRIT_PROJECT", "GITEA_ACTIONS"),
@@ -291,14 +286,6 @@ def test_unreadable_cgroup_table_is_skipped_not_fatal(tmp_path: Path) -> None:
     assert got == {"quiet": Runtime.PERSISTENT, "names docker": Runtime.EPHEMERAL}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "finding: on a Linux host running Docker Engine, the host's own mount table lists "
-        "/var/lib/docker/overlay2/*/merged and /run/docker/netns/*, so a developer's "
-        "machine is classified ephemeral and never aliases"
-    ),
-)
 def test_docker_host_mount_table_is_not_a_container(tmp_path: Path) -> None:
     """A developer machine that runs a container is not itself inside one."""
     host_running_a_container = HOST_MOUNTINFO + (
@@ -347,13 +334,6 @@ def test_installed_prefix_is_persistent(prefix: str, tmp_path: Path) -> None:
     assert classify(Scene(prefix=prefix), tmp_path) == Runtime.PERSISTENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "finding: pipx >= 1.3 keeps `pipx run` environments in platformdirs' user cache, "
-        "which has no `.cache` part on macOS or Windows"
-    ),
-)
 @pytest.mark.parametrize(
     "prefix",
     [
