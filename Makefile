@@ -30,7 +30,7 @@ lint: install
 # same files a wheel would, under their installed names.
 typecheck: install
 	MYPYPATH=$$(ls -d build/__editable__.idstitch-*) $(BIN)/mypy -p idstitch
-	$(BIN)/mypy tests
+	$(BIN)/mypy tests examples
 
 test: lint typecheck
 	rm -f .coverage .coverage.*

@@ -81,18 +81,38 @@ def _log_once(message: str) -> None:
 def httpx_hooks(
     stitch: IdentityStitch, user_id: str | Extractor = "X-User-Id"
 ) -> dict[str, list[Callable[[Any], None]]]:
-    """``event_hooks`` for ``httpx.Client(event_hooks=...)``."""
-    return {"response": [_observer(stitch, user_id)]}
+    """``event_hooks`` for ``httpx.Client(event_hooks=...)``.
+
+    httpx calls response hooks before the body is read; with a callable
+    ``user_id`` (which may read the body) the hook reads it first.
+    """
+    observe = _observer(stitch, user_id)
+    if not callable(user_id):
+        return {"response": [observe]}
+
+    def hook(response: Any) -> None:  # noqa: ANN401 - an httpx.Response
+        if 200 <= response.status_code < 300:
+            response.read()
+        observe(response)
+
+    return {"response": [hook]}
 
 
 def httpx_async_hooks(
     stitch: IdentityStitch, user_id: str | Extractor = "X-User-Id"
 ) -> dict[str, list[Callable[[Any], Awaitable[None]]]]:
-    """``event_hooks`` for ``httpx.AsyncClient(event_hooks=...)``."""
+    """``event_hooks`` for ``httpx.AsyncClient(event_hooks=...)``.
+
+    The body is read first (awaited) when ``user_id`` is a callable; then the
+    decision is taken and marked with no yield point in between (rule R5).
+    """
     observe = _observer(stitch, user_id)
+    reads_body = callable(user_id)
 
     async def hook(response: Any) -> None:  # noqa: ANN401 - an httpx.Response
-        observe(response)  # decides and marks before any await: no yield point inside
+        if reads_body and 200 <= response.status_code < 300:
+            await response.aread()
+        observe(response)
 
     return {"response": [hook]}
 

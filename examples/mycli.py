@@ -1,0 +1,83 @@
+"""mycli: a small command-line tool wired with idstitch (click + httpx + PostHog).
+
+Run it against your own API and PostHog project::
+
+    export MYCLI_API=https://api.example.com MYCLI_POSTHOG_KEY=phc_...
+    python examples/mycli.py login --token T
+
+Environment: ``MYCLI_API`` (the API's base URL, which answers ``GET /me`` with
+the user's id in ``X-User-Id``), ``MYCLI_POSTHOG_KEY`` and ``MYCLI_POSTHOG_HOST``
+(where events go), ``MYCLI_TOKEN`` (the bearer token), ``MYCLI_NO_TELEMETRY=1``
+(opt out, as does ``DO_NOT_TRACK=1``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+import httpx
+from idstitch.adapters.http import httpx_hooks
+from idstitch.adapters.sinks import PostHogSink
+from idstitch.machine import IdentityStitch
+
+# One identity per process, shared by every HTTP client and command.
+stitch = IdentityStitch.open(
+    app="mycli",
+    sink=PostHogSink(
+        os.environ.get("MYCLI_POSTHOG_KEY", "phc_replace_me"),
+        host=os.environ.get("MYCLI_POSTHOG_HOST", "https://us.i.posthog.com"),
+    ),
+    opt_out_vars=("MYCLI_NO_TELEMETRY",),
+)
+# Every authenticated response tells idstitch who the user is (R1, R5).
+api = httpx.Client(
+    base_url=os.environ.get("MYCLI_API", "https://api.example.com"),
+    event_hooks=httpx_hooks(stitch, "X-User-Id"),
+    timeout=10,
+)
+
+
+def auth(token: str) -> dict[str, str]:
+    """The bearer header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@click.group()
+def cli() -> None:
+    """A demo CLI."""
+    stitch.first_run_notice(
+        "mycli sends anonymous usage data to improve the tool; "
+        "set MYCLI_NO_TELEMETRY=1 to turn it off."
+    )
+
+
+@cli.command()
+@click.option("--token", envvar="MYCLI_TOKEN", required=True)
+@stitch.command("login")
+def login(token: str) -> None:
+    """Check the token and remember who you are."""
+    me = api.get("/me", headers=auth(token)).raise_for_status().json()
+    stitch.login(me["id"])  # a no-op when the response hook already stitched (R6)
+    click.echo(f"logged in as {me['id']}")
+
+
+@cli.command()
+@click.option("--token", envvar="MYCLI_TOKEN", required=True)
+@stitch.command("whoami")
+def whoami(token: str) -> None:
+    """Ask the API who the token belongs to."""
+    response = api.get("/me", headers=auth(token))
+    click.echo(response.json().get("id", "nobody") if response.is_success else "nobody")
+
+
+@cli.command()
+@stitch.command("logout")
+def logout() -> None:
+    """Forget the user; the next login starts on a fresh device (R7)."""
+    stitch.logout()
+    click.echo("logged out")
+
+
+if __name__ == "__main__":
+    cli()
