@@ -1,0 +1,115 @@
+"""What the spawned processes of the concurrency tests run.
+
+Kept apart from the test modules so a spawned child imports only this
+module and ``idstitch.store`` (no pytest, no hypothesis): start-up stays cheap
+and the children overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+from multiprocessing.synchronize import Barrier, Event
+
+from idstitch.store import FileLog, read_snapshot, write_snapshot
+
+__all__ = [
+    "append_beyond_file_size_limit",
+    "append_many",
+    "append_once_when_told",
+    "read_snapshots_until",
+    "record_time",
+    "write_beyond_file_size_limit",
+    "write_snapshots",
+]
+
+#: How long a child waits at a barrier before giving up (a hung test fails, it never hangs).
+WAIT = 60.0
+
+
+def record_time(index: int) -> str:
+    """A distinct, valid record time for the ``index``-th record of a writer."""
+    return f"2026-11-27T17:{index // 60 % 60:02d}:{index % 60:02d}.{index % 1_000_000:06d}Z"
+
+
+def append_many(path: str, writer: int, count: int, start: Barrier) -> None:
+    """Wait for every writer, then append ``count`` records tagged with ``writer``."""
+    log = FileLog(path)
+    start.wait(WAIT)
+    for index in range(count):
+        log.append(
+            "response",
+            {
+                "device_id": f"device-{writer:02d}",
+                "user_id": f"user-{writer:02d}-{index:04d}",
+                "runtime": "persistent",
+                "pid": os.getpid(),
+                "alias": False,
+            },
+            at=record_time(index),
+        )
+
+
+def append_once_when_told(path: str, ready: Event) -> None:
+    """Say it is about to append, then append one ``clear`` record (blocking on the lock)."""
+    log = FileLog(path)
+    ready.set()
+    log.append("clear", {"device_id": "device-child", "pid": os.getpid()}, at=record_time(0))
+
+
+def write_snapshots(path: str, writer: int, count: int, start: Barrier) -> None:
+    """Wait for every writer, then replace the snapshot ``count`` times."""
+    start.wait(WAIT)
+    for n in range(count):
+        write_snapshot(path, {"writer": writer, "n": n, "seq": n, "h": f"{writer:032x}"})
+
+
+def read_snapshots_until(path: str, start: Barrier, stop: Event) -> None:
+    """Read the snapshot in a loop until ``stop``; exit 3 if any read is not a whole snapshot."""
+    start.wait(WAIT)
+    reads = 0
+    while not stop.is_set() or reads == 0:
+        found = read_snapshot(path)
+        reads += 1
+        if found.status != "ok":
+            print(f"read {reads}: {found!r}", file=sys.stderr)
+            sys.exit(3)
+
+
+def write_beyond_file_size_limit(path: str, limit: int, size: int) -> None:
+    """Write a snapshot of ``size`` bytes under RLIMIT_FSIZE ``limit``; exit with the errno."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write, not a killed process
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        write_snapshot(path, {"blob": "x" * size})
+    except OSError as exc:
+        code = exc.errno or 1
+    else:
+        code = 0
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    sys.exit(code)
+
+
+#: Exit code of :func:`append_beyond_file_size_limit` when the write came up short.
+SHORT_WRITE = 100
+
+
+def append_beyond_file_size_limit(path: str, room: int) -> None:
+    """Append under RLIMIT_FSIZE = size + ``room``; exit with the errno, or SHORT_WRITE."""
+    log = FileLog(path)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write, not a killed process
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + room, hard))
+    try:
+        log.append("clear", {"device_id": "device-limited", "pid": os.getpid()}, at=record_time(0))
+    except OSError as exc:
+        code = SHORT_WRITE if str(exc).startswith("short write") else exc.errno or 1
+    else:
+        code = 0
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    sys.exit(code)
