@@ -9,12 +9,16 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordedAlias, RecordedCapture, RecordingSink
 from idstitch.events import IdentityError, IllegalUserIdError
-from idstitch.machine import IdentityStitch, State
+from idstitch.machine import IdentityStitch, State, replay
+from idstitch.store import FileLog
 from service_support import DeviceIds, log_records, open_stitch, replay_dir
 
 
@@ -490,7 +494,7 @@ def test_an_ephemeral_audit_log_records_without_aliasing(tmp_path: Path) -> None
     sink = RecordingSink()
     stitch = open_stitch(tmp_path / "state", runtime=Runtime.EPHEMERAL, sink=sink, audit_log=audit)
     stitch.observe_authenticated_response("user-a")
-    records = list(__import__("idstitch.store", fromlist=["FileLog"]).FileLog(audit).records())
+    records = list(FileLog(audit).records())
     assert [("genesis", "ephemeral"), ("response", "ephemeral")] == [
         (r["kind"], r["runtime"]) for r in records
     ]
@@ -554,3 +558,68 @@ def test_the_default_state_dir_follows_xdg(tmp_path: Path) -> None:
     assert str(tmp_path / "xdg" / "mycli") == stitch.state_dir
     assert (tmp_path / "xdg" / "mycli" / "identity.jsonl").exists()
     assert 0o700 == os.stat(tmp_path / "xdg" / "mycli").st_mode & 0o777
+
+
+def test_the_first_run_notice_is_shown_once_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The host's notice is printed once per state dir, to stderr, and never in CI."""
+    stitch = open_stitch(tmp_path)
+    assert stitch.first_run_notice("we collect usage data")
+    assert not stitch.first_run_notice("we collect usage data")
+    assert not open_stitch(tmp_path).first_run_notice("we collect usage data")
+    assert ("", "we collect usage data\n") == capsys.readouterr()
+    assert [stitch.device_id] == (tmp_path / "notice-shown").read_text().split()
+    ci = open_stitch(tmp_path / "ci", runtime=Runtime.EPHEMERAL)
+    assert not ci.first_run_notice("we collect usage data")
+    off = open_stitch(tmp_path / "off", env={"DO_NOT_TRACK": "1"})
+    assert not off.first_run_notice("we collect usage data")
+    assert ("", "") == capsys.readouterr()
+    assert not (tmp_path / "ci").exists()
+
+
+def test_a_snapshot_behind_its_log_is_caught_up_and_healed(tmp_path: Path) -> None:
+    """A snapshot older than the log (a crash after an append) folds just the newer records."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.login("user-a")
+    old_snapshot = (tmp_path / "telemetry.json").read_bytes()
+    stitch.logout()
+    stitch.login("user-b")
+    (tmp_path / "telemetry.json").write_bytes(old_snapshot)
+    reopened = open_stitch(tmp_path, sink=sink)
+    assert stitch.identity == reopened.identity
+    healed = json.loads((tmp_path / "telemetry.json").read_text())
+    assert (stitch.identity.seq, "user-b") == (healed["seq"], healed["distinct_id"])
+    reopened.login("user-b")
+    assert 2 == len(sink.aliases)
+
+
+def test_an_audit_log_is_continued_by_the_next_ephemeral_run(tmp_path: Path) -> None:
+    """Two CI runs with the same audit log path: the second continues the first's chain."""
+    audit = tmp_path / "audit.jsonl"
+    first = open_stitch(tmp_path / "s", runtime=Runtime.EPHEMERAL, audit_log=audit)
+    first.observe_authenticated_response("user-a")
+    second = open_stitch(tmp_path / "s", runtime=Runtime.EPHEMERAL, audit_log=audit)
+    assert first.identity == second.identity
+    second.logout()
+    result = replay(FileLog(audit).records())
+    assert (None, second.identity) == (result.error, result.identity)
+
+
+def test_click_exit_codes_are_reported(tmp_path: Path) -> None:
+    """A click command that exits with ctx.exit(4) is reported with exit code 4."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL)
+
+    @click.command()
+    @click.pass_context
+    @stitch.command("deploy")
+    def deploy(ctx: Any) -> None:
+        ctx.exit(4)
+
+    result = CliRunner().invoke(deploy, [])
+    assert 4 == result.exit_code
+    assert [("deploy", 4)] == [
+        (c.properties["command"], c.properties["exit_code"]) for c in sink.captures
+    ]
