@@ -57,18 +57,24 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+def cli_env(home: Path, api: str, posthog: CaptureServer, **extra: str) -> dict[str, str]:
+    """The example's environment: a home and state dir under ``home``, local API and PostHog."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / "state"),
+        "IDSTITCH_RUNTIME": "persistent",
+        "MYCLI_API": api,
+        "MYCLI_POSTHOG_HOST": posthog.url,
+        "MYCLI_POSTHOG_KEY": "phc_test",
+        **extra,
+    }
+
+
 def test_the_example_cli_attributes_its_commands(tmp_path: Path, api: str) -> None:
     """login aliases once; whoami is attributed; logout then login as B aliases a new device."""
     with CaptureServer() as posthog:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(tmp_path),
-            "XDG_STATE_HOME": str(tmp_path / "state"),
-            "IDSTITCH_RUNTIME": "persistent",
-            "MYCLI_API": api,
-            "MYCLI_POSTHOG_HOST": posthog.url,
-            "MYCLI_POSTHOG_KEY": "phc_test",
-        }
+        env = cli_env(tmp_path, api, posthog)
         first = run(["login", "--token", "token-a"], env)
         assert (0, "logged in as user-a\n") == (first.returncode, first.stdout)
         assert "MYCLI_NO_TELEMETRY" in first.stderr
@@ -108,15 +114,7 @@ def test_the_example_cli_attributes_its_commands(tmp_path: Path, api: str) -> No
 def test_the_example_cli_sends_nothing_when_opted_out(tmp_path: Path, api: str) -> None:
     """MYCLI_NO_TELEMETRY=1: the command works, no request reaches PostHog, no file is written."""
     with CaptureServer() as posthog:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(tmp_path),
-            "XDG_STATE_HOME": str(tmp_path / "state"),
-            "IDSTITCH_RUNTIME": "persistent",
-            "MYCLI_API": api,
-            "MYCLI_POSTHOG_HOST": posthog.url,
-            "MYCLI_NO_TELEMETRY": "1",
-        }
+        env = cli_env(tmp_path, api, posthog, MYCLI_NO_TELEMETRY="1")
         result = run(["login", "--token", "token-a"], env)
         assert (0, "logged in as user-a\n", "") == (result.returncode, result.stdout, result.stderr)
         assert ([], False) == (posthog.paths, (tmp_path / "state").exists())
