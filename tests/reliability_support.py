@@ -1,0 +1,159 @@
+"""Shared helpers for the reliability tests: run counts, directory trees, the host script, tmpfs.
+
+No pytest and no hypothesis here, so the spawned and forked workers can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "HOST",
+    "HostRun",
+    "can_mount_tmpfs",
+    "count",
+    "remount_read_only",
+    "run_host",
+    "seed_state_dir",
+    "tmpfs",
+    "tree",
+]
+
+#: The small host CLI the R15 tests run in a subprocess.
+HOST = Path(__file__).resolve().parent / "reliability_host.py"
+
+
+def count(name: str, default: int) -> int:
+    """How many times to try something: ``IDSTITCH_RELIABILITY_<NAME>`` or the CI-sized default."""
+    value = os.environ.get(f"IDSTITCH_RELIABILITY_{name.upper()}", "")
+    return int(value) if value.strip() else default
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Everything below ``root`` (and ``root`` itself as ``"."``): kind, mode and content.
+
+    Files carry their bytes, symlinks their target, directories nothing, so
+    two trees compare equal only when nothing was created, removed, changed
+    or re-permissioned.
+    """
+    if not os.path.lexists(root):
+        return {}
+    found: dict[str, tuple[str, int, bytes]] = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = os.lstat(path)
+        mode = stat.S_IMODE(st.st_mode)
+        name = "." if path == root else str(path.relative_to(root))
+        if stat.S_ISLNK(st.st_mode):
+            found[name] = ("link", mode, os.fsencode(os.readlink(path)))
+        elif stat.S_ISDIR(st.st_mode):
+            found[name] = ("dir", mode, b"")
+        else:
+            found[name] = ("file", mode, path.read_bytes())
+    return found
+
+
+class HostRun(NamedTuple):
+    """How the host script ended: exit code, its output, and idstitch's report (or ``None``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] | None
+
+
+def run_host(
+    state_dir: Path | str,
+    *steps: str,
+    env: Mapping[str, str] | None = None,
+    user: int | None = None,
+    timeout: float = 60,
+) -> HostRun:
+    """Run the host CLI on ``state_dir`` with ``steps``; ``user`` runs it under that uid."""
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        [sys.executable, str(HOST), str(state_dir), *steps],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        user=user,
+        group=user,
+        extra_groups=[] if user is not None else None,
+    )
+    report = None
+    lines = result.stdout.splitlines()
+    if lines and lines[-1].startswith("{"):
+        report = json.loads(lines[-1])
+    return HostRun(result.returncode, result.stdout, result.stderr, report)
+
+
+def seed_state_dir(state_dir: Path) -> bytes:
+    """A state dir whose log holds a life (genesis, alias, logout, stamp); returns the log bytes."""
+    from idstitch.adapters.sinks import NullSink
+    from idstitch.machine import IdentityStitch
+
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", sink=NullSink(), env={})
+    stitch.login("user-a")
+    stitch.logout()
+    stitch.login("user-b")
+    assert stitch.persisting
+    return (state_dir / "identity.jsonl").read_bytes()
+
+
+def _mount(*args: str) -> bool:
+    try:
+        result = subprocess.run(
+            ["mount", *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def _umount(path: Path) -> None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30, check=False)
+
+
+def can_mount_tmpfs(scratch: Path) -> bool:
+    """Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN, no seccomp veto)."""
+    probe = scratch / ".mount-probe"
+    probe.mkdir(exist_ok=True)
+    try:
+        if not _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)):
+            return False
+        _umount(probe)
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``mount -o size=``) mounted at ``path`` for the block."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)):
+        raise OSError(f"cannot mount a tmpfs at {path}")
+    try:
+        yield path
+    finally:
+        _umount(path)
+
+
+def remount_read_only(path: Path) -> bool:
+    """Make the tmpfs at ``path`` read-only (EROFS for every writer, root included)."""
+    return _mount("-o", "remount,ro", str(path))
