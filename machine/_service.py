@@ -636,6 +636,8 @@ class IdentityStitch:
             "distinct_id": identity.distinct_id,
             "offset": self._disk.offset,
         }
+        if self._disk.log.locked().held:
+            _sweep_temporaries(self._disk.snapshot_path)
         try:
             write_snapshot(self._disk.snapshot_path, state)
         except OSError as exc:
@@ -829,6 +831,28 @@ def _from_snapshot(
         if result.error is None and result.identity is not None:
             return result.identity, reader.checkpoint.offset, True
     return None, None, False
+
+
+def _sweep_temporaries(snapshot_path: str) -> None:
+    """Remove the snapshot's temporary files that writers killed mid-write left behind.
+
+    Only under the state dir's file lock: every snapshot writer holds it, so
+    no temporary file found then belongs to a write still in progress.
+    """
+    folder, name = os.path.split(snapshot_path)
+    prefix = f".{name}."  # write_snapshot's mkstemp(prefix=".<name>.", suffix=".tmp")
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for entry in names:
+        if entry.startswith(prefix) and entry.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError as exc:
+                _debug("idstitch: could not remove %s (%r)", entry, exc)
+            else:
+                _debug("idstitch: removed %s, left by a writer that was killed", entry)
 
 
 def _corrupt(problem: str) -> SnapshotRead:
