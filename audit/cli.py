@@ -1,13 +1,24 @@
-"""The ``idstitch`` command line."""
+"""The ``idstitch`` command line: a thin layer of argument parsing over the audit modules.
+
+Exit codes (the contract of ``shared/spec/interface.md``): 0 all good,
+1 the answer is "no" (damage, violations, a person holding two users),
+2 the input cannot be used at all (missing, unreadable, not a log, no
+state). Every error is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
-__all__ = ["main"]
+from ._render import Output
+from ._source import UnusableInputError, open_log
+
+__all__ = ["build_parser", "main"]
 
 
 def _version() -> str:
@@ -17,19 +28,149 @@ def _version() -> str:
         return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see idstitch --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``idstitch``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="idstitch",
         description="Replay, verify and explain idstitch identity logs.",
     )
     parser.add_argument("--version", action="version", version=f"idstitch {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument(
+            "--json", action="store_true", help="one JSON object per line (see docs/audit.md)"
+        )
+        return sub
+
+    log_help = "an identity.jsonl file, or a state dir holding one"
+    command("replay", "the timeline of a log, then its final identity").add_argument(
+        "log", metavar="LOG", help=log_help
+    )
+    command("verify", "check invariants L1-L8 of a log").add_argument(
+        "log", metavar="LOG", help=log_help
+    )
+    show = command("show", "the current identity of a state dir")
+    show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
+    show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
+    command("persons", "PostHog's person graph after this log's aliases").add_argument(
+        "log", metavar="LOG", help=log_help
+    )
+    command("diagram", "the state diagram, drawn from the transition table").add_argument(
+        "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
+    )
+    command("demo", "the seed's scenarios end to end against a local capture server").add_argument(
+        "--keep", metavar="DIR", help="run in DIR (created) and keep the state dirs and logs"
+    )
     return parser
+
+
+def _replay(args: argparse.Namespace, out: Output) -> int:
+    from ._reports import replay_report
+
+    return replay_report(open_log(args.log), out)
+
+
+def _verify(args: argparse.Namespace, out: Output) -> int:
+    from ._reports import verify_report
+
+    return verify_report(open_log(args.log), out)
+
+
+def _persons(args: argparse.Namespace, out: Output) -> int:
+    from ._reports import persons_report
+
+    return persons_report(open_log(args.log), out)
+
+
+def _show(args: argparse.Namespace, out: Output) -> int:
+    from ._render import identity_block, identity_json
+    from ._show import inspect_state_dir, report_json, resolve_state_dir
+
+    report = inspect_state_dir(resolve_state_dir(args.state_dir, args.app))
+    if out.as_json:
+        out.json({"type": "identity", **identity_json(report.identity), **report_json(report)})
+        return 0
+    log = "none" if report.log_bytes is None else f"identity.jsonl, {report.log_bytes} bytes"
+    extra = [
+        ("runtime now", report.runtime.value),
+        ("log", log),
+        ("snapshot", report.snapshot),
+    ]
+    out.lines(identity_block(report.state_dir, report.identity, extra=extra))
+    for note in report.notes:
+        out.text(("note:", "yellow"), f" {note}")
+    return 0
+
+
+def _diagram(args: argparse.Namespace, out: Output) -> int:
+    from idstitch.machine import TRANSITIONS, mermaid
+
+    if not out.as_json:
+        out.stream.write(mermaid())
+        return 0
+    for row in TRANSITIONS:
+        out.json(
+            {
+                "type": "transition",
+                "source": str(row.source),
+                "event": row.event,
+                "guard": row.guard,
+                "target": str(row.target),
+                "alias": row.alias,
+                "why": row.why,
+            }
+        )
+    return 0
+
+
+def _demo(args: argparse.Namespace, out: Output) -> int:
+    from ._demo import run_demo
+
+    return run_demo(out, keep=args.keep)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
+    "replay": _replay,
+    "verify": _verify,
+    "show": _show,
+    "persons": _persons,
+    "diagram": _diagram,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``idstitch`` with ``argv``; return the exit code."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help(sys.stdout)
-    return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stdout)
+        return 0
+    out = Output(sys.stdout, as_json=args.json)
+    try:
+        code = _COMMANDS[args.command](args, out)
+        sys.stdout.flush()
+    except UnusableInputError as exc:
+        print(f"idstitch: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (``idstitch replay LOG | head``): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("idstitch: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (a bug: please report)
+        print(f"idstitch: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return code

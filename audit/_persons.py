@@ -1,0 +1,218 @@
+"""A model of PostHog's person graph, fed with a log's identity records.
+
+What is modelled (see docs/audit.md for the sources):
+
+* **Which events create persons.** Events sent under a device id carry
+  ``$process_person_profile: false``: PostHog creates no person for them.
+  Events sent under a user id (any record that leaves a user stamped or
+  aliased, since every command sends ``cli_command_executed`` under the
+  current distinct id, rule R11) create that user's person if it has none.
+  That person is not identified.
+* **``$create_alias``** with ``distinct_id`` = user and ``properties.alias``
+  = device, as ``PostHogSink`` sends it. PostHog merges the alias (the
+  *other* id) into the distinct id's person:
+
+  - either id illegal (PostHog's placeholder list): refused;
+  - neither id has a person: one new person holding both;
+  - only the user has one: the device id is added to it;
+  - only the device has one: the user id is added to the *device's*
+    person. This branch has no "identified" check, which is how a
+    re-aliased device silently joins a new user to someone else;
+  - both have the same person: nothing to do;
+  - both have different persons: refused when the device's person is
+    already identified, else the device's person is merged into the user's.
+
+  Every alias that is not refused for an illegal id leaves the person it
+  returns identified (refused merges included, as PostHog's code does).
+* **Merges are permanent.** Logout and clear change nothing here.
+* An alias followed by an ``enqueue_failure`` never reached PostHog.
+* An ``import`` with ``aliased`` true stands for an alias the adopted
+  tool already sent.
+
+The model knows only what the log says: a user who already has a person
+from elsewhere (another machine) would make PostHog refuse a merge that
+the model shows as an attachment. So the model shows the worst case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from idstitch.events import Record, user_id_problem
+
+__all__ = ["Person", "PersonGraph", "Refusal"]
+
+
+@dataclass(slots=True)
+class Person:
+    """One person: its distinct ids in the order they joined, and how it came to be."""
+
+    number: int
+    distinct_ids: list[str]
+    identified: bool = False
+    history: list[tuple[int, str]] = field(default_factory=list)
+    merged_into: int | None = None
+
+    def users(self, users: set[str]) -> list[str]:
+        """The distinct ids of this person that the log names as user ids."""
+        return [i for i in self.distinct_ids if i in users]
+
+    def as_json(self, users: set[str]) -> dict[str, Any]:
+        """The person as ``persons --json`` prints it."""
+        held = self.users(users)
+        return {
+            "type": "person",
+            "person": self.number,
+            "distinct_ids": list(self.distinct_ids),
+            "users": held,
+            "devices": [i for i in self.distinct_ids if i not in users],
+            "identified": self.identified,
+            "flagged": len(held) > 1,
+            "history": [{"seq": seq, "note": note} for seq, note in self.history],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An alias that did not merge anything: refused by PostHog, or never queued."""
+
+    seq: int
+    user_id: str
+    device_id: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The refusal as ``persons --json`` prints it."""
+        return {
+            "type": "refused",
+            "seq": self.seq,
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "reason": self.reason,
+        }
+
+
+@dataclass(slots=True)
+class PersonGraph:
+    """Feed every good record to :meth:`feed` in order, then call :meth:`finish`."""
+
+    persons: list[Person] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    users: set[str] = field(default_factory=set)
+    devices: set[str] = field(default_factory=set)
+    _of: dict[str, Person] = field(default_factory=dict)
+    _pending: tuple[str, str, int] | None = None
+
+    def feed(self, record: Record) -> None:
+        """Apply one record: the alias it sends, or the events it puts under a user."""
+        kind = record["kind"]
+        self._settle(undone=kind == "enqueue_failure")
+        self.devices.add(record["device_id"])
+        if kind == "logout":
+            self.devices.add(record["new_device_id"])
+        user = record.get("user_id")
+        if user is None or kind == "enqueue_failure":
+            return
+        self.users.add(user)
+        if kind == "import" and record["aliased"]:
+            self._alias(user, record["device_id"], record["seq"], "the adopted tool's alias")
+        elif kind in ("response", "login") and record["alias"]:
+            self._pending = (user, record["device_id"], record["seq"])
+        else:
+            self._events_under(user, record["seq"])
+
+    def finish(self) -> None:
+        """Apply an alias left pending at the end of the log."""
+        self._settle(undone=False)
+
+    def _settle(self, *, undone: bool) -> None:
+        """Apply the alias of the record before, unless an ``enqueue_failure`` undid it."""
+        if self._pending is None:
+            return
+        user, device, seq = self._pending
+        self._pending = None
+        if undone:
+            reason = "never queued (enqueue_failure): PostHog got nothing"
+            self.refused.append(Refusal(seq, user, device, reason))
+        else:
+            self._alias(user, device, seq, "$create_alias")
+
+    @property
+    def live(self) -> list[Person]:
+        """The persons that still exist (not merged into another), oldest first."""
+        return [p for p in self.persons if p.merged_into is None]
+
+    @property
+    def flagged(self) -> list[Person]:
+        """The persons holding two or more user ids."""
+        return [p for p in self.live if len(p.users(self.users)) > 1]
+
+    @property
+    def personless_devices(self) -> int:
+        """How many device ids have no person (their events were all personless)."""
+        return sum(1 for d in self.devices if d not in self._of)
+
+    def _new(self, ids: list[str], seq: int, note: str, *, identified: bool) -> Person:
+        person = Person(len(self.persons) + 1, ids, identified, [(seq, note)])
+        self.persons.append(person)
+        for i in ids:
+            self._of[i] = person
+        return person
+
+    def _events_under(self, user: str, seq: int) -> None:
+        if user in self._of or user_id_problem(user) is not None:
+            return
+        self._new([user], seq, f"events under {user} create its person", identified=False)
+
+    def _alias(self, user: str, device: str, seq: int, what: str) -> None:
+        call = f"{what}({user} <- {device})"
+        if user == device:
+            return
+        for distinct_id in (user, device):
+            if user_id_problem(distinct_id) is not None:
+                reason = f"{distinct_id!r} is an illegal distinct id: PostHog refuses the merge"
+                self.refused.append(Refusal(seq, user, device, reason))
+                return
+        into, other = self._of.get(user), self._of.get(device)
+        if into is None and other is None:
+            self._new(
+                [user, device], seq, f"{call}: neither had a person: new person", identified=True
+            )
+        elif other is None:
+            assert into is not None
+            self._join(into, device, seq, f"{call}: {device} joins {user}'s person")
+        elif into is None:
+            self._join(
+                other,
+                user,
+                seq,
+                f"{call}: {user} had no person, so PostHog attaches it to {device}'s person "
+                "(that branch has no identified check)",
+            )
+        elif into is other:
+            into.identified = True
+            into.history.append((seq, f"{call}: already one person"))
+        elif other.identified:
+            into.identified = True
+            reason = (
+                f"{device}'s person (person {other.number}) is already identified: "
+                "PostHog refuses to merge it into another"
+            )
+            self.refused.append(Refusal(seq, user, device, reason))
+        else:
+            into.identified = True
+            into.history.append((seq, f"{call}: person {other.number} merged into this one"))
+            for moved in other.distinct_ids:
+                into.distinct_ids.append(moved)
+                self._of[moved] = into
+            into.history.extend(other.history)
+            into.history.sort(key=lambda entry: entry[0])
+            other.distinct_ids = []
+            other.merged_into = into.number
+
+    def _join(self, person: Person, distinct_id: str, seq: int, note: str) -> None:
+        person.distinct_ids.append(distinct_id)
+        person.identified = True
+        person.history.append((seq, note))
+        self._of[distinct_id] = person

@@ -1,0 +1,208 @@
+"""How the audit tool prints: aligned plain-text columns, or one JSON object per line.
+
+Rows are written as they come (a log of any size streams through), in
+fixed-width columns that never wrap or cut an id, so piped output is
+stable and complete. On a terminal the same text is coloured by ``rich``;
+elsewhere ``rich`` is not even imported. ``--json`` prints one object per
+line, each with a ``type`` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, TextIO
+
+import orjson
+from idstitch.events import LogDamagedError, TransitionError
+from idstitch.machine import Identity
+
+from ._timeline import Step
+from ._verify import cause_name
+
+__all__ = [
+    "Output",
+    "Part",
+    "damage_line",
+    "identity_block",
+    "identity_json",
+    "timeline_header",
+    "timeline_row",
+    "transition_line",
+]
+
+#: A piece of a line: plain text, or ``(text, rich style)``.
+Part = str | tuple[str, str]
+
+STATE_STYLES: Final = {
+    "initial": "dim",
+    "anonymous": "bright_black",
+    "stamped": "yellow",
+    "aliased": "green",
+    "reset": "cyan",
+}
+ALIAS_STYLES: Final = {"sent": "bold magenta", "undone": "red", "adopted": "magenta"}
+
+_SEQ: Final = 6
+_AT: Final = 27
+_KIND: Final = 15
+_STATE: Final = len("anonymous → anonymous")
+_ID: Final = 36  # a UUID; longer ids push the next column right rather than being cut
+
+
+class Output:
+    """Where a command prints: text lines (coloured on a terminal) or JSON lines.
+
+    ``fields`` are added to every JSON object (the demo tags its objects
+    with their scenario).
+    """
+
+    def __init__(
+        self, stream: TextIO, *, as_json: bool, fields: Mapping[str, Any] | None = None
+    ) -> None:
+        self.stream = stream
+        self.as_json = as_json
+        self._fields = dict(fields or {})
+        self._console: Any = None
+        if not as_json and _is_terminal(stream):
+            from rich.console import Console
+
+            self._console = Console(
+                file=stream, highlight=False, soft_wrap=True, emoji=False, markup=False
+            )
+
+    def json(self, value: Mapping[str, Any]) -> None:
+        """One JSON object on its own line (plus the ``fields`` this output was made with)."""
+        if self._fields:
+            value = {**value, **self._fields}
+        self.stream.write(orjson.dumps(value).decode() + "\n")
+
+    def text(self, *parts: Part) -> None:
+        """One line of text from plain and styled parts."""
+        if self._console is None:
+            self.stream.write("".join(p if isinstance(p, str) else p[0] for p in parts) + "\n")
+            return
+        from rich.text import Text
+
+        self._console.print(Text.assemble(*parts))
+
+    def lines(self, lines: Iterable[list[Part]]) -> None:
+        """Several lines of parts."""
+        for parts in lines:
+            self.text(*parts)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _state(name: str, width: int = 0) -> tuple[str, str]:
+    return (name.ljust(width), STATE_STYLES.get(name, ""))
+
+
+def timeline_header() -> list[Part]:
+    """The column names of the timeline."""
+    cells = (
+        f"{'seq':>{_SEQ}}",
+        f"{'at':<{_AT}}",
+        f"{'kind':<{_KIND}}",
+        f"{'state':<{_STATE}}",
+        f"{'device':<{_ID}}",
+        f"{'distinct id':<{_ID}}",
+        "alias",
+    )
+    return [("  ".join(cells), "bold")]
+
+
+def timeline_row(step: Step) -> list[Part]:
+    """One record of the timeline."""
+    pad = _STATE - len(step.before) - len(step.after) - 3
+    parts: list[Part] = [
+        f"{step.seq:>{_SEQ}}  {step.at:<{_AT}}  {step.kind:<{_KIND}}  ",
+        _state(step.before),
+        " → ",
+        _state(step.after),
+        " " * max(pad, 0),
+        f"  {step.device_id:<{_ID}}  {step.distinct_id:<{_ID}}",
+    ]
+    if step.alias is not None:
+        parts += ["  ", (step.alias, ALIAS_STYLES[step.alias])]
+    return _rstrip(parts)
+
+
+def _rstrip(parts: list[Part]) -> list[Part]:
+    last = parts[-1]
+    if isinstance(last, str):
+        parts[-1] = last.rstrip()
+    return parts
+
+
+def identity_block(
+    title: str, identity: Identity | None, *, extra: Iterable[tuple[str, str]] = ()
+) -> list[list[Part]]:
+    """A titled key/value block describing ``identity`` (``None``: an empty log)."""
+    lines: list[list[Part]] = [[(title, "bold")]]
+    if identity is None:
+        rows: list[tuple[str, Part]] = [("state", "none: the log has no records")]
+    else:
+        rows = [
+            ("state", _state(identity.state.value)),
+            ("device id", identity.device_id),
+            ("user id", identity.user_id if identity.user_id is not None else "none"),
+            ("distinct id", identity.distinct_id),
+            ("linked to", identity.linked_user if identity.linked_user is not None else "nobody"),
+            ("last seq", str(identity.seq)),
+        ]
+    rows += list(extra)
+    lines += [[f"  {key:<13}", value] for key, value in rows]
+    return lines
+
+
+def identity_json(identity: Identity | None) -> dict[str, Any]:
+    """The identity fields every ``--json`` identity object carries."""
+    if identity is None:
+        return {
+            "state": None,
+            "device_id": None,
+            "user_id": None,
+            "distinct_id": None,
+            "linked_user": None,
+            "last_seq": 0,
+        }
+    return {
+        "state": identity.state.value,
+        "device_id": identity.device_id,
+        "user_id": identity.user_id,
+        "distinct_id": identity.distinct_id,
+        "linked_user": identity.linked_user,
+        "last_seq": identity.seq,
+    }
+
+
+def damage_line(error: LogDamagedError, good: int) -> list[Part]:
+    """The one line that says where a log is damaged and why."""
+    return [
+        ("damaged:", "bold red"),
+        (
+            f" seq {error.seq} at byte {error.offset}: {cause_name(error.cause)}: "
+            f"{error.detail}. The {_records(good)} before it are intact; nothing was rewritten."
+        ),
+    ]
+
+
+def transition_line(error: TransitionError, offset: int, good: int) -> list[Part]:
+    """The one line that says which record the transition table refused."""
+    shown = f"{error.event} [{error.guard}]" if error.guard else error.event
+    return [
+        ("stopped:", "bold red"),
+        (
+            f" seq {error.seq} at byte {offset}: impossible transition: {shown} is not a "
+            f"transition from state {error.state}. The {_records(good)} before it replay cleanly."
+        ),
+    ]
+
+
+def _records(count: int) -> str:
+    return "1 record" if count == 1 else f"{count} records"

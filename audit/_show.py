@@ -1,0 +1,122 @@
+"""``idstitch show``: the identity a host process would start with, read without writing.
+
+The state dir is opened through :meth:`IdentityStitch.open` itself, in the
+ephemeral runtime, which reads a state dir and writes nothing: so ``show``
+answers exactly what the host would see, and never changes the files it
+inspects. Warnings the service logs while opening (a damaged log, a newer
+snapshot) are collected and shown as notes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from idstitch.adapters.runtime import Runtime, detect_runtime
+from idstitch.adapters.sinks import NullSink
+from idstitch.machine import Identity, IdentityStitch
+from idstitch.machine._dirs import default_state_dir, untrusted_reason
+from idstitch.store import read_snapshot
+
+from ._source import LOG_NAME, UnusableInputError
+
+__all__ = ["StateReport", "inspect_state_dir", "report_json", "resolve_state_dir"]
+
+SNAPSHOT_NAME = "telemetry.json"
+
+
+@dataclass(slots=True)
+class StateReport:
+    """What ``show`` prints."""
+
+    state_dir: str
+    identity: Identity
+    runtime: Runtime
+    log_bytes: int | None
+    snapshot: str
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_state_dir(
+    state_dir: str | None, app: str | None, env: Mapping[str, str] = os.environ
+) -> str:
+    """The state dir named by ``--state-dir``, or ``--app``'s default one."""
+    if state_dir is not None:
+        return state_dir
+    if app is not None:
+        return default_state_dir(app, env)
+    raise UnusableInputError("show needs --state-dir DIR or --app NAME")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().removeprefix("idstitch: "))
+
+
+def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> StateReport:
+    """The identity in ``state_dir`` and the runtime detected now.
+
+    Raises :class:`UnusableInputError` when there is no usable state there.
+    """
+    if not os.path.lexists(state_dir):
+        raise UnusableInputError(f"no state: {state_dir} does not exist")
+    problem = untrusted_reason(state_dir)
+    if problem is not None:
+        raise UnusableInputError(f"{state_dir} is not used by idstitch: {problem}")
+    try:
+        names = set(os.listdir(state_dir))
+    except OSError as exc:
+        raise UnusableInputError(f"{state_dir}: cannot read: {exc.strerror or exc}") from None
+    if LOG_NAME not in names and SNAPSHOT_NAME not in names:
+        raise UnusableInputError(
+            f"no state: {state_dir} holds neither {LOG_NAME} nor {SNAPSHOT_NAME}"
+        )
+    collect = _Collect()
+    logger = logging.getLogger("idstitch")
+    propagate = logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        stitch = IdentityStitch.open(
+            state_dir=state_dir, runtime=Runtime.EPHEMERAL, sink=NullSink(), env={}
+        )
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+    snapshot = read_snapshot(os.path.join(state_dir, SNAPSHOT_NAME))
+    log_path = os.path.join(state_dir, LOG_NAME)
+    log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
+    notes = list(collect.messages)
+    if snapshot.status == "foreign" and log_bytes is None:
+        notes.append(
+            f"{SNAPSHOT_NAME} is another tool's state file: the next persistent run adopts it "
+            "with one import record"
+        )
+    elif snapshot.status not in ("ok", "missing"):
+        notes.append(f"{SNAPSHOT_NAME} is {snapshot.status}: {snapshot.problem}")
+    return StateReport(
+        state_dir=state_dir,
+        identity=stitch.identity,
+        runtime=detect_runtime(env=env, has_state=True),
+        log_bytes=log_bytes,
+        snapshot=snapshot.status,
+        notes=notes,
+    )
+
+
+def report_json(report: StateReport) -> dict[str, Any]:
+    """The ``show --json`` object (without the identity fields, added by the caller)."""
+    return {
+        "state_dir": report.state_dir,
+        "runtime": report.runtime.value,
+        "log_bytes": report.log_bytes,
+        "snapshot": report.snapshot,
+        "notes": report.notes,
+    }

@@ -1,0 +1,102 @@
+"""The timeline of a log: each record with the state before and after it.
+
+Each record is folded with :func:`idstitch.machine.fold`, the same fold
+the identity service and :func:`~idstitch.machine.replay` use, so the
+timeline can never disagree with them. A record the transition table does
+not allow stops the timeline, as it stops a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from idstitch.events import Record, TransitionError
+from idstitch.machine import INITIAL, Identity, fold
+
+__all__ = ["Step", "Timeline", "alias_mark"]
+
+
+def alias_mark(record: Record) -> str | None:
+    """What a record did about an alias: ``sent``, ``undone``, ``adopted`` or ``None``."""
+    kind = record["kind"]
+    if kind in ("response", "login"):
+        return "sent" if record["alias"] else None
+    if kind == "enqueue_failure":
+        return "undone"
+    if kind == "import" and record["aliased"]:
+        return "adopted"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One row of the timeline."""
+
+    seq: int
+    at: str
+    kind: str
+    offset: int
+    before: str
+    after: str
+    device_id: str
+    user_id: str | None
+    distinct_id: str
+    alias: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as ``replay --json`` prints it."""
+        return {
+            "type": "record",
+            "seq": self.seq,
+            "at": self.at,
+            "kind": self.kind,
+            "offset": self.offset,
+            "before": self.before,
+            "after": self.after,
+            "device_id": self.device_id,
+            "user_id": self.user_id,
+            "distinct_id": self.distinct_id,
+            "alias": self.alias,
+        }
+
+
+class Timeline:
+    """Iterate :meth:`steps` over ``(record, offset)`` pairs; then read the outcome.
+
+    :attr:`identity` is the identity after the last good record,
+    :attr:`aliases` every standing alias (device -> user), :attr:`refused`
+    the transition the table refused (with the offset of its record), if any.
+    """
+
+    def __init__(self) -> None:
+        self.identity: Identity | None = None
+        self.aliases: dict[str, str] = {}
+        self.refused: tuple[TransitionError, int] | None = None
+        self.count = 0
+
+    def steps(self, records: Iterable[tuple[Record, int]]) -> Iterator[Step]:
+        """One :class:`Step` per record, until the end or an impossible transition."""
+        for record, offset in records:
+            before = self.identity
+            result = fold((record,), before, self.aliases)
+            if isinstance(result.error, TransitionError):
+                self.refused = (result.error, offset)
+                return
+            after = result.identity
+            assert after is not None
+            self.identity = after
+            self.count += 1
+            yield Step(
+                seq=record["seq"],
+                at=record["at"],
+                kind=record["kind"],
+                offset=offset,
+                before=INITIAL if before is None else before.state.value,
+                after=after.state.value,
+                device_id=record["device_id"],
+                user_id=record.get("user_id"),
+                distinct_id=after.distinct_id,
+                alias=alias_mark(record),
+            )

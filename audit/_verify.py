@@ -1,0 +1,245 @@
+"""The checks behind ``idstitch verify``: invariants L1-L8 of the log format, by id.
+
+A replay trusts the transition table; verify does not trust the writer.
+It is meant for logs the library would never write (edited by hand, or
+written by another implementation), so it keeps its own books instead of
+relying on the fold's:
+
+* structural damage found by the checked reader (a broken hash, a gap in
+  ``seq``, a torn or unparsable line) is **L1**, a newer format version
+  **L8**; both stop the check, because nothing after them can be trusted;
+* every other invariant is checked record by record and the check goes
+  on past a violation, so one run lists them all;
+* a record the machine's transition table does not allow in the state
+  the log has reached is reported as **T** (an addition to L1-L8: the log
+  cannot be replayed past it) and skipped.
+
+Memory grows with the number of device ids in the log (L5 needs them all),
+never with the number of records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from idstitch.events import FORMAT_VERSION, LogDamagedError, Record, user_id_problem
+from idstitch.machine import Identity, TransitionError, fold
+
+__all__ = ["INVARIANTS", "Verifier", "Violation", "damage_violation"]
+
+#: What each id checks, and the rule it protects (one line each).
+INVARIANTS: Final[dict[str, str]] = {
+    "L1": "seq starts at 1 with no gaps and every hash link matches (the log is unedited)",
+    "L2": "at most one standing alias per device id, an enqueue_failure undoing one (R3)",
+    "L3": "no alias in an ephemeral runtime (R2)",
+    "L4": "no alias for a device that was already aliased, to anyone (R3)",
+    "L5": "every logout's new device id was never seen before in the log (R7)",
+    "L6": "every record's device_id is the device in force (R7, R8)",
+    "L7": "every user id is legal (R13)",
+    "L8": "every record's format version is one this build reads",
+    "T": "every record is a transition the machine's table allows from the state reached",
+}
+
+_CAUSES: Final = {
+    "torn-tail": "torn tail",
+    "hash-chain": "broken hash chain",
+    "seq-gap": "gap in seq",
+    "bad-json": "not a JSON record",
+    "unknown-kind": "unknown kind",
+    "bad-field": "bad field",
+    "newer-version": "newer version",
+}
+
+
+def cause_name(cause: str) -> str:
+    """A damage cause as a reader says it (``hash-chain`` -> ``broken hash chain``)."""
+    return _CAUSES.get(cause, cause)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant: its id, the record's seq and byte offset, and why."""
+
+    id: str
+    seq: int
+    offset: int
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The violation as ``verify --json`` prints it."""
+        return {
+            "type": "violation",
+            "id": self.id,
+            "seq": self.seq,
+            "offset": self.offset,
+            "message": self.message,
+        }
+
+
+def damage_violation(error: LogDamagedError, line: bytes) -> Violation:
+    """The violation a reader's damage is: L8 for a version this build cannot read, else L1.
+
+    ``line`` is the damaged line itself (it tells an unknown version from other bad fields).
+    """
+    version: object = None
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if isinstance(value, dict):
+            version = value.get("v", FORMAT_VERSION)
+    where = f"at byte {error.offset}: "
+    if error.cause == "newer-version" or version != FORMAT_VERSION:
+        if error.cause != "newer-version":
+            detail = f"format version {version!r} is not one this build reads ({FORMAT_VERSION})"
+        else:
+            detail = error.detail
+        return Violation("L8", error.seq, error.offset, where + detail)
+    return Violation(
+        "L1", error.seq, error.offset, f"{where}{cause_name(error.cause)}: {error.detail}"
+    )
+
+
+@dataclass(slots=True)
+class _Link:
+    user: str
+    seq: int
+    imported: bool
+
+
+@dataclass(slots=True)
+class Verifier:
+    """Feed :meth:`check` every good record in order, then call :meth:`finish`."""
+
+    identity: Identity | None = None
+    device: str | None = None
+    seen: set[str] = field(default_factory=set)
+    links: dict[str, list[_Link]] = field(default_factory=dict)
+    records: int = 0
+    _last_alias: str | None = None
+    _pending: Violation | None = None
+    _held: list[Violation] = field(default_factory=list)
+
+    def check(self, record: Record, offset: int) -> list[Violation]:
+        """The violations of the records before ``record``, now that they are settled.
+
+        A record's own violations are held until the next record is seen,
+        because an ``enqueue_failure`` right after an alias undoes it (L2).
+        """
+        kind = record["kind"]
+        undoing = kind == "enqueue_failure" and self._last_alias is not None
+        settled = self._settle(undone=undoing)
+        self._held = self._examine(record, offset, undoing)
+        return settled
+
+    def finish(self) -> list[Violation]:
+        """The violations of the last record."""
+        settled = self._settle(undone=False)
+        self._held = []
+        return settled
+
+    def _settle(self, *, undone: bool) -> list[Violation]:
+        held = self._held
+        if self._pending is not None and not undone:
+            held.append(self._pending)
+        self._pending = None
+        return sorted(held, key=lambda v: (v.seq, _ORDER[v.id]))
+
+    def _examine(self, record: Record, offset: int, undoing: bool) -> list[Violation]:
+        found: list[Violation] = []
+        kind = record["kind"]
+        seq = record["seq"]
+        self.records += 1
+
+        def flag(rule: str, message: str) -> None:
+            found.append(Violation(rule, seq, offset, message))
+
+        device = record["device_id"]
+        if self.device is not None and device != self.device:
+            flag("L6", f"{kind} names device {device}, but the device in force is {self.device}")
+        if kind == "logout":
+            new = record["new_device_id"]
+            if new in self.seen or new == device:
+                flag("L5", f"logout rotates to device {new}, which the log had already seen")
+        user = record.get("user_id")
+        if user is not None:
+            problem = user_id_problem(user)
+            if problem is not None:
+                flag("L7", f"user id {_show(user)} is illegal: {problem}")
+        if kind in ("response", "login") and record["alias"]:
+            if record["runtime"] == "ephemeral":
+                flag("L3", f"{kind} aliased {device} to {_show(user)} in an ephemeral runtime")
+            self._alias(found, record, offset)
+        elif undoing:
+            assert self._last_alias is not None
+            self.links[self._last_alias].pop()
+        elif kind == "import" and record["aliased"] and user is not None:
+            self.links[device] = [_Link(user, seq, imported=True)]
+        self._last_alias = device if kind in ("response", "login") and record["alias"] else None
+        self._transition(found, record, offset)
+        self._track_devices(record)
+        return found
+
+    def _alias(self, found: list[Violation], record: Record, offset: int) -> None:
+        device, user, seq = record["device_id"], record["user_id"], record["seq"]
+        links = self.links.setdefault(device, [])
+        if links:
+            first = links[0]
+            how = "adopted as aliased to" if first.imported else "aliased to"
+            found.append(
+                Violation(
+                    "L4",
+                    seq,
+                    offset,
+                    f"{record['kind']} aliases device {device} to {_show(user)}, but it was "
+                    f"already {how} {_show(first.user)} at seq {first.seq}",
+                )
+            )
+        links.append(_Link(user, seq, imported=False))
+        standing = [link.seq for link in links if not link.imported]
+        if len(standing) > 1:
+            seqs = ", ".join(str(s) for s in standing)
+            self._pending = Violation(
+                "L2",
+                seq,
+                offset,
+                f"device {device} now has {len(standing)} standing aliases (seq {seqs}); "
+                "PostHog merges on every one",
+            )
+
+    def _transition(self, found: list[Violation], record: Record, offset: int) -> None:
+        result = fold((record,), self.identity)
+        if isinstance(result.error, TransitionError):
+            error = result.error
+            shown = f"{error.event} [{error.guard}]" if error.guard else error.event
+            found.append(
+                Violation(
+                    "T",
+                    record["seq"],
+                    offset,
+                    f"{shown} is not a transition from state {error.state}; the record is skipped",
+                )
+            )
+            return
+        self.identity = result.identity
+
+    def _track_devices(self, record: Record) -> None:
+        kind = record["kind"]
+        device = record["device_id"]
+        self.seen.add(device)
+        if kind == "logout":
+            self.seen.add(record["new_device_id"])
+            self.device = record["new_device_id"]
+        elif self.device is None:
+            self.device = device
+
+
+_ORDER: Final = {rule: index for index, rule in enumerate(INVARIANTS)}
+
+
+def _show(user: object) -> str:
+    text = repr(user)
+    return text if len(text) <= 60 else text[:57] + "..."
