@@ -37,11 +37,12 @@ from ._table import State
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from datetime import datetime
     from typing import Any
 
     from idstitch.adapters.sinks import Sink
+    from idstitch.events import Record
     from idstitch.store import FileLog, IdentityLog, SnapshotRead
 
     from ._live import LiveMachine
@@ -294,8 +295,8 @@ class IdentityStitch:
                     self._catch_up()
                     self._save_snapshot()
             return
-        if snapshot.status == "ok" and Identity.from_dict(snapshot.data) is None:
-            snapshot = _corrupt("it does not hold an identity")
+        if snapshot.status == "ok" and _snapshot_identity(snapshot) is None:
+            snapshot = _corrupt("it does not hold an identity a log could have written")
         if (
             snapshot.status == "foreign"
             and snapshot.data.get("enabled") is False
@@ -327,12 +328,21 @@ class IdentityStitch:
             self._rebuild_from(disk.log, snapshot, disk)
 
     def _rebuild_from(self, log: FileLog, snapshot: SnapshotRead, disk: _Disk | None) -> None:
-        held = Identity.from_dict(snapshot.data) if snapshot.status == "ok" else None
+        held = _snapshot_identity(snapshot)
         reader = log.records()
+        hashes: set[str] = set()
         try:
-            result = fold(reader)
+            result = fold(_noting_hashes(reader, hashes))
         except FileNotFoundError:
             result = fold(())
+        if held is not None and held.h in hashes and held.seq > reader.checkpoint.seq:
+            # It names a record of this log under a later seq: the snapshot is wrong, not the log.
+            _warn(
+                "idstitch: the snapshot beside %s names one of its records under another seq; "
+                "it is ignored and rebuilt from the log",
+                log.path,
+            )
+            held = None
         if result.error is not None and not _is_torn(result.error):
             _warn(
                 "idstitch: the identity log %s is damaged (%s); it is left as it is and "
@@ -813,14 +823,16 @@ def _from_snapshot(
     (``stale``), just the new records are folded. Otherwise ``(None, None,
     False)``: the caller replays the whole log.
     """
-    if snapshot.status != "ok":
-        return None, None, False
-    identity = Identity.from_dict(snapshot.data)
+    identity = _snapshot_identity(snapshot)
     offset = snapshot.data.get("offset")
     if identity is None or type(offset) is not int or offset <= 0:
         return None, None, False
     size, last = peek_end(log_path)
-    if size == offset and last[_H_SLICE] == identity.h.encode("ascii"):
+    if (
+        size == offset
+        and last[_H_SLICE] == identity.h.encode("ascii")
+        and b'"seq":%d,' % identity.seq in last[:48]
+    ):
         return identity, offset, False
     if size > offset:
         from idstitch.events import Checkpoint
@@ -853,6 +865,41 @@ def _sweep_temporaries(snapshot_path: str) -> None:
                 _debug("idstitch: could not remove %s (%r)", entry, exc)
             else:
                 _debug("idstitch: removed %s, left by a writer that was killed", entry)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _snapshot_identity(snapshot: SnapshotRead) -> Identity | None:
+    """The identity an ``ok`` snapshot holds, if a log could have written it; else ``None``.
+
+    ``Identity.from_dict`` checks the types; this checks the values too, so
+    that a damaged or hostile ``telemetry.json`` never puts an illegal,
+    blank or oversized id on the wire (R13): it is refused and the identity
+    is rebuilt from the log.
+    """
+    if snapshot.status != "ok":
+        return None
+    identity = Identity.from_dict(snapshot.data)
+    if identity is None or len(identity.h) != 32 or not _HEX.issuperset(identity.h):
+        return None
+    users = [identity.user_id, identity.linked_user]
+    if identity.undo is not None:
+        users += identity.undo[1:]
+    if any(user is not None and user_id_problem(user) is not None for user in users):
+        return None
+    try:
+        check_device_id(identity.device_id)
+    except ValueError:
+        return None
+    return identity
+
+
+def _noting_hashes(records: Iterable[Record], hashes: set[str]) -> Iterator[Record]:
+    """``records``, adding each one's ``h`` to ``hashes`` as it goes by."""
+    for record in records:
+        hashes.add(record["h"])
+        yield record
 
 
 def _corrupt(problem: str) -> SnapshotRead:

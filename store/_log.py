@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
-from idstitch.events import START, Checkpoint, Record, RecordReader, check_line, encode_record
+from idstitch.events import (
+    START,
+    Checkpoint,
+    LogDamagedError,
+    Record,
+    RecordReader,
+    check_line,
+    encode_record,
+)
 
 from ._fs import ensure_dir, fsync_dir, open_file, peek_end
 from ._lock import ProcessLock
@@ -98,6 +106,7 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
         lines_from = data.find(b"\n") + 1 if begin else 0  # the first line may be cut
         body = data[lines_from:end]
         if begin == 0 and end == 0:
+            _refuse_untorn(data, START)
             return Tail(START, None, torn)
         complete = body.splitlines(keepends=True)
         if len(complete) >= 2 or (begin == 0 and len(complete) == 1):
@@ -120,7 +129,23 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
     else:
         after = Checkpoint(START.seq, START.h, last_offset)
     record = check_line(last, after)
-    return Tail(Checkpoint(record["seq"], record["h"], begin + end), record, torn)
+    checkpoint = Checkpoint(record["seq"], record["h"], begin + end)
+    if torn:
+        _refuse_untorn(data[end:], checkpoint)
+    return Tail(checkpoint, record, torn)
+
+
+def _refuse_untorn(rest: bytes, after: Checkpoint) -> None:
+    """Raise :class:`LogDamagedError` unless ``rest`` (after the last line end) is a cut-off write.
+
+    A whole record whose line end was overwritten is damage, not a torn
+    tail: removing it would drop a record whose append returned.
+    """
+    try:
+        check_line(rest, after)
+    except LogDamagedError as exc:
+        if exc.cause != "torn-tail":
+            raise
 
 
 def _tail_by_reading_all(read_at: Callable[[int, int], bytes], size: int) -> Tail:

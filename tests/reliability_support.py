@@ -11,15 +11,19 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from idstitch.machine import Identity
 
 __all__ = [
     "HOST",
     "HostRun",
     "can_mount_tmpfs",
     "count",
+    "identities_after",
     "remount_read_only",
     "run_host",
     "seed_state_dir",
@@ -35,6 +39,21 @@ def count(name: str, default: int) -> int:
     """How many times to try something: ``IDSTITCH_RELIABILITY_<NAME>`` or the CI-sized default."""
     value = os.environ.get(f"IDSTITCH_RELIABILITY_{name.upper()}", "")
     return int(value) if value.strip() else default
+
+
+def identities_after(records: Iterable[Mapping[str, Any]]) -> dict[tuple[int, str], Identity]:
+    """The identity after each record of a log, keyed by that record's (seq, h)."""
+    from idstitch.machine import fold
+
+    after: dict[tuple[int, str], Identity] = {}
+    identity: Identity | None = None
+    for record in records:
+        result = fold((record,), identity)
+        assert result.error is None, result.error
+        identity = result.identity
+        assert identity is not None
+        after[record["seq"], record["h"]] = identity
+    return after
 
 
 def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:

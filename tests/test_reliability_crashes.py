@@ -15,27 +15,14 @@ from helpers import drain
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import NullSink
 from idstitch.events import Record, encode_record
-from idstitch.machine import Identity, IdentityStitch, fold
+from idstitch.machine import Identity, IdentityStitch
 from idstitch.store import FileLog, read_snapshot
-from reliability_support import count
+from reliability_support import count, identities_after
 from reliability_workers import churn
 
 KILL_RUNS = count("kill_runs", 100)
 #: The random choices (how many changes to wait for, when to kill, where to tear) are seeded.
 SEED = count("seed", 20261127)
-
-
-def identities_after(records: list[Record]) -> dict[tuple[int, str], Identity]:
-    """The identity after each record, keyed by that record's (seq, h)."""
-    after: dict[tuple[int, str], Identity] = {}
-    identity: Identity | None = None
-    for record in records:
-        result = fold((record,), identity)
-        assert result.error is None, result.error
-        identity = result.identity
-        assert identity is not None
-        after[record["seq"], record["h"]] = identity
-    return after
 
 
 def kill_one_writer(
