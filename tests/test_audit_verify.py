@@ -1,0 +1,253 @@
+"""`idstitch verify`: L1-L8 hold on logs the library writes, and each is caught when broken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from idstitch.adapters.runtime import Runtime
+from idstitch.adapters.sinks import RecordingSink
+from service_support import DeviceIds, open_stitch
+from test_audit_support import (
+    D1,
+    D2,
+    Spec,
+    alias,
+    clear,
+    enqueue_failure,
+    genesis,
+    idstitch,
+    imported,
+    json_lines,
+    logout,
+    stamp,
+    write_lines,
+    write_log,
+)
+
+PLACEHOLDER = "PostHog treats this id as a placeholder and refuses to merge under it"
+
+#: name -> (records, [(id, seq, message)]) for logs the library would never write.
+CASES: dict[str, tuple[list[Spec], list[tuple[str, int, str]]]] = {
+    "double alias": (
+        [genesis(), alias("user-a"), alias("user-a")],
+        [
+            ("L2", 3, (f"device {D1} now has 2 standing aliases (seq 2, 3); "
+                      "PostHog merges on every one")),
+            ("L4", 3, (f"response aliases device {D1} to 'user-a', but it was already aliased "
+                      "to 'user-a' at seq 2")),
+        ],
+    ),
+    "re-alias of an adopted device": (
+        [imported(D1, "user-a", aliased=True), alias("user-b")],
+        [
+            ("L4", 2, (f"response aliases device {D1} to 'user-b', but it was already adopted "
+                      "as aliased to 'user-a' at seq 1")),
+        ],
+    ),
+    "alias after clear, to another user": (
+        [genesis(), alias("user-a", kind="login"), clear(), alias("user-b", kind="login")],
+        [
+            ("L2", 4, (f"device {D1} now has 2 standing aliases (seq 2, 4); "
+                      "PostHog merges on every one")),
+            ("L4", 4, (f"login aliases device {D1} to 'user-b', but it was already aliased "
+                      "to 'user-a' at seq 2")),
+        ],
+    ),
+    "alias in an ephemeral runtime": (
+        [genesis(runtime="ephemeral"), alias("user-a", runtime="ephemeral")],
+        [("L3", 2, f"response aliased {D1} to 'user-a' in an ephemeral runtime")],
+    ),
+    "device id reused after logout": (
+        [genesis(), logout(D1, D2), logout(D2, D1)],
+        [("L5", 3, f"logout rotates to device {D1}, which the log had already seen")],
+    ),
+    "record for a device not in force": (
+        [genesis(), stamp("user-a", D2)],
+        [("L6", 2, f"response names device {D2}, but the device in force is {D1}")],
+    ),
+    "illegal user ids": (
+        [genesis(), stamp("null"), alias(" ")],
+        [
+            ("L7", 2, f"user id 'null' is illegal: {PLACEHOLDER}"),
+            ("L7", 3, "user id ' ' is illegal: a user id must not be blank"),
+        ],
+    ),
+    "transitions the table refuses": (
+        [genesis(), enqueue_failure("user-a"), genesis(D2)],
+        [
+            ("T", 2, ("enqueue_failure is not a transition from state anonymous; "
+                     "the record is skipped")),
+            ("L6", 3, f"genesis names device {D2}, but the device in force is {D1}"),
+            ("T", 3, "genesis is not a transition from state anonymous; the record is skipped"),
+        ],
+    ),
+    "checking goes on past each violation": (
+        [genesis(), alias("user-a", runtime="ephemeral"), clear(), stamp("None")],
+        [
+            ("L3", 2, f"response aliased {D1} to 'user-a' in an ephemeral runtime"),
+            ("L7", 4, f"user id 'None' is illegal: {PLACEHOLDER}"),
+        ],
+    ),
+}  # fmt: skip
+
+
+def violations(objects: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """(id, seq, message) of every violation object."""
+    return [(o["id"], o["seq"], o["message"]) for o in objects if o["type"] == "violation"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_verify_catches_what_the_library_never_writes(tmp_path: Path, name: str) -> None:
+    """Hand-made logs, hashes valid, meaning wrong: each violation by id, seq and why; exit 1."""
+    specs, expected = CASES[name]
+    log = tmp_path / "identity.jsonl"
+    write_log(log, specs)
+    result = idstitch("verify", "--json", str(log))
+    objects = json_lines(result.stdout)
+    ids = sorted({rule for rule, _, _ in expected}, key=lambda r: (r == "T", r))
+    summary = {
+        "type": "summary",
+        "records": len(specs),
+        "violations": len(expected),
+        "ids": ids,
+        "complete": True,
+        "stopped_at": None,
+    }
+    assert (1, expected, summary, "") == (
+        result.code,
+        violations(objects),
+        objects[-1],
+        result.stderr,
+    )
+
+
+def test_an_undone_realias_breaks_l4_but_leaves_one_standing_alias(tmp_path: Path) -> None:
+    """A re-alias whose enqueue failed was still decided wrongly (L4); PostHog got one (no L2)."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), alias("user-a"), alias("user-b"), enqueue_failure("user-b")])
+    result = idstitch("verify", "--json", str(log))
+    expected = [
+        (
+            "L4",
+            3,
+            (
+                f"response aliases device {D1} to 'user-b', but it was already aliased to "
+                "'user-a' at seq 2"
+            ),
+        ),
+        (
+            "T",
+            4,
+            (
+                "enqueue_failure [was_aliased] is not a transition from state aliased; "
+                "the record is skipped"
+            ),
+        ),
+    ]
+    assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
+
+
+def _offset_of(data: bytes, seq: int) -> int:
+    return sum(len(line) for line in data.splitlines(keepends=True)[: seq - 1])
+
+
+def test_an_edited_record_breaks_l1_and_stops_the_check(tmp_path: Path) -> None:
+    """An edit breaks the hash chain: L1 at the edited record, nothing after it is checked."""
+    log = tmp_path / "identity.jsonl"
+    data = write_log(log, [genesis(), stamp("null"), alias("user-a"), clear()])
+    log.write_bytes(data.replace(b'"user-a"', b'"user-b"'))
+    result = idstitch("verify", "--json", str(log))
+    offset = _offset_of(data, 3)
+    expected = [
+        ("L7", 2, f"user id 'null' is illegal: {PLACEHOLDER}"),
+        (
+            "L1",
+            3,
+            (
+                f"at byte {offset}: broken hash chain: the hash does not match: this record or the "
+                "one before it was edited, removed, inserted or moved"
+            ),
+        ),
+    ]
+    objects = json_lines(result.stdout)
+    stopped = {
+        "seq": 3,
+        "offset": offset,
+        "cause": "hash-chain",
+        "complete": False,
+        "records": 2,
+    }
+    actual_stop = {
+        **{k: objects[-1]["stopped_at"][k] for k in ("seq", "offset", "cause")},
+        "complete": objects[-1]["complete"],
+        "records": objects[-1]["records"],
+    }
+    assert (1, expected, stopped) == (result.code, violations(objects), actual_stop)
+
+
+def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
+    """A record whose seq skips a number (hash intact) is L1."""
+    log = tmp_path / "identity.jsonl"
+    data = write_log(log, [genesis(), clear(), clear()], skip_seq_after=2)
+    result = idstitch("verify", "--json", str(log))
+    expected = [("L1", 3, f"at byte {_offset_of(data, 3)}: gap in seq: seq 4 where 3 was expected")]
+    assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
+
+
+@pytest.mark.parametrize("version", [2, 0])
+def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: int) -> None:
+    """A newer (or never existing) format version is L8, and the check stops there."""
+    log = tmp_path / "identity.jsonl"
+    extra = {"v": version, "seq": 2, "at": "2026-11-27T17:00:01.000000Z", "kind": "clear",
+             "device_id": D1, "pid": 7}  # fmt: skip
+    data = write_lines(log, [genesis()], extra)
+    offset = _offset_of(data, 2)
+    if version == 2:
+        detail = (
+            "format version 2 is newer than this build reads (1); upgrade idstitch to read it. "
+            "Nothing was rewritten"
+        )
+    else:
+        detail = "format version 0 is not one this build reads (1)"
+    result = idstitch("verify", "--json", str(log))
+    assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
+        result.code,
+        violations(json_lines(result.stdout)),
+    )
+
+
+def test_verify_prints_violations_and_what_each_id_protects(tmp_path: Path) -> None:
+    """Text output: one line per violation, a summary, then the meaning of each broken id."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), alias("user-a"), clear(), alias("user-b")])
+    expected = (
+        f"L2  seq 4: device {D1} now has 2 standing aliases (seq 2, 4); PostHog merges on every "
+        "one\n"
+        f"L4  seq 4: response aliases device {D1} to 'user-b', but it was already aliased to "
+        "'user-a' at seq 2\n"
+        "failed: 2 violations in 4 records.\n"
+        "  L2  at most one standing alias per device id, an enqueue_failure undoing one (R3)\n"
+        "  L4  no alias for a device that was already aliased, to anyone (R3)\n"
+    )
+    assert (1, expected, "") == idstitch("verify", str(log))
+
+
+def test_every_log_the_library_writes_verifies(tmp_path: Path) -> None:
+    """The seed's scenarios through the real service, one state dir: L1-L8 all hold; exit 0."""
+    devices = DeviceIds()
+    sink = RecordingSink(fail_aliases=1)
+    stitch = open_stitch(tmp_path, sink=sink, devices=devices)
+    stitch.observe_authenticated_response("user-a")  # enqueue failure
+    stitch.login("user-a")  # retried
+    stitch.observe_authenticated_response("user-a")  # steady state: nothing
+    stale = open_stitch(tmp_path, sink=sink, devices=devices)
+    stale.observe_authenticated_response("user-b")  # stale disk: stamp
+    stale.clear_distinct_id()
+    stale.logout()
+    stale.login("user-c")
+    ci = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL, devices=devices)
+    ci.observe_authenticated_response("user-d")  # in memory only
+    result = idstitch("verify", str(tmp_path / "identity.jsonl"))
+    assert (0, "ok: L1-L8 hold over 8 records.\n", "") == result
