@@ -200,6 +200,7 @@ class PersonGraph:
                 "PostHog refuses to merge it into another"
             )
             self.refused.append(Refusal(seq, user, device, reason))
+            into.history.append((seq, f"{call}: refused, but this person is now identified"))
         else:
             into.identified = True
             into.history.append((seq, f"{call}: person {other.number} merged into this one"))

@@ -1,0 +1,196 @@
+"""`idstitch persons`: the person graph PostHog builds from a log's aliases, by its merge rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from idstitch.adapters.sinks import RecordingSink
+from service_support import DeviceIds, open_stitch
+from test_audit_support import (
+    D1,
+    D2,
+    alias,
+    clear,
+    enqueue_failure,
+    genesis,
+    idstitch,
+    imported,
+    json_lines,
+    logout,
+    stamp,
+    write_log,
+)
+
+
+def person(
+    number: int,
+    ids: list[str],
+    users: list[str],
+    history: list[tuple[int, str]],
+    *,
+    identified: bool = True,
+) -> dict[str, Any]:
+    """One expected ``persons --json`` person."""
+    return {
+        "type": "person",
+        "person": number,
+        "distinct_ids": ids,
+        "users": users,
+        "devices": [i for i in ids if i not in users],
+        "identified": identified,
+        "flagged": len(users) > 1,
+        "history": [{"seq": seq, "note": note} for seq, note in history],
+    }
+
+
+def summary(persons: int, flagged: list[int], refused: int, personless: int) -> dict[str, Any]:
+    """The expected closing object of ``persons --json``."""
+    return {
+        "type": "summary",
+        "persons": persons,
+        "flagged": flagged,
+        "refused": refused,
+        "personless_devices": personless,
+        "complete": True,
+    }
+
+
+def new_person(user: str, device: str) -> str:
+    """The note of an alias that created a person."""
+    return f"$create_alias({user} <- {device}): neither had a person: new person"
+
+
+def test_a_realiased_device_joins_two_users_in_one_person(tmp_path: Path) -> None:
+    """Re-alias of a linked device to a new user: PostHog attaches them to one person; exit 1."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), alias("user-a"), clear(), alias("user-b")])
+    attached = (
+        f"$create_alias(user-b <- {D1}): user-b had no person, so PostHog attaches it to "
+        f"{D1}'s person (that branch has no identified check)"
+    )
+    expected = [
+        person(1, ["user-a", D1, "user-b"], ["user-a", "user-b"],
+               [(2, new_person("user-a", D1)), (4, attached)]),
+        summary(1, [1], 0, 0),
+    ]  # fmt: skip
+    result = idstitch("persons", "--json", str(log))
+    assert (1, expected, "") == (result.code, json_lines(result.stdout), result.stderr)
+
+
+def test_persons_text_flags_the_person_holding_two_users(tmp_path: Path) -> None:
+    """Text output names the person, its ids, how each joined, and the flag."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), alias("user-a"), clear(), alias("user-b")])
+    expected = (
+        "person 1  identified  users: user-a, user-b  <- holds two users: two people merged "
+        "into one\n"
+        f"  distinct ids: user-a (user), {D1} (device), user-b (user)\n"
+        f"  seq 2: $create_alias(user-a <- {D1}): neither had a person: new person\n"
+        f"  seq 4: $create_alias(user-b <- {D1}): user-b had no person, so PostHog attaches it "
+        f"to {D1}'s person (that branch has no identified check)\n"
+        "failed: 1 person; 0 device id(s) never aliased (their events are personless). "
+        "Holding two users: person 1 (user-a, user-b).\n"
+    )
+    assert (1, expected, "") == idstitch("persons", str(log))
+
+
+def test_a_clean_log_yields_one_person_per_user(tmp_path: Path) -> None:
+    """The library's log of login A, logout, login B: two persons, nobody flagged; exit 0."""
+    devices = DeviceIds()
+    stitch = open_stitch(tmp_path, sink=RecordingSink(), devices=devices)
+    stitch.login("user-a")
+    stitch.logout()
+    stitch.login("user-b")
+    stitch.observe_authenticated_response("user-b")
+    first, second = devices.minted
+    expected = [
+        person(1, ["user-a", first], ["user-a"], [(2, new_person("user-a", first))]),
+        person(2, ["user-b", second], ["user-b"], [(4, new_person("user-b", second))]),
+        summary(2, [], 0, 0),
+    ]
+    result = idstitch("persons", "--json", str(tmp_path))
+    assert (0, expected, "") == (result.code, json_lines(result.stdout), result.stderr)
+
+
+def test_a_second_user_with_a_person_of_their_own_is_refused(tmp_path: Path) -> None:
+    """Both ids have persons and the device's is identified: PostHog refuses; nobody is merged."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), alias("user-a"), stamp("user-b"), alias("user-b")])
+    call = f"$create_alias(user-b <- {D1})"
+    reason = (
+        f"{D1}'s person (person 1) is already identified: PostHog refuses to merge it into another"
+    )
+    expected = [
+        person(1, ["user-a", D1], ["user-a"], [(2, new_person("user-a", D1))]),
+        person(2, ["user-b"], ["user-b"],
+               [(3, "events under user-b create its person"),
+                (4, f"{call}: refused, but this person is now identified")]),
+        {"type": "refused", "seq": 4, "user_id": "user-b", "device_id": D1, "reason": reason},
+        summary(2, [], 1, 0),
+    ]  # fmt: skip
+    result = idstitch("persons", "--json", str(log))
+    assert (0, expected) == (result.code, json_lines(result.stdout))
+
+
+def test_illegal_ids_and_unqueued_aliases_merge_nothing(tmp_path: Path) -> None:
+    """An alias under an illegal id is refused; one undone by enqueue_failure never arrived."""
+    log = tmp_path / "identity.jsonl"
+    specs = [
+        genesis(),
+        alias("null"),
+        logout(D1, D2),
+        alias("user-a", D2),
+        enqueue_failure("user-a", D2),
+    ]
+    write_log(log, specs)
+    expected = [
+        {
+            "type": "refused",
+            "seq": 2,
+            "user_id": "null",
+            "device_id": D1,
+            "reason": "'null' is an illegal distinct id: PostHog refuses the merge",
+        },
+        {
+            "type": "refused",
+            "seq": 4,
+            "user_id": "user-a",
+            "device_id": D2,
+            "reason": "never queued (enqueue_failure): PostHog got nothing",
+        },
+        summary(0, [], 2, 2),
+    ]
+    result = idstitch("persons", "--json", str(log))
+    assert (0, expected) == (result.code, json_lines(result.stdout))
+
+
+def test_an_adopted_alias_counts_as_a_merge_already_made(tmp_path: Path) -> None:
+    """An import with aliased=true stands for the adopted tool's alias: a later re-alias joins."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [imported(D1, "user-a", aliased=True), alias("user-b")])
+    expected = (
+        1,
+        ["user-a", D1, "user-b"],
+        f"the adopted tool's alias(user-a <- {D1}): neither had a person: new person",
+    )
+    objects = json_lines(idstitch("persons", "--json", str(log)).stdout)
+    code = idstitch("persons", str(log)).code
+    assert expected == (code, objects[0]["distinct_ids"], objects[0]["history"][0]["note"])
+
+
+def test_persons_on_a_damaged_log_models_what_came_before_and_exits_1(tmp_path: Path) -> None:
+    """Damage: persons of the good records, then the damage; exit 1 (the answer is partial)."""
+    log = tmp_path / "identity.jsonl"
+    data = write_log(log, [genesis(), alias("user-a"), clear()])
+    log.write_bytes(data[:-10])
+    objects = json_lines(idstitch("persons", "--json", str(log)).stdout)
+    result = idstitch("persons", str(log))
+    expected = (1, ["person", "damage", "summary"], "torn-tail", False)
+    actual = (
+        result.code,
+        [o["type"] for o in objects],
+        objects[1]["cause"],
+        objects[2]["complete"],
+    )
+    assert expected == actual
