@@ -1,0 +1,266 @@
+"""`idstitch show`, `diagram` and `demo`, usage errors, and rich kept off the embedding path."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from idstitch.adapters.sinks import RecordingSink
+from idstitch.machine import INITIAL, TRANSITIONS
+from service_support import DeviceIds, open_stitch
+from test_audit_support import idstitch, json_lines
+
+PERSISTENT = {"IDSTITCH_RUNTIME": "persistent"}
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _aliased_state(folder: Path) -> str:
+    """A state dir where the library aliased user-a; returns the device id."""
+    devices = DeviceIds()
+    open_stitch(folder, sink=RecordingSink(), devices=devices).login("user-a")
+    return devices.minted[0]
+
+
+def test_show_reads_a_state_dir_without_changing_it(tmp_path: Path) -> None:
+    """--json: the identity the host would start with, the runtime now; no file is touched."""
+    state = tmp_path / "state"
+    device = _aliased_state(state)
+    before = tree(state)
+    result = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
+    expected = {
+        "type": "identity",
+        "state": "aliased",
+        "device_id": device,
+        "user_id": "user-a",
+        "distinct_id": "user-a",
+        "linked_user": "user-a",
+        "last_seq": 2,
+        "state_dir": str(state),
+        "runtime": "persistent",
+        "log_bytes": len(before["identity.jsonl"]),
+        "snapshot": "ok",
+        "notes": [],
+    }
+    assert (0, [expected], "", before) == (
+        result.code,
+        json_lines(result.stdout),
+        result.stderr,
+        tree(state),
+    )
+
+
+def test_show_finds_an_apps_default_state_dir_and_prints_it(tmp_path: Path) -> None:
+    """--app NAME reads NAME's default dir (XDG on Linux); the text is a key/value block."""
+    state = tmp_path / "xdg" / "mycli"
+    device = _aliased_state(state)
+    size = (state / "identity.jsonl").stat().st_size
+    env = {**PERSISTENT, "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    expected = (
+        f"{state}\n"
+        "  state        aliased\n"
+        f"  device id    {device}\n"
+        "  user id      user-a\n"
+        "  distinct id  user-a\n"
+        "  linked to    user-a\n"
+        "  last seq     2\n"
+        "  runtime now  persistent\n"
+        f"  log          identity.jsonl, {size} bytes\n"
+        "  snapshot     ok\n"
+    )
+    assert (0, expected, "") == idstitch("show", "--app", "mycli", env=env)
+
+
+def test_show_runtime_is_the_one_detected_now(tmp_path: Path) -> None:
+    """In CI the runtime shown is ephemeral, whatever the state dir holds."""
+    state = tmp_path / "state"
+    _aliased_state(state)
+    result = idstitch("show", "--state-dir", str(state), "--json", env={"CI": "true"})
+    assert (0, "ephemeral") == (result.code, json_lines(result.stdout)[0]["runtime"])
+
+
+def test_show_notes_a_damaged_log_and_shows_the_identity_kept_in_memory(tmp_path: Path) -> None:
+    """A damaged log is left alone: show says so in a note and still answers (exit 0)."""
+    state = tmp_path / "state"
+    _aliased_state(state)
+    log = state / "identity.jsonl"
+    log.write_bytes(log.read_bytes().replace(b"user-a", b"user-z"))
+    (state / "telemetry.json").unlink()
+    result = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
+    shown = json_lines(result.stdout)[0]
+    notes = shown["notes"]
+    assert (0, 1, True, "anonymous", 1) == (
+        result.code,
+        len(notes),
+        notes[0].startswith(f"the identity log {log} is damaged"),
+        shown["state"],
+        shown["last_seq"],
+    )
+
+
+def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:
+    """No dir, an empty dir, no option, or a dir idstitch would not trust: one line, exit 2."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    cases = [
+        (["--state-dir", str(tmp_path / "none")], f"no state: {tmp_path / 'none'} does not exist"),
+        (
+            ["--state-dir", str(tmp_path)],
+            f"no state: {tmp_path} holds neither identity.jsonl nor telemetry.json",
+        ),
+        ([], "show needs --state-dir DIR or --app NAME"),
+        (
+            ["--state-dir", str(shared)],
+            f"{shared} is not used by idstitch: it is writable by others (mode 777)",
+        ),
+    ]
+    expected = [(2, "", f"idstitch: error: {message}\n") for _, message in cases]
+    assert expected == [tuple(idstitch("show", *args)) for args, _ in cases]
+
+
+def _edges(mermaid: str) -> dict[tuple[str, str], list[str]]:
+    """``(source, target) -> labels`` of a mermaid state diagram."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for line in mermaid.splitlines()[1:]:
+        match = re.fullmatch(r"    (\S+) --> (\S+): (.*)", line)
+        assert match is not None, line
+        edges[(match[1], match[2])] = match[3].split("<br/>")
+    return edges
+
+
+def test_the_diagram_draws_every_transition_of_the_table() -> None:
+    """Each row of TRANSITIONS appears on its edge, and nothing else does."""
+    result = idstitch("diagram")
+    expected: dict[tuple[str, str], list[str]] = {}
+    for row in TRANSITIONS:
+        source = "[*]" if row.source == INITIAL else str(row.source)
+        label = row.event + (f" [{row.guard}]" if row.guard else "") + (" / alias" * row.alias)
+        expected.setdefault((source, str(row.target)), []).append(label)
+    assert (0, "stateDiagram-v2", expected, "") == (
+        result.code,
+        result.stdout.splitlines()[0],
+        _edges(result.stdout),
+        result.stderr,
+    )
+
+
+def test_the_diagram_as_json_is_the_table_row_by_row() -> None:
+    """--json: one object per transition, in the table's order."""
+    result = idstitch("diagram", "--json")
+    expected: list[dict[str, Any]] = [
+        {
+            "type": "transition",
+            "source": str(row.source),
+            "event": row.event,
+            "guard": row.guard,
+            "target": str(row.target),
+            "alias": row.alias,
+            "why": row.why,
+        }
+        for row in TRANSITIONS
+    ]
+    assert (0, expected) == (result.code, json_lines(result.stdout))
+
+
+def test_the_demo_plays_every_scenario_against_a_local_server(tmp_path: Path) -> None:
+    """demo --json: every scenario's checks hold; only the hand-written pre-fix log is flagged."""
+    result = idstitch("demo", "--json", "--keep", str(tmp_path), timeout=120)
+    objects = json_lines(result.stdout)
+    scenarios = [o["scenario"] for o in objects if o["type"] == "scenario"]
+    failed_checks = [o["check"] for o in objects if o["type"] == "check" and not o["ok"]]
+    verified = {
+        o["scenario"]: o["ids"]
+        for o in objects
+        if o["type"] == "summary" and "ids" in o and "scenario" in o
+    }
+    flagged = {
+        o["scenario"]: o["flagged"]
+        for o in objects
+        if o["type"] == "summary" and "persons" in o and "scenario" in o
+    }
+    keys = [
+        "first-login",
+        "ci",
+        "stale-identity",
+        "logout-login",
+        "failed-enqueue",
+        "concurrent",
+        "pre-fix",
+    ]
+    expected: tuple[object, ...] = (
+        0,
+        keys,
+        [],
+        {key: ["L2", "L4"] if key == "pre-fix" else [] for key in keys},
+        {key: [1] if key == "pre-fix" else [] for key in keys},
+        {"type": "summary", "scenarios": 7, "failed": []},
+    )
+    actual = (result.code, scenarios, failed_checks, verified, flagged, objects[-1])
+    assert expected == actual
+
+
+def test_usage_errors_are_one_line_and_exit_2() -> None:
+    """An unknown command or a missing argument: one line on stderr, exit 2."""
+    unknown = idstitch("frobnicate")
+    missing = idstitch("replay")
+    choices = "'replay', 'verify', 'show', 'persons', 'diagram', 'demo'"
+    expected = [
+        (
+            2,
+            "",
+            (
+                f"idstitch: error: argument COMMAND: invalid choice: 'frobnicate' (choose from "
+                f"{choices}) (see idstitch --help)\n"
+            ),
+        ),
+        (
+            2,
+            "",
+            (
+                "idstitch replay: error: the following arguments are required: LOG "
+                "(see idstitch --help)\n"
+            ),
+        ),
+    ]
+    assert expected == [tuple(unknown), tuple(missing)]
+
+
+def _modules_after(script: str) -> list[str]:
+    """The rich and idstitch.audit modules a fresh interpreter holds after running ``script``."""
+    probe = (
+        f"{script}\n"
+        "import json, sys\n"
+        "print('MODULES', json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'"
+        " or m.startswith('idstitch.audit'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    marked = [line for line in done.stdout.splitlines() if line.startswith("MODULES ")]
+    assert 1 == len(marked)
+    modules: list[str] = json.loads(marked[0].removeprefix("MODULES "))
+    return modules
+
+
+def test_embedding_the_machine_never_imports_the_audit_tool_or_rich(tmp_path: Path) -> None:
+    """import idstitch.machine, open a state dir, alias: neither rich nor idstitch.audit loads."""
+    script = (
+        "from idstitch.machine import IdentityStitch\n"
+        f"s = IdentityStitch.open(state_dir={str(tmp_path)!r}, runtime='persistent', env={{}})\n"
+        "s.observe_authenticated_response('user-a')\n"
+    )
+    assert [] == _modules_after(script)
+
+
+def test_the_audit_tool_imports_rich_only_for_a_terminal() -> None:
+    """Printing to a pipe never imports rich: the same text, without the terminal's colours."""
+    modules = _modules_after("from idstitch.audit.cli import main\nmain(['diagram'])")
+    assert [] == [m for m in modules if m.split(".")[0] == "rich"]
