@@ -187,7 +187,7 @@ def damage_line(error: LogDamagedError, good: int) -> list[Part]:
         ("damaged:", "bold red"),
         (
             f" seq {error.seq} at byte {error.offset}: {cause_name(error.cause)}: "
-            f"{error.detail}. The {_records(good)} before it are intact; nothing was rewritten."
+            f"{error.detail}. {_before(good, 'intact')}; nothing was rewritten."
         ),
     ]
 
@@ -199,10 +199,14 @@ def transition_line(error: TransitionError, offset: int, good: int) -> list[Part
         ("stopped:", "bold red"),
         (
             f" seq {error.seq} at byte {offset}: impossible transition: {shown} is not a "
-            f"transition from state {error.state}. The {_records(good)} before it replay cleanly."
+            f"transition from state {error.state}. {_before(good, 'replayed cleanly')}."
         ),
     ]
 
 
-def _records(count: int) -> str:
-    return "1 record" if count == 1 else f"{count} records"
+def _before(count: int, how: str) -> str:
+    if count == 0:
+        return "It is the first record"
+    if count == 1:
+        return f"The 1 record before it {'is' if how == 'intact' else 'was'} {how}"
+    return f"The {count} records before it {'are' if how == 'intact' else 'were'} {how}"
