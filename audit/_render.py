@@ -26,6 +26,7 @@ __all__ = [
     "identity_block",
     "identity_json",
     "timeline_header",
+    "timeline_line",
     "timeline_row",
     "transition_line",
 ]
@@ -69,6 +70,15 @@ class Output:
             self._console = Console(
                 file=stream, highlight=False, soft_wrap=True, emoji=False, markup=False
             )
+
+    @property
+    def styled(self) -> bool:
+        """Whether text goes to a terminal through ``rich`` (else it is written plain)."""
+        return self._console is not None
+
+    def plain(self, line: str) -> None:
+        """One unstyled line, written as is (the fast path for long timelines)."""
+        self.stream.write(line + "\n")
 
     def json(self, value: Mapping[str, Any]) -> None:
         """One JSON object on its own line (plus the ``fields`` this output was made with)."""
@@ -130,6 +140,16 @@ def timeline_row(step: Step) -> list[Part]:
     if step.alias is not None:
         parts += ["  ", (step.alias, ALIAS_STYLES[step.alias])]
     return _rstrip(parts)
+
+
+def timeline_line(step: Step) -> str:
+    """One record of the timeline as plain text: :func:`timeline_row` without styles."""
+    state = f"{step.before} → {step.after}"
+    line = (
+        f"{step.seq:>{_SEQ}}  {step.at:<{_AT}}  {step.kind:<{_KIND}}  {state:<{_STATE}}"
+        f"  {step.device_id:<{_ID}}  {step.distinct_id:<{_ID}}"
+    )
+    return line.rstrip() if step.alias is None else f"{line}  {step.alias}"
 
 
 def _rstrip(parts: list[Part]) -> list[Part]:

@@ -19,6 +19,7 @@ from ._render import (
     identity_block,
     identity_json,
     timeline_header,
+    timeline_line,
     timeline_row,
     transition_line,
 )
@@ -38,8 +39,10 @@ def replay_report(source: LogSource, out: Output) -> int:
         for step in timeline.steps(records):
             if out.as_json:
                 out.json(step.as_json())
-            else:
+            elif out.styled:
                 out.text(*timeline_row(step))
+            else:
+                out.plain(timeline_line(step))
     error = source.error
     refused = timeline.refused
     if out.as_json:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import resource
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +301,44 @@ def test_unusable_input_is_one_line_on_stderr_and_exit_2(
     assert (2, "", f"idstitch: error: {message}\n") == idstitch(command, argument)
 
 
+def on_terminal(args: list[str], stream: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """Run ``idstitch args`` with ``stream`` (stdout or stderr) on a pseudo-terminal.
+
+    Returns the exit code, what the terminal showed and what the other stream (a pipe) got.
+    Both are read while the command runs, so neither can fill up and stall it.
+    """
+    leader, follower = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IDSTITCH_")}
+    environ.update(env)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: follower}
+    shown: list[bytes] = []
+    with subprocess.Popen(
+        [script(), *args], stdout=streams["stdout"], stderr=streams["stderr"], env=environ
+    ) as process:
+        os.close(follower)
+        reader = threading.Thread(target=lambda: shown.append(_read_until_closed(leader)))
+        reader.start()
+        other = process.stderr if stream == "stdout" else process.stdout
+        piped = other.read() if other is not None else b""
+        code = process.wait(timeout=60)
+        reader.join(timeout=60)
+    os.close(leader)
+    return code, b"".join(shown), piped
+
+
+def _read_until_closed(leader: int) -> bytes:
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: every writer of the terminal has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
 def _long_log(path: Path, count: int) -> None:
     """A valid log of ``count`` records: one alias, then clear / linked response pairs."""
     specs: list[Spec] = [genesis(), alias("user-a")]
@@ -311,32 +351,13 @@ def test_a_long_replay_draws_a_progress_bar_on_a_terminal_stderr(tmp_path: Path)
     """stderr a terminal and the read slower than the delay: a bar there, stdout untouched."""
     log = tmp_path / "identity.jsonl"
     _long_log(log, 3000)
-    leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDSTITCH_")}
-    env["IDSTITCH_PROGRESS_DELAY"] = "0"
-    with subprocess.Popen(
-        [script(), "verify", str(log)],
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        env=env,
-    ) as process:
-        os.close(follower)
-        stdout = process.stdout.read() if process.stdout else b""
-        code = process.wait(timeout=60)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
+    code, terminal, stdout = on_terminal(
+        ["verify", str(log)], "stderr", {"IDSTITCH_PROGRESS_DELAY": "0"}
+    )
     assert (0, b"ok: L1-L8 hold over 3000 records.\n", True) == (
         code,
         stdout,
-        b"reading the log" in seen,
+        b"reading the log" in terminal,
     )
 
 
@@ -373,3 +394,13 @@ def test_replay_memory_stays_flat_as_the_log_grows(tmp_path: Path) -> None:
     assert resource.RUSAGE_CHILDREN  # the measure used below exists on this platform
     growth = _peak_kib(large) - _peak_kib(small)
     assert (True, large.stat().st_size > 7_000_000) == (growth < 4096, True)
+
+
+def test_on_a_terminal_the_timeline_is_the_same_text_in_colour(tmp_path: Path) -> None:
+    """stdout a terminal: rich colours the states, and without its escapes the text is unchanged."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), alias("user-a"), logout(D1, D2), alias("user-a", D2, kind="login")])
+    code, terminal, stderr = on_terminal(["replay", str(log)], "stdout", {})
+    text = terminal.decode().replace("\r\n", "\n")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert (0, True, GOLDEN, b"") == (code, "\x1b[32maliased\x1b[0m" in text, plain, stderr)
