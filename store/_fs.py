@@ -21,11 +21,14 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# No effect on regular files; a FIFO planted in the state dir then fails or
+# reads empty instead of blocking the host CLI's start-up forever (R15).
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def open_file(path: PathLike, flags: int) -> int:
-    """``os.open`` that never follows a final symlink and creates files 0600."""
-    return os.open(path, flags | _NOFOLLOW | _CLOEXEC, FILE_MODE)
+    """``os.open`` that never follows a final symlink, never blocks, and creates files 0600."""
+    return os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, FILE_MODE)
 
 
 def ensure_dir(path: PathLike) -> bool:
