@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
+from idstitch.audit._verify import INVARIANTS
 from service_support import DeviceIds, open_stitch
 from test_audit_support import (
     D1,
@@ -251,3 +253,10 @@ def test_every_log_the_library_writes_verifies(tmp_path: Path) -> None:
     ci.observe_authenticated_response("user-d")  # in memory only
     result = idstitch("verify", str(tmp_path / "identity.jsonl"))
     assert (0, "ok: L1-L8 hold over 8 records.\n", "") == result
+
+
+def test_the_audit_doc_explains_every_id_verify_reports() -> None:
+    """docs/audit.md has a row for each id of INVARIANTS, and no row for an id it lacks."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text()
+    rows = re.findall(r"^\| (L\d|T) \|", doc, flags=re.MULTILINE)
+    assert list(INVARIANTS) == rows
