@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pytest
 from idstitch.adapters.sinks import NullSink
-from idstitch.events import Record, RecordReader
+from idstitch.events import LogDamagedError, Record, RecordReader
 from idstitch.machine import Identity, IdentityStitch, ReplayResult, replay
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
 from reliability_support import count, identities_after
@@ -61,6 +61,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
 def replay_bytes(data: bytes) -> ReplayResult:
     """Replay a log held in memory."""
     return replay(RecordReader(lambda: io.BytesIO(data)))
+
+
+def damage_of(result: ReplayResult) -> tuple[int, int, str] | None:
+    """(seq, offset, cause) of the damage a replay stopped at, if any."""
+    error = result.error
+    if error is None:
+        return None
+    assert isinstance(error, LogDamagedError), error
+    return error.seq, error.offset, error.cause
 
 
 def line_of(pristine: Pristine, position: int) -> int:
@@ -124,7 +133,7 @@ def test_every_single_byte_change_is_reported_at_its_record_by_replay(pristine: 
     record before it and the right byte offset; none raises.
     """
     data = pristine.data
-    wrong = []
+    wrong: list[tuple[object, ...]] = []
     tried = 0
     for position, original in enumerate(data):
         index = line_of(pristine, position)
@@ -139,16 +148,8 @@ def test_every_single_byte_change_is_reported_at_its_record_by_replay(pristine: 
                 continue
             tried += 1
             result = replay_bytes(head + bytes([value]) + tail)
-            error = result.error
-            found = (
-                (None, None, result.identity)
-                if error is None
-                else (
-                    getattr(error, "seq", None),
-                    getattr(error, "offset", None),
-                    result.identity,
-                )
-            )
+            seq, offset, _ = damage_of(result) or (None, None, None)
+            found = (seq, offset, result.identity)
             if found != expected:
                 wrong.append((position, value, found))
     assert (255 * len(data), []) == (tried, wrong[:5])
@@ -168,7 +169,7 @@ def test_every_single_byte_change_opens_without_regenerating_the_identity(
     """
     data = pristine.data
     final = pristine.identities[-1]
-    failures = []
+    failures: list[tuple[object, ...]] = []
     tried = 0
     for position, original in enumerate(data):
         index = line_of(pristine, position)
@@ -214,14 +215,14 @@ def test_every_truncation_point_is_a_torn_tail_or_a_shorter_log(
     """
     data = pristine.data
     ends = [offset_of(pristine, n) for n in range(len(pristine.lines) + 1)]
-    failures = []
+    failures: list[tuple[object, ...]] = []
     for cut in range(len(data)):
         whole = max(n for n, end in enumerate(ends) if end <= cut)
         good = ends[whole]
         result = replay_bytes(data[:cut])
         last = pristine.identities[whole - 1] if whole else None
-        found = (result.identity, None if result.error is None else result.error.cause)
-        if found != (last, None if cut == good else "torn-tail"):
+        found = (result.identity, damage_of(result))
+        if found != (last, None if cut == good else (whole + 1, good, "torn-tail")):
             failures.append((cut, "replay", found))
         bare = open_damaged(state_dir, data[:cut], None, caplog)
         if not (bare.persisting and bare.after_change.startswith(data[:good])):
@@ -259,8 +260,9 @@ def test_every_line_deletion_is_found(
         result = replay_bytes(damaged)
         last = index == len(lines) - 1
         before = pristine.identities[index - 1] if index else None
-        found = (result.identity, None if result.error is None else result.error.seq)
-        assert (before, None if last else index + 1) == found, index
+        found = (result.identity, damage_of(result))
+        expected = None if last else (index + 1, offset_of(pristine, index), "hash-chain")
+        assert (before, expected) == found, index
 
         bare = open_damaged(state_dir, damaged, None, caplog)
         if last:
