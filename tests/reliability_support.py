@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -101,16 +102,24 @@ def run_host(
         "PYTHONDONTWRITEBYTECODE": "1",
         **(env or {}),
     }
+    command = [sys.executable, str(HOST), str(state_dir), *steps]
+    identity: dict[str, Any] = {}
+    if user is not None:
+        # setpriv drops root's capabilities at exec, after the interpreter's path has been
+        # resolved (a Python under /root stays runnable); else let subprocess switch uids.
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            command = [setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+        else:
+            identity = {"user": user, "group": user, "extra_groups": []}
     result = subprocess.run(
-        [sys.executable, str(HOST), str(state_dir), *steps],
+        command,
         env=environ,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        user=user,
-        group=user,
-        extra_groups=[] if user is not None else None,
+        **identity,
     )
     report = None
     lines = result.stdout.splitlines()
