@@ -12,7 +12,7 @@ from typing import Any
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import INITIAL, TRANSITIONS
 from service_support import DeviceIds, open_stitch
-from test_audit_support import idstitch, json_lines
+from test_audit_support import idstitch, json_lines, script
 
 PERSISTENT = {"IDSTITCH_RUNTIME": "persistent"}
 
@@ -264,3 +264,47 @@ def test_the_audit_tool_imports_rich_only_for_a_terminal() -> None:
     """Printing to a pipe never imports rich: the same text, without the terminal's colours."""
     modules = _modules_after("from idstitch.audit.cli import main\nmain(['diagram'])")
     assert [] == [m for m in modules if m.split(".")[0] == "rich"]
+
+
+def test_the_demo_prints_each_scenario_for_a_reader(tmp_path: Path) -> None:
+    """`make demo`'s command: each scenario's sections in order, then the verdict; exit 0."""
+    result = idstitch("demo", "--keep", str(tmp_path), timeout=120)
+    titles = [line for line in result.stdout.splitlines() if line.startswith("== ")]
+    sections = [
+        line
+        for line in result.stdout.splitlines()
+        if line in ("what PostHog received", "verify", "persons", "checks")
+    ]
+    expected = (
+        0,
+        [
+            "== 1. Persistent first login (R1, R2, R3)",
+            "== 2. CI run (R1, R2)",
+            "== 3. Stale identity (R3, R4)",
+            "== 4. Logout, then login as another user (R3, R7)",
+            "== 5. Failed enqueue, then retry (R9)",
+            "== 6. Two concurrent processes (R5)",
+            "== 7. For contrast: the bug the seed fixed (a hand-written log) (R3)",
+        ],
+        ["what PostHog received", "verify", "persons", "checks"] * 7,
+        "demo ok: 7 scenarios, every check held.",
+        "",
+    )
+    actual = (result.code, titles, sections, result.stdout.splitlines()[-1], result.stderr)
+    assert expected == actual
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path: Path) -> None:
+    """`idstitch replay LOG | head -1`: no traceback, no error line, exit 1."""
+    state = tmp_path / "state"
+    _aliased_state(state)
+    with subprocess.Popen(
+        [script(), "replay", str(state / "identity.jsonl")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        process.stdout.close()
+        code = process.wait(timeout=60)
+        stderr = process.stderr.read() if process.stderr else b""
+    assert (1, b"") == (code, stderr)

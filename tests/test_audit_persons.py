@@ -194,3 +194,25 @@ def test_persons_on_a_damaged_log_models_what_came_before_and_exits_1(tmp_path: 
         objects[2]["complete"],
     )
     assert expected == actual
+
+
+def test_a_person_not_yet_identified_is_merged_into_the_users(tmp_path: Path) -> None:
+    """Both ids have persons, the alias's not identified: PostHog merges it into the user's."""
+    log = tmp_path / "identity.jsonl"
+    # Events under D2 used as a user id give D2 a person nobody identified (a hand-made oddity).
+    write_log(log, [genesis(), stamp("user-a"), logout(D1, D2), stamp(D2, D2), alias("user-a", D2)])
+    expected = [
+        person(
+            1,
+            ["user-a", D2],
+            ["user-a", D2],
+            [
+                (2, "events under user-a create its person"),
+                (4, f"events under {D2} create its person"),
+                (5, f"$create_alias(user-a <- {D2}): person 2 merged into this one"),
+            ],
+        ),
+        summary(1, [1], 0, 1),
+    ]
+    result = idstitch("persons", "--json", str(log))
+    assert (1, expected) == (result.code, json_lines(result.stdout))
