@@ -78,6 +78,15 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
         raise UnusableInputError(
             f"no state: {state_dir} holds neither {LOG_NAME} nor {SNAPSHOT_NAME}"
         )
+    log_path = os.path.join(state_dir, LOG_NAME)
+    snapshot = read_snapshot(os.path.join(state_dir, SNAPSHOT_NAME))
+    has_records = LOG_NAME in names and os.path.getsize(log_path) > 0
+    if not has_records and snapshot.status not in ("ok", "foreign"):
+        # The host would mint a brand-new device here: there is no identity to show yet.
+        raise UnusableInputError(
+            f"no state: {state_dir} holds no identity yet ({SNAPSHOT_NAME} is {snapshot.status}, "
+            f"{LOG_NAME} is {'empty' if LOG_NAME in names else 'missing'})"
+        )
     collect = _Collect()
     logger = logging.getLogger("idstitch")
     propagate = logger.propagate
@@ -90,11 +99,9 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     finally:
         logger.removeHandler(collect)
         logger.propagate = propagate
-    snapshot = read_snapshot(os.path.join(state_dir, SNAPSHOT_NAME))
-    log_path = os.path.join(state_dir, LOG_NAME)
     log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
     notes = list(collect.messages)
-    if snapshot.status == "foreign" and log_bytes is None:
+    if snapshot.status == "foreign" and not has_records:
         notes.append(
             f"{SNAPSHOT_NAME} is another tool's state file: the next persistent run adopts it "
             "with one import record"

@@ -105,11 +105,45 @@ def test_show_notes_a_damaged_log_and_shows_the_identity_kept_in_memory(tmp_path
     )
 
 
+def test_show_presents_a_foreign_state_file_as_the_host_would_adopt_it(tmp_path: Path) -> None:
+    """Another tool's telemetry.json: its device and user, as the import would take them over."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    foreign = '{"device_id": "d-legacy", "distinct_id": "user-a", "enabled": true}'
+    (state / "telemetry.json").write_text(foreign)
+    result = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
+    shown = json_lines(result.stdout)[0]
+    expected = (
+        0,
+        ("aliased", "d-legacy", "user-a", 1, None, "foreign"),
+        [
+            (
+                "telemetry.json is another tool's state file: the next persistent run adopts it "
+                "with one import record"
+            )
+        ],
+        foreign,
+    )
+    actual = (
+        result.code,
+        tuple(
+            shown[key]
+            for key in ("state", "device_id", "user_id", "last_seq", "log_bytes", "snapshot")
+        ),
+        shown["notes"],
+        (state / "telemetry.json").read_text(),
+    )
+    assert expected == actual
+
+
 def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:
-    """No dir, an empty dir, no option, or a dir idstitch would not trust: one line, exit 2."""
+    """No dir, an empty dir, no option, an untrusted dir, no identity yet: one line, exit 2."""
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
+    broken = tmp_path / "broken"
+    broken.mkdir(mode=0o700)
+    (broken / "telemetry.json").write_text("{not json")
     cases = [
         (["--state-dir", str(tmp_path / "none")], f"no state: {tmp_path / 'none'} does not exist"),
         (
@@ -120,6 +154,13 @@ def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:
         (
             ["--state-dir", str(shared)],
             f"{shared} is not used by idstitch: it is writable by others (mode 777)",
+        ),
+        (
+            ["--state-dir", str(broken)],
+            (
+                f"no state: {broken} holds no identity yet (telemetry.json is corrupt, "
+                "identity.jsonl is missing)"
+            ),
         ),
     ]
     expected = [(2, "", f"idstitch: error: {message}\n") for _, message in cases]
