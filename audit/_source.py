@@ -88,6 +88,9 @@ def open_log(argument: str) -> LogSource:
         path = os.path.join(path, LOG_NAME)
         if not os.path.lexists(path):
             raise UnusableInputError(f"{argument} is a directory with no {LOG_NAME} in it")
+    if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+        # A FIFO or a device would block or never end: only regular files are logs.
+        raise UnusableInputError(f"{path} is not a regular file")
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed by LogSource.records
     except FileNotFoundError:

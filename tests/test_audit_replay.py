@@ -284,13 +284,17 @@ def _unusable(tmp_path: Path, case: str) -> tuple[str, str]:
     if case == "log-is-a-dir":
         (tmp_path / "identity.jsonl").mkdir()
         return str(tmp_path), f"{tmp_path / 'identity.jsonl'} is a directory, not a log"
+    if case == "fifo":
+        path = tmp_path / "identity.jsonl"
+        os.mkfifo(path)
+        return str(path), f"{path} is not a regular file"
     path = tmp_path / "a-file"
     path.write_text("")
     return str(path / "x.jsonl"), f"{path / 'x.jsonl'}: cannot open: Not a directory"
 
 
 @pytest.mark.parametrize(
-    "case", ["missing", "empty-dir", "text", "gzip", "log-is-a-dir", "under-a-file"]
+    "case", ["missing", "empty-dir", "text", "gzip", "log-is-a-dir", "fifo", "under-a-file"]
 )
 @pytest.mark.parametrize("command", ["replay", "verify", "persons"])
 def test_unusable_input_is_one_line_on_stderr_and_exit_2(
