@@ -38,6 +38,17 @@ test: lint typecheck
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
+# Coverage-guided fuzzing of the log reader and the snapshot reader (atheris), each
+# for FUZZ_SECONDS; the corpus and any crash inputs stay under .venv/fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: install
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]' --config-settings editable_mode=strict
+	@mkdir -p $(VENV)/fuzz/log $(VENV)/fuzz/snapshot $(VENV)/fuzz/crashes
+	$(BIN)/python fuzz/fuzz_log_reader.py $(VENV)/fuzz/log fuzz/seeds/log \
+		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(VENV)/fuzz/crashes/log-
+	$(BIN)/python fuzz/fuzz_snapshot_reader.py $(VENV)/fuzz/snapshot fuzz/seeds/snapshot \
+		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(VENV)/fuzz/crashes/snapshot-
+
 demo: install
 	$(BIN)/idstitch demo
 

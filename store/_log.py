@@ -36,6 +36,7 @@ __all__ = ["FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"]
 log = logging.getLogger("idstitch")
 
 _TAIL_CHUNK = 8192
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 class Tail(NamedTuple):
@@ -122,7 +123,10 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
             # The line before the last is itself damaged: read from it.
             prev_seq, prev_h = -1, ""
         else:
-            prev_h = prev[-35:-3].decode("ascii", "replace")
+            hash_bytes = prev[-35:-3]
+            if len(hash_bytes) != 32 or hash_bytes.translate(None, _HEX_DIGITS):
+                prev_seq = -1  # not a hash: the line before the last is damaged
+            prev_h = hash_bytes.decode("ascii", "replace")
         if prev_seq < 0:
             return _tail_by_reading_all(read_at, size)
         after = Checkpoint(prev_seq, prev_h, last_offset)

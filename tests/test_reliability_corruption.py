@@ -21,6 +21,7 @@ from idstitch.adapters.sinks import NullSink
 from idstitch.events import LogDamagedError, Record, RecordReader
 from idstitch.machine import Identity, IdentityStitch, ReplayResult, replay
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
+from idstitch.store._log import _tail_of
 from reliability_support import count, identities_after
 from service_support import DeviceIds, log_records, open_stitch
 
@@ -371,3 +372,34 @@ def test_a_garbage_snapshot_beside_a_good_log_is_rebuilt_cheaply(
     assert max(asked) <= MAX_SNAPSHOT_BYTES + 1
     assert elapsed < 2.0
     assert "ok" == read_snapshot(state_dir / "telemetry.json").status
+
+
+# --- found by the fuzzer ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "junk", ["é", "€", "AB", "  "], ids=["2-byte", "3-byte", "upper", "spaces"]
+)
+def test_a_non_hex_hash_before_the_last_line_is_damage_not_an_exception(
+    pristine: Pristine, state_dir: Path, caplog: pytest.LogCaptureFixture, junk: str
+) -> None:
+    """The hash of the line before the last holds non-hex text (4 cases; valid JSON still).
+
+    Found by fuzz/fuzz_log_reader.py: the append-side tail check raised
+    UnicodeEncodeError, so the service dropped the login without a word
+    and kept claiming to persist. Now the append refuses with
+    LogDamagedError and the service stamps the user in memory.
+    """
+    lines = list(pristine.lines)
+    line = lines[-2]
+    junk_bytes = junk.encode()
+    lines[-2] = line[: -3 - len(junk_bytes)] + junk_bytes + line[-3:]
+    damaged = b"".join(lines)
+    with pytest.raises(LogDamagedError):
+        _tail_of(lambda at, n: damaged[at : at + n], len(damaged))
+    opened = open_damaged(state_dir, damaged, pristine.snapshot, caplog)  # and log in user-z
+    assert damaged == opened.after_change
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", sink=NullSink(), env={})
+    stitch.login("user-q")
+    assert ("user-q", False) == (stitch.distinct_id, stitch.persisting)
+    assert damaged == (state_dir / "identity.jsonl").read_bytes()

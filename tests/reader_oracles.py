@@ -1,0 +1,132 @@
+"""What the log reader and the snapshot reader must do with any bytes at all.
+
+Shared by the hypothesis properties (``test_reliability_readers.py``) and
+the coverage-guided atheris targets (``fuzz/``), so both check the same
+things. No pytest and no hypothesis here. Each check raises
+``AssertionError`` when a property fails and lets any unexpected
+exception escape: both are findings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+from idstitch.events import LogDamagedError, RecordReader
+from idstitch.machine import Identity, replay
+from idstitch.machine._service import _snapshot_identity
+from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
+from idstitch.store._log import _tail_of
+
+__all__ = ["check_log_bytes", "check_snapshot_bytes"]
+
+
+def _read(data: bytes, *, strict: bool) -> tuple[list[dict[str, object]], RecordReader]:
+    reader = RecordReader(lambda: io.BytesIO(data), strict=strict)
+    records: list[dict[str, object]] = []
+    with contextlib.suppress(LogDamagedError):  # kept in reader.error
+        records.extend(reader)
+    return records, reader
+
+
+def check_log_bytes(data: bytes) -> None:
+    """The log reader, replay and the tail check on arbitrary bytes.
+
+    * reading raises nothing but :class:`LogDamagedError`, and what it
+      yields is exactly the whole lines before its checkpoint, seq 1..n;
+    * strict reading yields a prefix of what checked reading yields;
+    * replay never raises and folds at most those records;
+    * when the whole read found no damage but a torn tail, the tail check
+      (what an append trusts) agrees with it exactly; when it raises, it
+      raises :class:`LogDamagedError`.
+    """
+    records, reader = _read(data, strict=False)
+    end = reader.checkpoint.offset
+    assert 0 <= end <= len(data)
+    assert data[:end].count(b"\n") == len(records)
+    assert end == 0 or data[end - 1 : end] == b"\n"
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    if records:
+        assert (reader.checkpoint.seq, reader.checkpoint.h) == (
+            records[-1]["seq"],
+            records[-1]["h"],
+        )
+    error = reader.error
+    if error is None:
+        assert end == len(data)
+    else:
+        assert (error.seq, error.offset) == (len(records) + 1, end)
+
+    strict, _ = _read(data, strict=True)
+    assert strict == records[: len(strict)]
+
+    result = replay(RecordReader(lambda: io.BytesIO(data)))
+    assert result.last_seq <= len(records)
+
+    try:
+        tail = _tail_of(lambda at, n: data[at : at + n], len(data))
+    except LogDamagedError:
+        assert error is not None
+        assert error.cause != "torn-tail", error
+        return
+    if error is None or error.cause == "torn-tail":
+        last = records[-1] if records else None
+        assert (tail.checkpoint, tail.record, tail.torn) == (
+            reader.checkpoint,
+            last,
+            len(data) - end,
+        )
+
+
+def _json_or_none(data: bytes) -> tuple[bool, object]:
+    """(parsed, value) by the standard library, with the reader's rules (no NaN, UTF-8 only)."""
+
+    def no_constants(name: str) -> object:
+        raise ValueError(name)
+
+    try:
+        return True, json.loads(data.decode("utf-8"), parse_constant=no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False, None
+
+
+def check_snapshot_bytes(data: bytes, path: str) -> None:
+    """The snapshot reader on arbitrary bytes written at ``path``.
+
+    * it never raises and never says ``missing`` for a file that exists;
+    * a file over the size limit is refused unread;
+    * it agrees with the standard library's JSON parser: what does not
+      parse is ``corrupt``, an object without the marker is ``foreign``
+      with exactly that object, a snapshot of this version is ``ok`` with
+      exactly its object;
+    * the identity a snapshot holds is checked without raising.
+    """
+    with open(path, "wb") as stream:
+        stream.write(data)
+    found = read_snapshot(path)
+    assert found.status in ("ok", "foreign", "corrupt", "newer"), found
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        assert (found.status, found.problem) == (
+            "corrupt",
+            f"larger than {MAX_SNAPSHOT_BYTES} bytes",
+        )
+        return
+    parsed, value = _json_or_none(data)
+    if not parsed or not isinstance(value, dict):
+        assert found.status == "corrupt", (found, parsed)
+        return
+    if value.get("format") != "idstitch-snapshot":
+        assert (found.status, found.data) == ("foreign", value)
+        return
+    version = value.get("version")
+    if type(version) is int and version == 1:
+        assert (found.status, found.data) == ("ok", value)
+        identity = _snapshot_identity(found)
+        assert identity is None or identity == Identity.from_dict(found.data)
+    elif type(version) is int and version > 1:
+        assert found.status == "newer"
+    else:
+        assert found.status == "corrupt"
+    assert os.path.exists(path)
