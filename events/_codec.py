@@ -178,8 +178,8 @@ def _check(
         i = line.rfind(_H_KEY)
         if i >= 0 and n - i >= _H_TAIL_LEN:
             # Not a cut-off write: a whole record whose line end was overwritten.
-            detail = 'bytes after the "h" field instead of a line end'
-            raise _damage(seq, offset, "bad-json", detail)
+            overwritten = 'bytes after the "h" field instead of a line end'
+            raise _damage(seq, offset, "bad-json", overwritten)
         raise _damage(seq, offset, "torn-tail", f"{n} bytes with no line end (a write was cut off)")
     i = line.rfind(_H_KEY)
     if i < 0 or n - i != _H_TAIL_LEN:
