@@ -1,0 +1,416 @@
+"""``python -m bench``: measure the bars B1-B5 against their baselines and print one table."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench import _change, _data, _process, _replay
+from bench._report import Row, median, render_table, to_json
+from bench._timing import Case, interleaved
+
+__all__ = ["FULL", "QUICK", "Config", "main", "run"]
+
+#: Where the generated logs are cached (git-ignored).
+DATA_DIR = Path(__file__).resolve().parent / ".data"
+
+
+@dataclass(frozen=True)
+class Config:
+    """How big and how often: the full benchmark, ``--quick``, or a test's tiny one."""
+
+    records: int
+    warmup_records: int
+    runs: int
+    slow_runs: int
+    start_runs: int
+    change_runs: int
+    steady_starts: int
+    growth_records: int
+    small_records: int = 10
+    processes: int = 16
+    data_dir: Path = DATA_DIR
+    eventsourcing: bool = True
+
+
+FULL = Config(
+    records=1_000_000,
+    warmup_records=20_000,
+    runs=5,
+    slow_runs=3,
+    start_runs=21,
+    change_runs=25,
+    steady_starts=10_000,
+    growth_records=100_000,
+)
+QUICK = Config(
+    records=50_000,
+    warmup_records=5_000,
+    runs=3,
+    slow_runs=2,
+    start_runs=15,
+    change_runs=9,
+    steady_starts=1_000,
+    growth_records=20_000,
+)
+
+BARS = ("B1", "B2", "B3", "B4", "B5")
+
+
+def _rate(records: int, seconds: list[float]) -> float:
+    return records / median(seconds)
+
+
+def replay_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B1: checked and strict replay against the floor, orjson, transitions (and eventsourcing)."""
+    log = _data.cached_log(config.data_dir, config.records)
+    warm = _data.cached_log(config.data_dir, config.warmup_records)
+    fast, slow = config.runs, config.slow_runs
+    cases = {
+        "checked": Case(_replay.checked_replay, log, runs=fast),
+        "floor": Case(_replay.floor, log, runs=fast),
+        "loads": Case(_replay.bare_loads, log, runs=fast),
+        "strict": Case(_replay.strict_replay, log, runs=slow, warmup_arg=warm),
+        "transitions": Case(_replay.transitions_replay, log, runs=slow, warmup_arg=warm),
+    }
+    es = _replay.EventsourcingReplay()
+    if config.eventsourcing and es.available():
+        started = time.perf_counter()
+        stored = es.store(log)
+        extra["eventsourcing_store_seconds"] = time.perf_counter() - started
+        cases["eventsourcing"] = Case(es, None, runs=slow)
+    results = interleaved(cases)
+    n = config.records
+    rate = {name: _rate(count, times) for name, (count, times) in results.items()}
+    samples = {name: times for name, (_, times) in results.items()}
+    for name, (count, _) in results.items():
+        if count != n:
+            raise RuntimeError(f"{name} processed {count} records, not {n}")
+
+    def row(measure: str, ours: str, base: str, label: str, target: float | None) -> Row:
+        ratio = rate[ours] / rate[base]
+        return Row(
+            bar="B1",
+            measure=measure,
+            ours=rate[ours],
+            unit="rec/s",
+            baseline=label,
+            baseline_value=rate[base],
+            compare="ratio",
+            ratio=ratio,
+            target="" if target is None else f"≥ {target:g}x",
+            met=None if target is None else ratio >= target,
+            runs=len(samples[ours]),
+            samples={ours: samples[ours], base: samples[base]},
+        )
+
+    rows = [
+        row(
+            f"checked replay, {n:,} records",
+            "checked",
+            "floor",
+            "floor: orjson.loads + blake2b link",
+            0.75,
+        ),
+        row(
+            f"checked replay, {n:,} records",
+            "checked",
+            "transitions",
+            "transitions.Machine trigger per record",
+            10,
+        ),
+        row(
+            f"--strict replay, {n:,} records",
+            "strict",
+            "floor",
+            "floor: orjson.loads + blake2b link",
+            0.35,
+        ),
+        row(
+            "bare orjson.loads per line",
+            "loads",
+            "floor",
+            "floor: orjson.loads + blake2b link",
+            None,
+        ),
+    ]
+    if "eventsourcing" in rate:
+        rows.append(
+            row(
+                f"checked replay, {n:,} records",
+                "checked",
+                "eventsourcing",
+                "eventsourcing: POPO recorder replay",
+                None,
+            )
+        )
+        rows.append(
+            Row(
+                bar="B1",
+                measure=f"eventsourcing: store {stored:,} events (in-memory recorder)",
+                ours=stored / extra["eventsourcing_store_seconds"],
+                unit="rec/s",
+                runs=1,
+            )
+        )
+    else:
+        extra["eventsourcing"] = "not installed: pip install -e '.[bench]'"
+    return rows
+
+
+def startup_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B2 (steady start vs bare python, modules imported) and B4's fresh-process growth."""
+    extra["compiled"] = _process.compile_package()
+    work = config.data_dir / "work"
+    log = _data.cached_log(config.data_dir, max(config.records, config.growth_records))
+    small, big = work / "small", work / "big"
+    for folder in (small, big):
+        if folder.exists():
+            shutil.rmtree(folder)
+    _data.make_state_dir(small, log, config.small_records)
+    _data.make_state_dir(big, log, config.growth_records)
+    before = {folder.name: _change.dir_fingerprint(folder) for folder in (small, big)}
+    user = _data.STEADY_USER
+    times = _process.timed_starts(
+        {
+            "pass": [sys.executable, "-c", "pass"],
+            "steady": _process.steady_command(small, user),
+            "big": _process.steady_command(big, user),
+        },
+        config.start_runs,
+    )
+    modules = _process.imported_modules(small, user)
+    after = {folder.name: _change.dir_fingerprint(folder) for folder in (small, big)}
+    extra["steady_state_modules"] = modules
+    extra["fresh_starts_wrote"] = sorted(name for name in before if before[name] != after[name])
+    heavy = sorted(m for m in modules if m.split(".")[0] in _process.HEAVY_MODULES)
+    extra["heavy_modules_imported"] = heavy
+    ms = {name: [t * 1000 for t in values] for name, values in times.items()}
+    steady, bare = median(ms["steady"]), median(ms["pass"])
+    growth = median(ms["big"]) / steady
+    runs = config.start_runs
+    return [
+        Row(
+            bar="B2",
+            measure="steady-state CLI start, fresh interpreter",
+            ours=steady,
+            unit="ms",
+            baseline="python -c pass",
+            baseline_value=bare,
+            compare="difference",
+            ratio=steady - bare,
+            target="≤ +10 ms",
+            met=steady - bare <= 10 and not extra["fresh_starts_wrote"],
+            runs=runs,
+            samples={"steady": ms["steady"], "pass": ms["pass"]},
+        ),
+        Row(
+            bar="B2",
+            measure="modules the steady-state path imports",
+            ours=len(modules),
+            unit="modules",
+            target="no " + ", ".join(_process.HEAVY_MODULES),
+            met=not heavy,
+            runs=1,
+        ),
+        Row(
+            bar="B4",
+            measure=f"start-up, fresh interpreter, {config.growth_records:,}-record log",
+            ours=median(ms["big"]),
+            unit="ms",
+            baseline=f"{config.small_records}-record log",
+            baseline_value=steady,
+            compare="inverse",
+            ratio=growth,
+            target="≤ 1.2x",
+            met=growth <= 1.2,
+            runs=runs,
+            samples={"big": ms["big"], "steady": ms["steady"]},
+        ),
+    ]
+
+
+def change_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B3: one persistent identity change against one bare write + fsync."""
+    work = config.data_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    times = _change.change_cost(work, config.change_runs)
+    us = {name: [t * 1e6 for t in values] for name, values in times.items()}
+    ours, bare = median(us["change"]), median(us["write_fsync"])
+    return [
+        Row(
+            bar="B3",
+            measure="one identity change (login, fresh dir, persistent)",
+            ours=ours,
+            unit="µs",
+            baseline="write + fsync of the same bytes",
+            baseline_value=bare,
+            compare="inverse",
+            ratio=ours / bare,
+            target="≤ 4x",
+            met=ours / bare <= 4,
+            runs=config.change_runs,
+            samples=us,
+        )
+    ]
+
+
+def growth_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B4: in-process steady-state starts write nothing."""
+    work = config.data_dir / "work"
+    log = _data.cached_log(config.data_dir, max(config.records, config.growth_records))
+    folder = work / "steady"
+    if folder.exists():
+        shutil.rmtree(folder)
+    _data.make_state_dir(folder, log, config.small_records)
+    found = _change.steady_starts(folder, _data.STEADY_USER, config.steady_starts)
+    extra["steady_starts"] = found
+    return [
+        Row(
+            bar="B4",
+            measure=f"{config.steady_starts:,} steady-state starts (in-process)",
+            ours=len(found["changed_files"]),
+            unit="files changed",
+            target="nothing written",
+            met=not found["changed_files"],
+            runs=1,
+        ),
+        Row(
+            bar="B4",
+            measure="one steady-state start (in-process)",
+            ours=found["seconds_per_start"] * 1e6,
+            unit="µs",
+            runs=config.steady_starts,
+        ),
+    ]
+
+
+def contention_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B5: processes racing on their first response alias exactly once, within 2 s."""
+    work = config.data_dir / "work"
+    folder = work / "contention"
+    if folder.exists():
+        shutil.rmtree(folder)
+    found = _process.contention(folder, config.processes)
+    extra["contention"] = found
+    once = found["aliases_sent"] == 1 and found["alias_records"] == 1
+    return [
+        Row(
+            bar="B5",
+            measure=f"{found['processes']} processes, first response at once: aliases",
+            ours=found["aliases_sent"],
+            unit="alias",
+            target="exactly 1",
+            met=once,
+            runs=1,
+        ),
+        Row(
+            bar="B5",
+            measure=f"{found['processes']} processes: release to last done",
+            ours=found["seconds_from_release"],
+            unit="s",
+            target="≤ 2 s",
+            met=found["seconds_from_release"] <= 2.0,
+            runs=1,
+        ),
+        Row(
+            bar="B5",
+            measure=f"{found['processes']} processes: first start to last exit",
+            ours=found["seconds_from_start"],
+            unit="s",
+            runs=1,
+        ),
+    ]
+
+
+SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
+    "B1": replay_rows,
+    "B2": startup_rows,
+    "B3": change_rows,
+    "B4": growth_rows,
+    "B5": contention_rows,
+}
+
+
+def run(
+    config: Config, bars: Sequence[str] = BARS, *, progress: bool = False
+) -> tuple[list[Row], dict[str, Any]]:
+    """Measure ``bars`` (B2 also gives B4's fresh-process row); the rows and the details."""
+    extra: dict[str, Any] = {}
+    rows: list[Row] = []
+    work = config.data_dir / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        for bar in BARS:
+            if bar not in bars:
+                continue
+            if progress:
+                print(f"measuring {bar}...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            rows += SECTIONS[bar](config, extra)
+            extra.setdefault("section_seconds", {})[bar] = round(time.perf_counter() - started, 2)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    order = {bar: i for i, bar in enumerate(BARS)}
+    rows.sort(key=lambda r: order[r.bar])
+    return rows, extra
+
+
+def _notes(rows: Sequence[Row], extra: dict[str, Any]) -> str:
+    lines = []
+    if "steady_state_modules" in extra:
+        modules = extra["steady_state_modules"]
+        lines.append(f"steady-state path imports {len(modules)} modules: {', '.join(modules)}")
+        heavy = extra["heavy_modules_imported"]
+        lines.append(
+            f"  of {', '.join(_process.HEAVY_MODULES)}: {', '.join(heavy) if heavy else 'none'}"
+        )
+    if "contention" in extra:
+        found = extra["contention"]
+        lines.append(
+            f"contention: {found['aliases_sent']} alias sent, "
+            f"{found['alias_records']} alias record, distinct ids {found['distinct_ids']}"
+        )
+    if "eventsourcing" in extra:
+        lines.append(f"eventsourcing: {extra['eventsourcing']}")
+    met = [r for r in rows if r.met is not None]
+    lines.append(f"bars met: {sum(1 for r in met if r.met)} of {len(met)}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; exit 0 when it ran (whether or not every bar is met)."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows and details to FILE")
+    parser.add_argument(
+        "--only", metavar="BARS", help="comma-separated bars to measure (default: B1,B2,B3,B4,B5)"
+    )
+    parser.add_argument("--records", type=int, help="length of the B1 log (default 1,000,000)")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+    if args.records:
+        config = replace(config, records=args.records)
+    bars = tuple(b.strip().upper() for b in args.only.split(",")) if args.only else BARS
+    unknown = sorted(set(bars) - set(BARS))
+    if unknown:
+        parser.error(f"unknown bars {unknown}; choose from {', '.join(BARS)}")
+    started = time.perf_counter()
+    rows, extra = run(config, bars, progress=True)
+    extra["seconds"] = round(time.perf_counter() - started, 2)
+    print(render_table(rows))
+    print()
+    print(_notes(rows, extra))
+    print(f"({'quick' if args.quick else 'full'} run, {extra['seconds']:.0f} s)")
+    if args.json:
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+        Path(args.json).write_text(to_json(rows, settings=settings, extra=extra) + "\n")
+    return 0

@@ -1,0 +1,121 @@
+"""The benchmark's code paths on tiny inputs: every bar yields its rows, the table and the JSON.
+
+No timing is asserted here (tests stay deterministic); speed is only in
+the benchmark's own output (``python -m bench``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from idstitch.events import validate_record
+from idstitch.machine import replay
+from idstitch.store import FileLog
+
+from bench import _cli, _data, _replay
+from bench._report import FIELDS, render_table, to_json
+
+
+def tiny(data_dir: Path) -> _cli.Config:
+    """A configuration that runs every measurement once, on a few records and two processes."""
+    return _cli.Config(
+        records=60,
+        warmup_records=20,
+        runs=1,
+        slow_runs=1,
+        start_runs=2,
+        change_runs=1,
+        steady_starts=5,
+        growth_records=40,
+        processes=2,
+        data_dir=data_dir,
+        eventsourcing=False,
+    )
+
+
+def test_the_generated_log_is_what_filelog_would_write(tmp_path: Path) -> None:
+    """The benchmark's fast writer produces byte for byte the log FileLog appends."""
+    count = 23
+    log = FileLog(tmp_path / "appended.jsonl")
+    for at, kind, fields in _data.log_records(count):
+        log.append(kind, fields, at=at)
+    end = _data.write_log(tmp_path / "written.jsonl", count)
+    assert log.path.read_bytes() == (tmp_path / "written.jsonl").read_bytes()
+    assert (count, end) == (len(list(log.records(strict=True))), log.end)
+
+
+def test_the_generated_log_replays_through_every_kind_of_edge(tmp_path: Path) -> None:
+    """The cycle of the generated log is valid, strictly, and visits every event kind but import."""
+    path = _data.cached_log(tmp_path, 30)
+    records = list(FileLog(path).records(strict=True))
+    for record in records:
+        validate_record(record)
+    result = replay(FileLog(path).records())
+    assert (None, 30) == (result.error, result.last_seq)
+    kinds = {"genesis", "response", "enqueue_failure", "login", "clear", "logout"}
+    assert kinds == {record["kind"] for record in records}
+    assert path == _data.cached_log(tmp_path, 30)
+
+
+def test_every_replay_case_processes_every_record(tmp_path: Path) -> None:
+    """Ours and each baseline of B1 go through the whole log and agree on its length."""
+    path = _data.cached_log(tmp_path, 50)
+    cases = [
+        _replay.checked_replay,
+        _replay.strict_replay,
+        _replay.floor,
+        _replay.bare_loads,
+        _replay.transitions_replay,
+    ]
+    assert [50] * len(cases) == [case(path) for case in cases]
+
+
+def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
+    """With the bench extra installed, the eventsourcing recorder stores and replays each record."""
+    pytest.importorskip("eventsourcing")
+    path = _data.cached_log(tmp_path, 40)
+    baseline = _replay.EventsourcingReplay()
+    assert (40, 40) == (baseline.store(path), baseline())
+
+
+def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> None:
+    """A tiny run of B1-B5 gives one row per figure with every field filled, as table and JSON."""
+    config = tiny(tmp_path / "data")
+    rows, extra = _cli.run(config)
+    bars = [row.bar for row in rows]
+    assert ["B1"] * 4 + ["B2"] * 2 + ["B3"] + ["B4"] * 3 + ["B5"] * 3 == bars
+    for row in rows:
+        assert row.measure
+        assert row.ours >= 0
+        assert row.unit
+        if row.baseline:
+            assert row.baseline_value is not None
+            assert row.ratio is not None
+        if row.target:
+            assert row.met is not None
+    table = render_table(rows)
+    assert len(rows) + 2 == len(table.splitlines())
+    document = json.loads(to_json(rows, settings={"records": config.records}, extra=extra))
+    assert [[*FIELDS, "samples"]] * len(rows) == [list(r) for r in document["rows"]]
+    assert [] == extra["heavy_modules_imported"]
+    assert [] == extra["steady_starts"]["changed_files"]
+    assert (1, 1) == (extra["contention"]["aliases_sent"], extra["contention"]["alias_records"])
+    assert not (config.data_dir / "work").exists()
+
+
+def test_the_command_line_prints_the_table_and_writes_the_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m bench --only B1 --json FILE`` prints the table and writes the same rows."""
+    monkeypatch.setattr(_cli, "QUICK", replace(tiny(tmp_path / "data"), records=40))
+    out = tmp_path / "bench.json"
+    assert 0 == _cli.main(["--quick", "--only", "B1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert 4 == len(document["rows"])
+    for row in document["rows"]:
+        assert row["measure"] in printed
+    assert "bars met:" in printed
