@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import StrEnum
+
+from idstitch.events._names import Names
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import ClassVar
 
 __all__ = ["CI_VARIABLES", "Runtime", "detect_runtime", "is_truthy", "runtime_override"]
 
 
-class Runtime(StrEnum):
-    """Where the host CLI runs."""
+class Runtime(Names):
+    """Where the host CLI runs: ``persistent`` or ``ephemeral`` (plain strings, no ``enum``)."""
 
-    PERSISTENT = "persistent"
-    EPHEMERAL = "ephemeral"
+    PERSISTENT: ClassVar[Runtime]
+    EPHEMERAL: ClassVar[Runtime]
 
 
 #: Variables that mark a CI run: the vendors known to npm's ``ci-info``
