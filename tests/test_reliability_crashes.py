@@ -20,7 +20,7 @@ from idstitch.store import FileLog, read_snapshot
 from reliability_support import count, identities_after
 from reliability_workers import churn
 
-KILL_RUNS = count("kill_runs", 100)
+KILL_RUNS = count("kill_runs", 80)
 #: The random choices (how many changes to wait for, when to kill, where to tear) are seeded.
 SEED = count("seed", 20261127)
 
@@ -86,7 +86,7 @@ def temporaries(state_dir: Path) -> set[str]:
 def test_writers_killed_at_random_moments_lose_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SIGKILL a real writer at a random moment, 100 times in a row on one state dir.
+    """SIGKILL a real writer at a random moment, 80 times in a row on one state dir.
 
     Each writer (a forked process) opens the state dir and alternates
     login/logout until killed, reporting (seq, h) through a pipe after every
@@ -127,10 +127,6 @@ def test_writers_killed_at_random_moments_lose_nothing(
 
         outcome = drain(FileLog(log_path).records())
         records = outcome.records
-        if outcome.error is not None:
-            assert "torn-tail" == outcome.error.cause, f"run {run}: {outcome.error}"
-            if torn_pending is None:
-                stats["torn_by_kill"] += 1
         data = log_path.read_bytes()
         if torn_pending is not None:
             good, torn = torn_pending
@@ -139,6 +135,11 @@ def test_writers_killed_at_random_moments_lose_nothing(
                 torn_pending = None
             else:
                 assert (good, good + torn) == (outcome.checkpoint.offset, len(data)), run
+        if outcome.error is not None:
+            assert "torn-tail" == outcome.error.cause, f"run {run}: {outcome.error}"
+            if torn_pending is None:  # the kill itself cut a write short (a line across a page)
+                stats["torn_by_kill"] += 1
+                torn_pending = (outcome.checkpoint.offset, len(data) - outcome.checkpoint.offset)
         assert previous == records[: len(previous)], f"run {run}: an earlier record changed"
         present = {(r["seq"], r["h"]) for r in records}
         missing = [(seq, h) for seq, h, _ in reports if (seq, h) not in present]

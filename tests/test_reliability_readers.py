@@ -13,7 +13,7 @@ from reader_oracles import check_log_bytes, check_snapshot_bytes
 from reliability_support import count
 from strategies import RecordSpec, record_sequences
 
-EXAMPLES = count("reader_examples", 300)
+EXAMPLES = count("reader_examples", 200)
 
 
 @st.composite
@@ -38,7 +38,7 @@ def mutated_logs(draw: st.DrawFn) -> bytes:
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(data=st.binary(max_size=600) | mutated_logs())
 def test_the_log_reader_holds_its_properties_on_any_bytes(data: bytes) -> None:
-    """300 examples: random bytes and valid logs with up to 3 random edits (reader_oracles)."""
+    """200 examples: random bytes and valid logs with up to 3 random edits (reader_oracles)."""
     check_log_bytes(data)
 
 
@@ -66,6 +66,6 @@ def snapshot_bytes(draw: st.DrawFn) -> bytes:
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(data=st.binary(max_size=300) | snapshot_bytes())
 def test_the_snapshot_reader_holds_its_properties_on_any_bytes(data: bytes) -> None:
-    """300 examples: random bytes and snapshot-shaped JSON, some with one byte changed."""
+    """200 examples: random bytes and snapshot-shaped JSON, some with one byte changed."""
     with tempfile.TemporaryDirectory() as folder:
         check_snapshot_bytes(data, str(Path(folder) / "telemetry.json"))
