@@ -180,6 +180,11 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
     raises for bad records: a :class:`LogDamagedError` raised by the
     iterator, or an event the table does not allow, stops the fold and is
     returned as ``error``.
+
+    The loop keeps the identity in locals and touches each record only for
+    what its kind needs: user events (nearly every record of a long log)
+    take one branch with one table lookup; ``seq`` and ``h`` are read once,
+    from the last record folded.
     """
     from idstitch.events import IdentityError, TransitionError
 
@@ -188,12 +193,11 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
     if start is None:
         state: State | str = INITIAL
         device = user = linked = None
-        undo = None
-        seq, h = 0, "0" * 32
+        undo: tuple[State | str, str | None, str | None] | None = None
     else:
         state, device, user, linked = start.state, start.device_id, start.user_id, start.linked_user
         undo = start.undo
-        seq, h = start.seq, start.h
+    last: Mapping[str, Any] | None = None  # the last record folded
     error: IdentityError | None = None
     try:
         for record in records:
@@ -204,57 +208,68 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
                     guard: str | None = "first"
                 else:
                     guard = "linked" if new_user == linked else "other"
-            elif kind == "enqueue_failure":
-                guard = None if undo is None else "was_" + undo[0].value
-            elif kind == "import":
-                if record["user_id"] is None:
-                    guard = "no_user"
+                row = table.get((state, kind, guard))
+                if row is None:
+                    error = TransitionError(
+                        seq=record["seq"], state=str(state), event=kind, guard=guard
+                    )
+                    break
+                if row.alias:
+                    undo = (state, user, linked)
+                    linked = new_user
+                    aliases[record["device_id"]] = new_user
                 else:
-                    guard = "with_user" if record["aliased"] else "unlinked_user"
+                    undo = None
+                user = new_user
             else:
-                guard = None
-            row = table.get((state, kind, guard))
-            if row is None:
-                error = TransitionError(
-                    seq=record["seq"], state=str(state), event=kind, guard=guard
-                )
-                break
-            next_undo = None
-            if row.alias:
-                next_undo = (state, user, linked)
-                user = linked = record["user_id"]
-                aliases[record["device_id"]] = user
-            elif kind == "response" or kind == "login":  # noqa: PLR1714
-                user = record["user_id"]
-            elif kind == "enqueue_failure":
-                assert undo is not None
-                aliases.pop(device, None)  # type: ignore[arg-type]
-                _, user, linked = undo
-            elif kind == "logout":
-                device, user, linked = record["new_device_id"], None, None
-            elif kind == "clear":
-                user = None
-            else:  # genesis, import
-                device, user, linked = record["device_id"], record.get("user_id"), None
-                if row.target is State.ALIASED:
-                    linked = user
-                    aliases[record["device_id"]] = record["user_id"]
+                if kind == "enqueue_failure":
+                    guard = None if undo is None else "was_" + undo[0]
+                elif kind == "import":
+                    if record["user_id"] is None:
+                        guard = "no_user"
+                    else:
+                        guard = "with_user" if record["aliased"] else "unlinked_user"
+                else:
+                    guard = None
+                row = table.get((state, kind, guard))
+                if row is None:
+                    error = TransitionError(
+                        seq=record["seq"], state=str(state), event=kind, guard=guard
+                    )
+                    break
+                if kind == "enqueue_failure":
+                    assert undo is not None
+                    aliases.pop(device, None)  # type: ignore[arg-type]
+                    _, user, linked = undo
+                elif kind == "logout":
+                    device, user, linked = record["new_device_id"], None, None
+                elif kind == "clear":
+                    user = None
+                else:  # genesis, import
+                    device, user, linked = record["device_id"], record.get("user_id"), None
+                    if row.target is State.ALIASED:
+                        linked = user
+                        aliases[record["device_id"]] = record["user_id"]
+                undo = None
             state = row.target
-            undo = next_undo  # type: ignore[assignment]  # state is a State once past INITIAL
-            seq = record["seq"]
-            h = record["h"]
+            last = record
     except IdentityError as exc:
         error = exc
     if state == INITIAL:
         return ReplayResult(None, aliases, error)
     assert isinstance(state, State)
     assert device is not None
+    if last is not None:
+        seq, h = last["seq"], last["h"]
+    else:
+        assert start is not None
+        seq, h = start.seq, start.h
     identity = Identity(
         state=state,
         device_id=device,
         user_id=user,
         linked_user=linked,
-        undo=undo,
+        undo=undo,  # type: ignore[arg-type]  # a State once past INITIAL
         seq=seq,
         h=h,
     )
