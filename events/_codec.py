@@ -72,7 +72,6 @@ _SIGNATURES: Final = {
     kind: (keys, frozenset(product(*(types for _, types in typed))))
     for kind, (keys, typed) in _SHAPES.items()
 }
-_LINE_END: Final = b'"}\n'
 
 
 class Checkpoint(NamedTuple):
@@ -312,6 +311,7 @@ class RecordReader:
         validate = _strict_validator() if self.strict else None
         tools = _Tools.bind()
         loads, link, signatures = tools.loads, tools.link, _SIGNATURES
+        h_key, version = _H_KEY, FORMAT_VERSION
         seq, prev_h, offset = self.start
         prev = prev_h.encode("ascii")
         try:
@@ -328,10 +328,10 @@ class RecordReader:
                         h.update(prev + line[:-41] + b"}")
                         sound = (
                             h.hexdigest() == record["h"]
-                            and line.startswith(_H_KEY, -41)
-                            and line.endswith(_LINE_END)
+                            and line[-41:-35] == h_key
+                            and line[-1] == 10  # a newline: the line is whole
                             and record["seq"] == seq + 1
-                            and record["v"] == FORMAT_VERSION
+                            and record["v"] == version
                             and tuple(record) == keys
                             and tuple(map(type, record.values())) in types
                             and (validate is None or validate(record) is None)
