@@ -208,8 +208,9 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
                     guard: str | None = "first"
                 else:
                     guard = "linked" if new_user == linked else "other"
-                row = table.get((state, kind, guard))
-                if row is None:
+                try:
+                    row = table[state, kind, guard]
+                except KeyError:
                     error = TransitionError(
                         seq=record["seq"], state=str(state), event=kind, guard=guard
                     )
@@ -231,8 +232,9 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
                         guard = "with_user" if record["aliased"] else "unlinked_user"
                 else:
                     guard = None
-                row = table.get((state, kind, guard))
-                if row is None:
+                try:
+                    row = table[state, kind, guard]
+                except KeyError:
                     error = TransitionError(
                         seq=record["seq"], state=str(state), event=kind, guard=guard
                     )
