@@ -18,7 +18,8 @@ class Case:
     """A measured function: ``run(arg)`` returns how many items it processed.
 
     ``warmup_arg`` is what it runs on once before timing (a smaller input
-    for the slow cases), ``runs`` how many timed rounds it takes part in.
+    for the slow cases), ``runs`` how many timed rounds it takes part in;
+    ``warm=False`` skips the warm-up (a case whose setup already ran its code).
     """
 
     def __init__(
@@ -28,11 +29,13 @@ class Case:
         *,
         runs: int,
         warmup_arg: object | None = None,
+        warm: bool = True,
     ) -> None:
         self.run = run
         self.arg = arg
         self.runs = runs
         self.warmup_arg = arg if warmup_arg is None else warmup_arg
+        self.warm = warm
 
 
 def interleaved(cases: Mapping[str, Case]) -> dict[str, tuple[int, list[float]]]:
@@ -42,7 +45,8 @@ def interleaved(cases: Mapping[str, Case]) -> dict[str, tuple[int, list[float]]]
     ``RuntimeError``.
     """
     for case in cases.values():
-        case.run(case.warmup_arg)
+        if case.warm:
+            case.run(case.warmup_arg)
     results: dict[str, tuple[int, list[float]]] = {}
     rounds = max((case.runs for case in cases.values()), default=0)
     for round_ in range(rounds):
