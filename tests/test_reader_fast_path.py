@@ -1,0 +1,127 @@
+"""The checked reader's fast comparisons never change a verdict: it agrees with the complete check.
+
+The reference reads line by line through ``check_line`` (the complete,
+ordered check and nothing else); the reader under test takes its fast
+path on sound lines. Both must yield the same records, stop at the same
+damage and end at the same checkpoint, whatever was done to the bytes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from idstitch.events import (
+    START,
+    Checkpoint,
+    LogDamagedError,
+    Record,
+    RecordReader,
+    body_hash,
+    check_line,
+)
+
+from bench._data import write_log
+
+
+def reference(data: bytes) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
+    """What the complete check alone makes of ``data``."""
+    records: list[Record] = []
+    after = START
+    for line in io.BytesIO(data):
+        try:
+            record = check_line(line, after)
+        except LogDamagedError as exc:
+            return records, (exc.cause, exc.seq, exc.offset), after
+        records.append(record)
+        after = Checkpoint(record["seq"], record["h"], after.offset + len(line))
+    return records, None, after
+
+
+def reader(data: bytes) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
+    """What the checked reader makes of ``data``."""
+    stream = RecordReader(lambda: io.BytesIO(data))
+    records: list[Record] = []
+    try:
+        records.extend(stream)
+    except LogDamagedError as exc:
+        return records, (exc.cause, exc.seq, exc.offset), stream.checkpoint
+    return records, None, stream.checkpoint
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Fifteen valid records covering every kind the generator writes."""
+    path = tmp_path_factory.mktemp("fast") / "log.jsonl"
+    write_log(path, 15)
+    return path.read_bytes()
+
+
+def test_a_sound_log_reads_the_same(log: bytes) -> None:
+    """On a log with no damage, both read every record and end at the same place."""
+    assert reference(log) == reader(log)
+    assert 15 == len(reader(log)[0])
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_any_byte_changed_reads_the_same(log: bytes, data: st.DataObject) -> None:
+    """A byte replaced, removed or inserted anywhere: the same records, damage and checkpoint."""
+    at = data.draw(st.integers(0, len(log) - 1), label="at")
+    byte = data.draw(st.sampled_from(list(b' "\\,:{}[]\n0159afnt-_.eE\x00\xff')), label="byte")
+    how = data.draw(st.sampled_from(["replace", "remove", "insert"]), label="how")
+    if how == "replace":
+        damaged = log[:at] + bytes([byte]) + log[at + 1 :]
+    elif how == "remove":
+        damaged = log[:at] + log[at + 1 :]
+    else:
+        damaged = log[:at] + bytes([byte]) + log[at:]
+    if data.draw(st.booleans(), label="rechain"):
+        damaged = rechain(damaged)
+    assert reference(damaged) == reader(damaged)
+
+
+@pytest.mark.parametrize(
+    "swap",
+    [
+        (b'"user_id":', b'"runtime":'),  # two keys of one length, exchanged
+        (b'"alias":false', b'"alias":0'),  # a bool that is an int
+        (b'"pid":4242', b'"pid":4242.0'),  # an int that is a float
+        (b'"v":1', b'"v":true'),  # a version that is a bool
+    ],
+)
+def test_a_reordered_or_retyped_field_is_refused_as_before(
+    log: bytes, swap: tuple[bytes, bytes]
+) -> None:
+    """Shapes the fast comparisons exist for are refused with the complete check's words."""
+    old, new = swap
+    damaged = log.replace(old, new, 1) if old != b'"user_id":' else _swap_keys(log, old, new)
+    damaged = rechain(damaged)
+    expected = reference(damaged)
+    assert damaged != log
+    assert "bad-field" == (expected[1] or ("none",))[0]
+    assert expected == reader(damaged)
+
+
+def rechain(data: bytes) -> bytes:
+    """``data`` with every hash link recomputed, so that only the other damage remains."""
+    prev, out = START.h, []
+    for line in io.BytesIO(data):
+        if line.endswith(b'"}\n') and line[-41:-35] == b',"h":"':
+            prev = body_hash(prev, line[:-41] + b"}")
+            out.append(line[:-35] + prev.encode() + b'"}\n')
+        else:
+            out.append(line)
+    return b"".join(out)
+
+
+def _swap_keys(log: bytes, first: bytes, second: bytes) -> bytes:
+    """Exchange the two key names on the first line holding both."""
+    lines = log.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if first in line and second in line:
+            lines[i] = line.replace(first, b"\0").replace(second, first).replace(b"\0", second)
+            break
+    return b"".join(lines)
