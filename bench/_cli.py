@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import shutil
 import sys
 import time
@@ -187,6 +188,7 @@ def startup_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
             shutil.rmtree(folder)
     _data.make_state_dir(small, log, config.small_records)
     _data.make_state_dir(big, log, config.growth_records)
+    os.sync()  # the big log's pages are written back now, not during the timed starts
     before = {folder.name: _change.dir_fingerprint(folder) for folder in (small, big)}
     user = _data.STEADY_USER
     times = _process.timed_starts(

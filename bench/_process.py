@@ -66,7 +66,7 @@ def compile_package() -> list[str]:
 
 
 def timed_starts(
-    commands: Mapping[str, Sequence[str]], runs: int, warmup: int = 2
+    commands: Mapping[str, Sequence[str]], runs: int, warmup: int = 3
 ) -> dict[str, list[float]]:
     """Wall time (seconds) of each command, run ``runs`` times, interleaved.
 
