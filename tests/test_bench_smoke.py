@@ -74,8 +74,7 @@ def test_every_replay_case_processes_every_record(tmp_path: Path) -> None:
 
 
 def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
-    """With the bench extra installed, the eventsourcing recorder stores and replays each record."""
-    pytest.importorskip("eventsourcing")
+    """The eventsourcing recorder (a dev dependency) stores and replays each record."""
     path = _data.cached_log(tmp_path, 40)
     baseline = _replay.EventsourcingReplay()
     assert (40, 40) == (baseline.store(path), baseline())
