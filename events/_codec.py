@@ -219,10 +219,7 @@ def _check(
     validate: Callable[[Record], str | None] | None,
 ) -> Record:
     """The complete check of one line: the first thing wrong with it, in a fixed order."""
-    import hashlib
-
-    import orjson
-
+    tools = _Tools.bind()
     n = len(line)
     if line[-1:] != b"\n":
         i = line.rfind(_H_KEY)
@@ -234,8 +231,9 @@ def _check(
     i = line.rfind(_H_KEY)
     if i < 0 or n - i != _H_TAIL_LEN:
         raise _damage(seq, offset, "bad-json", 'the line does not end with its "h" field')
-    h = line[i + 6 : i + 38]
-    if hashlib.blake2b(prev + line[:i] + b"}", digest_size=16).hexdigest().encode() != h:
+    link = tools.link()
+    link.update(prev + line[:i] + b"}")
+    if link.hexdigest().encode() != line[i + 6 : i + 38]:
         raise _damage(
             seq,
             offset,
@@ -244,8 +242,8 @@ def _check(
             "was edited, removed, inserted or moved",
         )
     try:
-        record: Record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        record: Record = tools.loads(line)
+    except ValueError as exc:  # orjson.JSONDecodeError
         raise _damage(seq, offset, "bad-json", str(exc)) from None
     if type(record) is not dict:
         raise _damage(seq, offset, "bad-json", "not a JSON object")
