@@ -29,11 +29,15 @@ __all__ = [
 
 
 class NullSink:
-    """Accepts everything (returns ``True``) and sends nothing."""
+    """Sends nothing. Reports everything as queued (``True``), or, with
+    ``queued=False``, as not queued: the opted-out sink of rule R14."""
+
+    def __init__(self, *, queued: bool = True) -> None:
+        self.queued = queued
 
     def alias(self, *, user_id: str, device_id: str) -> bool:
-        """Accept and drop an alias."""
-        return True
+        """Drop an alias."""
+        return self.queued
 
     def capture(
         self,
@@ -43,8 +47,8 @@ class NullSink:
         properties: Mapping[str, Any],
         groups: Mapping[str, str],
     ) -> bool:
-        """Accept and drop an event."""
-        return True
+        """Drop an event."""
+        return self.queued
 
     def flush(self, timeout: float) -> None:
         """Nothing to deliver."""

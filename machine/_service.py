@@ -109,26 +109,6 @@ class _DiskUnusableError(Exception):
     """The state dir's log cannot be appended to (damaged, or folded to a different end)."""
 
 
-class _OptedOutSink:
-    """Queues nothing (rule R14): every send reports "not queued"."""
-
-    def alias(self, *, user_id: str, device_id: str) -> bool:
-        return False
-
-    def capture(
-        self,
-        *,
-        distinct_id: str,
-        event: str,
-        properties: Mapping[str, Any],
-        groups: Mapping[str, str],
-    ) -> bool:
-        return False
-
-    def flush(self, timeout: float) -> None:
-        return None
-
-
 class IdentityStitch:
     """The identity of one host CLI process; create it with :meth:`open`."""
 
@@ -161,7 +141,7 @@ class IdentityStitch:
     # ------------------------------------------------------------------ open
 
     @classmethod
-    def open(  # noqa: PLR0912 - one branch per documented option
+    def open(
         cls,
         app: str | None = None,
         *,
@@ -208,12 +188,10 @@ class IdentityStitch:
                 os.path.exists(log_path) or os.path.exists(snapshot_path)
             )
             runtime = detect_runtime(env=env, root=root, is_tty=is_tty, has_state=has_state)
-        if opted_out:
-            sink = _OptedOutSink()
-        elif sink is None:
+        if opted_out or sink is None:
             from idstitch.adapters.sinks import NullSink
 
-            sink = NullSink()
+            sink = NullSink(queued=not opted_out)
         stitch = cls(
             identity=_placeholder(),
             log=None,
@@ -304,7 +282,9 @@ class IdentityStitch:
         ):
             # The host's own state file says telemetry is off: honour it as an opt-out.
             self._opted_out = True
-            self._sink = _OptedOutSink()
+            from idstitch.adapters.sinks import NullSink
+
+            self._sink = NullSink(queued=False)
             writable = False
         if snapshot.status == "newer":
             _warn(
