@@ -70,6 +70,7 @@ from strategies import (
     record_sequences,
     record_specs,
     record_times,
+    spec_says_illegal,
 )
 
 #: The chain properties draw whole logs of long ids; fewer examples keep them quick.
@@ -421,6 +422,52 @@ def test_check_device_id_refuses_unusable_ids(device_id: object, message: str) -
     with pytest.raises(ValueError, match=r"device id") as caught:
         check_device_id(device_id)
     assert message == str(caught.value)
+
+
+def _rule_says_unusable(value: object) -> bool:
+    """R13's conditions on any id, stated plainly: the oracle for the fast path."""
+    if not isinstance(value, str):
+        return True
+    return (
+        not value.strip()
+        or len(value) > 200
+        or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value)
+    )
+
+
+#: Mostly ASCII, so that ids take the fast path, with the characters that must leave it.
+_near_ascii = st.one_of(
+    st.text(st.characters(max_codepoint=0x7F), max_size=8),
+    st.text(st.sampled_from("aZ0 -_'\"\t\x00\x1f\x7f\x85\u00a0\u00e9\ud800"), max_size=8),
+    st.builds(
+        lambda pad, word, quote: quote + pad + word + pad + quote,
+        st.text(" \t", max_size=2),
+        st.sampled_from([*ILLEGAL_ANY_CASE, *ILLEGAL_EXACT, "Null", "NONE", "nan", "user-1"]),
+        st.sampled_from(["", "'", '"']),
+    ),
+    st.text(st.sampled_from("ab "), min_size=195, max_size=205),
+    st.none(),
+    st.integers(),
+)
+
+
+@settings(max_examples=500)
+@given(_near_ascii)
+def test_id_checks_agree_with_the_rule_on_both_paths(value: object) -> None:
+    """The fast path for plain ASCII ids decides exactly as the rule does, for both kinds of id."""
+    unusable = _rule_says_unusable(value)
+    illegal_user = unusable or spec_says_illegal(value)  # type: ignore[arg-type]  # a str here
+    assert (user_id_problem(value) is not None) == illegal_user
+    try:
+        accepted = check_user_id(value) == value
+    except IllegalUserIdError:
+        accepted = False
+    assert accepted == (not illegal_user)
+    try:
+        device_accepted = check_device_id(value) == value
+    except ValueError:
+        device_accepted = False
+    assert device_accepted == (not unusable)
 
 
 # --- the hash chain --------------------------------------------------------------
