@@ -22,7 +22,10 @@ fails any of them goes to :func:`_check`, the one complete check, which
 names the first thing wrong in a fixed order (or finds the line fine after
 all: an older version, once upcast). So every verdict is :func:`_check`'s;
 the comparisons only decide when it is needed, and a sound line costs no
-function call of ours.
+function call of ours. The strict read runs the same loop, with the
+pydantic models' compiled validator in place of the comparison of value
+types (the strict models check exact types themselves); a record they
+refuse goes to :func:`_check` too, which names the models' first objection.
 """
 
 from __future__ import annotations
@@ -313,10 +316,16 @@ class RecordReader:
         return self._read()
 
     def _read(self) -> Iterator[Record]:
-        validate = _strict_validator() if self.strict else None
         tools = _Tools.bind()
         loads, link, signatures = tools.loads, tools.link, tools.signatures
         h_key, version = _H_KEY, FORMAT_VERSION
+        problem: Callable[[Record], str | None] | None = None
+        if self.strict:
+            # The strict models check the exact type of every value (and far more),
+            # so the fast comparison of the types is left to them.
+            validate, problem = _strict_validation()
+        else:
+            validate = None
         seq, prev_h, offset = self.start
         prev = prev_h.encode("ascii")
         try:
@@ -340,13 +349,16 @@ class RecordReader:
                             and record["seq"] == seq + 1
                             and record["v"] == version
                             and tuple(record) == keys
-                            and tuple(map(type, record.values())) == types
-                            and (validate is None or validate(record) is None)
+                            and (
+                                tuple(map(type, record.values())) == types
+                                if validate is None
+                                else validate(record) is not None  # raises a ValueError
+                            )
                         )
                     except (ValueError, KeyError, TypeError):  # not JSON, no object, no kind
                         sound = False
                     if not sound:
-                        record = _check(line, seq + 1, prev, offset, validate)
+                        record = _check(line, seq + 1, prev, offset, problem)
                     seq += 1
                     offset += len(line)
                     prev = line[-35:-3]
@@ -358,7 +370,8 @@ class RecordReader:
             self.checkpoint = Checkpoint(seq, prev.decode("ascii"), offset)
 
 
-def _strict_validator() -> Callable[[Record], str | None]:
-    from ._models import record_problem
+def _strict_validation() -> tuple[Callable[[Record], object], Callable[[Record], str | None]]:
+    """The strict models' validator (raises ``ValueError``) and the problem it names."""
+    from ._models import record_problem, validate_python
 
-    return record_problem
+    return validate_python, record_problem

@@ -21,18 +21,21 @@ from idstitch.events import (
     RecordReader,
     body_hash,
     check_line,
+    record_problem,
 )
 
 from bench._data import write_log
 
 
-def reference(data: bytes) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
-    """What the complete check alone makes of ``data``."""
+def reference(
+    data: bytes, *, strict: bool = False
+) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
+    """What the complete check alone makes of ``data`` (``strict``: with the models' verdict)."""
     records: list[Record] = []
     after = START
     for line in io.BytesIO(data):
         try:
-            record = check_line(line, after)
+            record = check_line(line, after, validate=record_problem if strict else None)
         except LogDamagedError as exc:
             return records, (exc.cause, exc.seq, exc.offset), after
         records.append(record)
@@ -40,9 +43,11 @@ def reference(data: bytes) -> tuple[list[Record], tuple[str, int, int] | None, C
     return records, None, after
 
 
-def reader(data: bytes) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
-    """What the checked reader makes of ``data``."""
-    stream = RecordReader(lambda: io.BytesIO(data))
+def reader(
+    data: bytes, *, strict: bool = False
+) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
+    """What the checked (or strict) reader makes of ``data``."""
+    stream = RecordReader(lambda: io.BytesIO(data), strict=strict)
     records: list[Record] = []
     try:
         records.extend(stream)
@@ -59,10 +64,11 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-def test_a_sound_log_reads_the_same(log: bytes) -> None:
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_sound_log_reads_the_same(log: bytes, strict: bool) -> None:
     """On a log with no damage, both read every record and end at the same place."""
-    assert reference(log) == reader(log)
-    assert 15 == len(reader(log)[0])
+    assert reference(log, strict=strict) == reader(log, strict=strict)
+    assert 15 == len(reader(log, strict=strict)[0])
 
 
 @settings(max_examples=400, deadline=None)
@@ -80,7 +86,8 @@ def test_any_byte_changed_reads_the_same(log: bytes, data: st.DataObject) -> Non
         damaged = log[:at] + bytes([byte]) + log[at:]
     if data.draw(st.booleans(), label="rechain"):
         damaged = rechain(damaged)
-    assert reference(damaged) == reader(damaged)
+    strict = data.draw(st.booleans(), label="strict")
+    assert reference(damaged, strict=strict) == reader(damaged, strict=strict)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +110,31 @@ def test_a_reordered_or_retyped_field_is_refused_as_before(
     assert damaged != log
     assert "bad-field" == (expected[1] or ("none",))[0]
     assert expected == reader(damaged)
+
+
+@pytest.mark.parametrize(
+    "swap",
+    [
+        (b'"user_id":"user-0000000"', b'"user_id":"null"'),  # a placeholder user id (R13)
+        (b'"runtime":"persistent"', b'"runtime":"cloud"'),  # no such runtime
+        (b'"pid":4242', b'"pid":-1'),  # a negative pid
+        (b"T00:00:00.002000Z", b"T00:00:00.002Z"),  # a time without microseconds
+        (b'"device_id":"7d7f', b'"device_id":"\\u0007d7f'),  # a control character in an id
+        (b'"alias":true', b'"alias":1'),  # a bool that is an int: now the models' objection
+    ],
+)
+def test_a_record_the_models_refuse_stops_the_strict_read_only(
+    log: bytes, swap: tuple[bytes, bytes]
+) -> None:
+    """Values only the models check: the strict read stops there, the checked one reads on."""
+    old, new = swap
+    damaged = rechain(log.replace(old, new, 1))
+    assert damaged != log
+    expected = reference(damaged, strict=True)
+    assert "bad-field" == (expected[1] or ("none",))[0]
+    assert expected == reader(damaged, strict=True)
+    retyped = old.startswith(b'"alias"')
+    assert (expected[1] if retyped else None) == reader(damaged)[1]
 
 
 def rechain(data: bytes) -> bytes:
