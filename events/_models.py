@@ -19,11 +19,13 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import SchemaValidator, core_schema
 
 from ._ids import check_device_id, check_user_id
 from ._kinds import FORMAT_VERSION
 
 __all__ = [
+    "MODELS",
     "AnyRecordModel",
     "Clear",
     "EnqueueFailure",
@@ -35,6 +37,7 @@ __all__ = [
     "Response",
     "parse_record",
     "record_problem",
+    "validate_python",
     "validate_record",
 ]
 
@@ -146,10 +149,45 @@ AnyRecordModel = Annotated[
 
 _ADAPTER: TypeAdapter[AnyRecordModel] = TypeAdapter(AnyRecordModel)
 
-#: The union's compiled validator, called without the adapter's Python wrapper
-#: (which adds about an eighth to each record's validation): returns the model,
-#: raises ``ValidationError`` (a ``ValueError``). The strict reader's fast path.
-validate_python: Callable[[dict[str, Any]], AnyRecordModel] = _ADAPTER.validator.validate_python
+#: Each kind's model, by its ``kind`` tag.
+MODELS: dict[str, type[RecordModel]] = {
+    "genesis": Genesis,
+    "import": Import,
+    "response": Response,
+    "login": Login,
+    "enqueue_failure": EnqueueFailure,
+    "clear": Clear,
+    "logout": Logout,
+}
+
+
+def _fields_of(model: type[RecordModel]) -> core_schema.TypedDictSchema:
+    """``model``'s own compiled field schemas, validating a dict without building an instance."""
+    schema = model.__pydantic_core_schema__
+    if schema["type"] != "model" or schema["schema"]["type"] != "model-fields":
+        raise AssertionError(f"unexpected core schema for {model.__name__}: {schema['type']}")
+    fields = {
+        name: core_schema.typed_dict_field(field["schema"], required=True)
+        for name, field in schema["schema"]["fields"].items()
+    }
+    return core_schema.typed_dict_schema(
+        fields, extra_behavior="forbid", strict=True, config=schema.get("config")
+    )
+
+
+_DICT_VALIDATOR = SchemaValidator(
+    core_schema.tagged_union_schema(
+        {kind: _fields_of(model) for kind, model in MODELS.items()}, discriminator="kind"
+    ),
+    core_schema.CoreConfig(strict=True),
+)
+
+#: Validate a record dict with the models' own field schemas, in compiled code
+#: only: no model instance is built and no Python wrapper runs (together a fifth
+#: of the cost of ``parse_record``). Returns the dict, raises ``ValidationError``
+#: (a ``ValueError``) exactly when :func:`parse_record` would. The strict reader's
+#: fast path.
+validate_python: Callable[[dict[str, Any]], dict[str, Any]] = _DICT_VALIDATOR.validate_python
 
 assert FORMAT_VERSION == 1, "the models describe format 1"
 

@@ -73,6 +73,13 @@ def test_every_replay_case_processes_every_record(tmp_path: Path) -> None:
     assert [50] * len(cases) == [case(path) for case in cases]
 
 
+def test_the_transitions_baseline_reaches_the_state_the_fold_does(tmp_path: Path) -> None:
+    """The transitions case does the fold's work: its machine ends where the replay does."""
+    path = _data.cached_log(tmp_path, 45)
+    result = replay(FileLog(path).records())
+    assert (45, str(result.state)) == _replay.fire_all(path)
+
+
 def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
     """The eventsourcing recorder (a dev dependency) stores and replays each record."""
     path = _data.cached_log(tmp_path, 40)

@@ -56,6 +56,7 @@ from idstitch.events import (
     user_id_problem,
     validate_record,
 )
+from idstitch.events._models import validate_python as validate_dict
 from pydantic import ValidationError
 from strategies import (
     ILLEGAL_ANY_CASE,
@@ -468,6 +469,48 @@ def test_id_checks_agree_with_the_rule_on_both_paths(value: object) -> None:
     except ValueError:
         device_accepted = False
     assert device_accepted == (not unusable)
+
+
+#: Values of every JSON type, some of them close to valid ones.
+_any_json_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 5000),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "null", "persistent", "cloud", "2026-11-27T17:00:00Z", "0" * 32]),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=400)
+@given(spec=record_specs(), data=st.data())
+def test_the_dict_validator_agrees_with_the_models(spec: RecordSpec, data: st.DataObject) -> None:
+    """The strict reader's validator refuses exactly what the models refuse, with their words."""
+    _, record = encode_record(START, at=spec.at, kind=spec.kind, fields=spec.fields)
+    how = data.draw(st.sampled_from(["keep", "set", "drop", "add"]), label="how")
+    key = data.draw(st.sampled_from(sorted(record)), label="key")
+    if how == "set":
+        record[key] = data.draw(_any_json_value, label="value")
+    elif how == "drop":
+        del record[key]
+    elif how == "add":
+        record[data.draw(st.sampled_from(["extra", "aliased", "pid"]), label="added")] = 1
+    try:
+        parse_record(record)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        expected: tuple[object, ...] | None = (first["loc"], first["msg"])
+    else:
+        expected = None
+    try:
+        validated = validate_dict(record)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        assert expected == (first["loc"], first["msg"])
+    else:
+        assert (None, record) == (expected, validated)
 
 
 # --- the hash chain --------------------------------------------------------------
