@@ -32,17 +32,11 @@ from idstitch.events import (
     ZERO_HASH,
     Checkpoint,
     Clear,
-    EnqueueFailure,
-    Genesis,
     IdentityError,
     IllegalUserIdError,
-    Import,
     LogDamagedError,
-    Login,
-    Logout,
     NewerFormatError,
     Record,
-    RecordModel,
     Response,
     body_hash,
     check_device_id,
@@ -56,6 +50,7 @@ from idstitch.events import (
     user_id_problem,
     validate_record,
 )
+from idstitch.events._models import MODELS
 from idstitch.events._models import validate_python as validate_dict
 from pydantic import ValidationError
 from strategies import (
@@ -77,15 +72,6 @@ from strategies import (
 #: The chain properties draw whole logs of long ids; fewer examples keep them quick.
 _CHAIN = settings(max_examples=50)
 
-MODELS: dict[str, type[RecordModel]] = {
-    "genesis": Genesis,
-    "import": Import,
-    "response": Response,
-    "login": Login,
-    "enqueue_failure": EnqueueFailure,
-    "clear": Clear,
-    "logout": Logout,
-}
 
 #: A valid set of fields per kind, for tests that break one value at a time.
 VALID_FIELDS: dict[str, dict[str, object]] = {
