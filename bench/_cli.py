@@ -135,7 +135,7 @@ def replay_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
             f"checked replay, {n:,} records",
             "checked",
             "transitions",
-            "transitions.Machine trigger per record",
+            "checked reader + transitions.Machine trigger per record",
             10,
         ),
         row(
