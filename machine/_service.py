@@ -32,7 +32,7 @@ from idstitch.store._snapshot import read_snapshot, write_snapshot
 
 from ._decide import Decision, decide
 from ._dirs import default_state_dir, untrusted_reason
-from ._fold import Identity, fold
+from ._fold import Identity, ReplayResult, fold
 from ._table import State
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
@@ -239,11 +239,7 @@ class IdentityStitch:
         from idstitch.store import FileLog
 
         log = FileLog(path)
-        reader = log.records()
-        try:
-            result = fold(reader)
-        except FileNotFoundError:
-            result = fold(())
+        result = _fold_file(log.records())
         if result.error is not None and not _is_torn(result.error):
             _warn(
                 "idstitch: the audit log %s is damaged (%s); identity is in memory",
@@ -311,10 +307,7 @@ class IdentityStitch:
         held = _snapshot_identity(snapshot)
         reader = log.records()
         hashes: set[str] = set()
-        try:
-            result = fold(_noting_hashes(reader, hashes))
-        except FileNotFoundError:
-            result = fold(())
+        result = _fold_file(_noting_hashes(reader, hashes))
         if held is not None and held.h in hashes and held.seq > reader.checkpoint.seq:
             # It names a record of this log under a later seq: the snapshot is wrong, not the log.
             _warn(
@@ -531,10 +524,7 @@ class IdentityStitch:
         identity = self._identity
         since = Checkpoint(identity.seq, identity.h, self._disk.offset)
         reader = self._disk.log.records(since=since)
-        try:
-            result = fold(reader, identity if identity.seq else None)
-        except FileNotFoundError:
-            result = fold((), identity if identity.seq else None)
+        result = _fold_file(reader, identity if identity.seq else None)
         if result.error is not None and not _is_torn(result.error):
             raise _DiskUnusableError(str(result.error))
         if result.identity is not None:
@@ -766,6 +756,14 @@ def _format(when: datetime) -> str:
     from idstitch.events import format_time
 
     return format_time(when)
+
+
+def _fold_file(records: Iterable[Record], start: Identity | None = None) -> ReplayResult:
+    """Fold records read from a log file; a file that does not exist (yet) folds as an empty log."""
+    try:
+        return fold(records, start)
+    except FileNotFoundError:
+        return fold((), start)
 
 
 def _is_torn(error: IdentityError) -> bool:

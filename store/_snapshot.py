@@ -166,18 +166,27 @@ def read_snapshot(path: PathLike, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Sna
     return SnapshotRead("ok", data)
 
 
+_MARKER_KEYS = frozenset({"format", "version"})
+
+
 def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
     """Atomically replace the snapshot at ``path`` with ``state`` (plus its format marker).
 
     Raises :class:`OSError` on I/O faults; the old snapshot is then untouched
     and no temporary file is left behind. The replacement is durable when
     this returns (the directory is fsynced); the new bytes are as durable as
-    the page cache makes them (see the module docstring).
+    the page cache makes them (see the module docstring). Raises
+    :class:`ValueError`, writing nothing, when ``state`` holds a key of the
+    marker (``format`` or ``version``): it would pass the file off as another
+    format.
     """
     import contextlib
     import json
     import tempfile
 
+    clash = sorted(_MARKER_KEYS.intersection(state))
+    if clash:
+        raise ValueError(f"a snapshot's state cannot set {clash}: those keys are its format marker")
     payload = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, **state}
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     path = os.fspath(path)

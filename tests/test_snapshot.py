@@ -73,6 +73,18 @@ def test_writes_replace_the_file_and_leave_no_temporary_files(snapshot_path: Pat
     assert [0o700, 0o600] == modes
 
 
+@pytest.mark.parametrize("key", ["format", "version"])
+def test_a_state_holding_a_marker_key_is_refused_and_nothing_written(
+    snapshot_path: Path, key: str
+) -> None:
+    """A state that would override the format marker is refused; the old snapshot stays."""
+    write_snapshot(snapshot_path, STATE)
+    with pytest.raises(ValueError, match=key):
+        write_snapshot(snapshot_path, {**STATE, key: "idstitch-snapshot"})
+    assert SnapshotRead("ok", {**MARKER, **STATE}) == read_snapshot(snapshot_path)
+    assert ["telemetry.json"] == names_in(snapshot_path.parent)
+
+
 # --- reads that never raise -----------------------------------------------------------
 
 
