@@ -22,10 +22,12 @@ fails any of them goes to :func:`_check`, the one complete check, which
 names the first thing wrong in a fixed order (or finds the line fine after
 all: an older version, once upcast). So every verdict is :func:`_check`'s;
 the comparisons only decide when it is needed, and a sound line costs no
-function call of ours. The strict read runs the same loop, with the
-pydantic models' compiled validator in place of the comparison of value
-types (the strict models check exact types themselves); a record they
-refuse goes to :func:`_check` too, which names the models' first objection.
+function call of ours. The strict read runs the same loop with the pydantic
+models' compiled validator as the parser: it checks every value in the
+same call (exact types and far more) and returns the fields in the
+format's order, so the key order is checked by comparing the line with
+their canonical encoding. A line it refuses goes to :func:`_check` too,
+which names the models' first objection.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class _Tools:
     """
 
     loads: Callable[[bytes], Any]
+    dumps: Callable[[Any], bytes]
     link: Callable[[], Any]
     signatures: dict[str, tuple[tuple[str, ...], tuple[type, ...]]]
 
@@ -118,7 +121,7 @@ class _Tools:
 
             import orjson
 
-            cls.loads = orjson.loads
+            cls.loads, cls.dumps = orjson.loads, orjson.dumps
             cls.signatures = {
                 kind: (tuple(orjson.loads(orjson.dumps(dict.fromkeys(keys)))), types)
                 for kind, (keys, types) in _SIGNATURES.items()
@@ -317,15 +320,16 @@ class RecordReader:
 
     def _read(self) -> Iterator[Record]:
         tools = _Tools.bind()
-        loads, link, signatures = tools.loads, tools.link, tools.signatures
-        h_key, version = _H_KEY, FORMAT_VERSION
+        link, signatures, h_key, version = tools.link, tools.signatures, _H_KEY, FORMAT_VERSION
+        parse: Callable[[bytes], Record] = tools.loads
+        canonical: Callable[[Record], bytes] | None = None
         problem: Callable[[Record], str | None] | None = None
         if self.strict:
-            # The strict models check the exact type of every value (and far more),
-            # so the fast comparison of the types is left to them.
-            validate, problem = _strict_validation()
-        else:
-            validate = None
+            # The models' compiled validator parses the line and checks every value
+            # (exact types and far more) in one call, returning its fields in the
+            # format's order; the line must then be exactly their canonical encoding.
+            parse, problem = _strict_validation()
+            canonical = tools.dumps
         seq, prev_h, offset = self.start
         prev = prev_h.encode("ascii")
         try:
@@ -336,7 +340,7 @@ class RecordReader:
                 # end of the record just yielded (the audit tool does).
                 for line in stream:
                     try:
-                        record = loads(line)
+                        record = parse(line)
                         keys, types = signatures[record["kind"]]
                         h = link()
                         h.update(prev)
@@ -348,11 +352,10 @@ class RecordReader:
                             and line[-1] == 10  # a newline: the line is whole
                             and record["seq"] == seq + 1
                             and record["v"] == version
-                            and tuple(record) == keys
                             and (
-                                tuple(map(type, record.values())) == types
-                                if validate is None
-                                else validate(record) is not None  # raises a ValueError
+                                tuple(record) == keys and tuple(map(type, record.values())) == types
+                                if canonical is None
+                                else canonical(record) == line[:-1]
                             )
                         )
                     except (ValueError, KeyError, TypeError):  # not JSON, no object, no kind
@@ -370,8 +373,8 @@ class RecordReader:
             self.checkpoint = Checkpoint(seq, prev.decode("ascii"), offset)
 
 
-def _strict_validation() -> tuple[Callable[[Record], object], Callable[[Record], str | None]]:
-    """The strict models' validator (raises ``ValueError``) and the problem it names."""
-    from ._models import record_problem, validate_python
+def _strict_validation() -> tuple[Callable[[bytes], Record], Callable[[Record], str | None]]:
+    """The strict models' parser of a line (raises ``ValueError``) and the problem they name."""
+    from ._models import parse_fields, record_problem
 
-    return validate_python, record_problem
+    return parse_fields, record_problem

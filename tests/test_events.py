@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
 import idstitch.events
+import orjson
 import pytest
 from helpers import (
     AT,
@@ -50,7 +51,7 @@ from idstitch.events import (
     user_id_problem,
     validate_record,
 )
-from idstitch.events._models import MODELS
+from idstitch.events._models import MODELS, parse_fields
 from idstitch.events._models import validate_python as validate_dict
 from pydantic import ValidationError
 from strategies import (
@@ -497,6 +498,13 @@ def test_the_dict_validator_agrees_with_the_models(spec: RecordSpec, data: st.Da
         assert expected == (first["loc"], first["msg"])
     else:
         assert (None, record) == (expected, validated)
+    line = orjson.dumps(record)
+    try:
+        parsed = parse_fields(line)
+    except ValidationError:
+        assert expected is not None
+    else:
+        assert (None, record) == (expected, parsed)
 
 
 # --- the hash chain --------------------------------------------------------------
