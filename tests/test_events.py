@@ -47,6 +47,7 @@ from idstitch.events import (
     format_time,
     line_keys,
     parse_record,
+    record_problem,
     upcast,
     user_id_problem,
     validate_record,
@@ -434,6 +435,7 @@ _near_ascii = st.one_of(
         st.sampled_from(["", "'", '"']),
     ),
     st.text(st.sampled_from("ab "), min_size=195, max_size=205),
+    st.text(st.sampled_from("0 1'\"a\t"), max_size=5),
     st.none(),
     st.integers(),
 )
@@ -456,6 +458,16 @@ def test_id_checks_agree_with_the_rule_on_both_paths(value: object) -> None:
     except ValueError:
         device_accepted = False
     assert device_accepted == (not unusable)
+
+
+@settings(max_examples=500)
+@given(_near_ascii)
+def test_the_models_take_ids_exactly_as_the_rules_do(value: object) -> None:
+    """The models' compiled shortcut for plain ids never accepts an id the rules refuse."""
+    as_user = {**valid_record("response"), "user_id": value}
+    as_device = {**valid_record("response"), "device_id": value}
+    assert (record_problem(as_user) is None) == (user_id_problem(value) is None)
+    assert (record_problem(as_device) is None) == (not _rule_says_unusable(value))
 
 
 #: Values of every JSON type, some of them close to valid ones.
