@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import _change, _data, _process, _replay
+from bench import _change, _data, _instructions, _process, _replay
 from bench._report import Row, median, render_table, to_json
 from bench._timing import Case, interleaved
 
@@ -343,6 +343,38 @@ def contention_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
     ]
 
 
+#: The log the instruction counts are taken on: long enough to dwarf a pass's set-up.
+INSTRUCTION_RECORDS = 5_000
+
+
+def instruction_rows(config: Config) -> list[Row]:
+    """B1 in instructions per record (callgrind): deterministic, for context beside the times."""
+    records = INSTRUCTION_RECORDS
+    log = _data.cached_log(config.data_dir, records)
+    count = _instructions.per_record(log, records)
+    where = f"(callgrind, {records:,} records)"
+
+    def row(measure: str, ours: str, base: str, label: str) -> Row:
+        return Row(
+            bar="B1",
+            measure=f"{measure}: instructions per record {where}",
+            ours=round(count[ours]),
+            unit="instr/rec",
+            baseline=label,
+            baseline_value=round(count[base]),
+            compare="inverse",
+            ratio=count[ours] / count[base],
+        )
+
+    floor = "floor: orjson.loads + blake2b link"
+    return [
+        row("checked replay", "checked_replay", "floor", floor),
+        row("checked replay", "checked_replay", "transitions_replay", "transitions baseline"),
+        row("--strict replay", "strict_replay", "floor", floor),
+        row("bare orjson.loads per line", "bare_loads", "floor", floor),
+    ]
+
+
 SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B1": replay_rows,
     "B2": startup_rows,
@@ -409,6 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", metavar="BARS", help="comma-separated bars to measure (default: B1,B2,B3,B4,B5)"
     )
     parser.add_argument("--records", type=int, help="length of the B1 log (default 1,000,000)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count B1's instructions per record with valgrind's callgrind (about 2 minutes)",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     if args.records:
@@ -419,6 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown bars {unknown}; choose from {', '.join(BARS)}")
     started = time.perf_counter()
     rows, extra = run(config, bars, progress=True)
+    if args.instructions and "B1" in bars:
+        if _instructions.available():
+            print("counting B1's instructions...", file=sys.stderr, flush=True)
+            rows += instruction_rows(config)
+        else:
+            print("valgrind is not installed: no instruction counts", file=sys.stderr)
     extra["seconds"] = round(time.perf_counter() - started, 2)
     print(render_table(rows))
     print()

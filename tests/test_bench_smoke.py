@@ -15,7 +15,7 @@ from idstitch.events import validate_record
 from idstitch.machine import replay
 from idstitch.store import FileLog
 
-from bench import _cli, _data, _replay
+from bench import _cli, _data, _instructions, _replay
 from bench._report import FIELDS, render_table, to_json
 
 
@@ -78,6 +78,13 @@ def test_the_transitions_baseline_reaches_the_state_the_fold_does(tmp_path: Path
     path = _data.cached_log(tmp_path, 45)
     result = replay(FileLog(path).records())
     assert (45, str(result.state)) == _replay.fire_all(path)
+
+
+def test_instructions_are_counted_per_record_of_a_warm_pass(tmp_path: Path) -> None:
+    """callgrind counts each case's instructions: the floor is bare orjson plus the hash link."""
+    log = _data.cached_log(tmp_path, 60)
+    count = _instructions.per_record(log, 60, ("bare_loads", "floor"))
+    assert 1_000 < count["bare_loads"] < count["floor"]
 
 
 def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
