@@ -460,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _instructions.available():
             print("counting B1's instructions...", file=sys.stderr, flush=True)
             rows += instruction_rows(config)
+            rows.sort(key=lambda row: BARS.index(row.bar))  # stable: B1's rows stay together
         else:
             print("valgrind is not installed: no instruction counts", file=sys.stderr)
     extra["seconds"] = round(time.perf_counter() - started, 2)

@@ -15,6 +15,7 @@ Run as a child: ``python -m bench._instructions CASE LOG PASSES``.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -51,8 +52,12 @@ def _count(case: str, log: Path, passes: int) -> int:
         str(passes),
     ]
     root = Path(__file__).resolve().parent.parent
+    # One hash seed for every child: the same dict layouts, so the same counts.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     # The command is ours: valgrind, this interpreter and this module.
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)  # noqa: S603
+    done = subprocess.run(  # noqa: S603
+        command, cwd=root, env=env, capture_output=True, text=True, check=False
+    )
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"callgrind run of {case} failed:\n{done.stderr[-2000:]}")
