@@ -40,9 +40,10 @@ class LogSource:
     ``None``) and :attr:`checkpoint` the position after the last good record.
     """
 
-    def __init__(self, path: str, stream: IO[bytes], size: int) -> None:
+    def __init__(self, path: str, stream: IO[bytes], size: int, *, strict: bool = False) -> None:
         self.path = path
         self.size = size
+        self.strict = strict
         self._stream = stream
         self.error: LogDamagedError | None = None
         self.checkpoint = Checkpoint(0, "0" * 32, 0)
@@ -50,7 +51,7 @@ class LogSource:
     def records(self, *, progress: bool = True) -> Generator[tuple[Record, int], None, None]:
         """Yield ``(record, offset)`` for each good record; stop quietly at damage."""
         stream = self._stream
-        reader = RecordReader(lambda: stream)
+        reader = RecordReader(lambda: stream, strict=self.strict)
         bar = DelayedProgress(self.size, stream.tell) if progress else None
         offset = 0
         try:
@@ -78,8 +79,10 @@ class LogSource:
             return b""
 
 
-def open_log(argument: str) -> LogSource:
+def open_log(argument: str, *, strict: bool = False) -> LogSource:
     """Open ``argument`` (a log file, or a state dir holding ``identity.jsonl``) for auditing.
+
+    ``strict``: its records are read with the pydantic models' validation too.
 
     Raises :class:`UnusableInputError` naming the problem when it cannot be read as a log.
     """
@@ -115,4 +118,4 @@ def open_log(argument: str) -> LogSource:
         raise UnusableInputError(
             f'{path} is not an idstitch identity log (its first line does not start with {{"v":)'
         )
-    return LogSource(path, stream, size)
+    return LogSource(path, stream, size, strict=strict)

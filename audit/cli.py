@@ -51,19 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    log_help = "an identity.jsonl file, or a state dir holding one"
-    command("replay", "the timeline of a log, then its final identity").add_argument(
-        "log", metavar="LOG", help=log_help
-    )
-    command("verify", "check invariants L1-L8 of a log").add_argument(
-        "log", metavar="LOG", help=log_help
-    )
+    def log_command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = command(name, summary)
+        sub.add_argument(
+            "log", metavar="LOG", help="an identity.jsonl file, or a state dir holding one"
+        )
+        sub.add_argument(
+            "--strict",
+            action="store_true",
+            help="also validate every record with the pydantic models (formats, legal ids); "
+            "a record they refuse stops the read as damage (cause bad-field)",
+        )
+        return sub
+
+    log_command("replay", "the timeline of a log, then its final identity")
+    log_command("verify", "check invariants L1-L8 of a log")
     show = command("show", "the current identity of a state dir")
     show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
     show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
-    command("persons", "PostHog's person graph after this log's aliases").add_argument(
-        "log", metavar="LOG", help=log_help
-    )
+    log_command("persons", "PostHog's person graph after this log's aliases")
     command("diagram", "the state diagram, drawn from the transition table").add_argument(
         "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
     )
@@ -76,19 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _replay(args: argparse.Namespace, out: Output) -> int:
     from ._reports import replay_report
 
-    return replay_report(open_log(args.log), out)
+    return replay_report(open_log(args.log, strict=args.strict), out)
 
 
 def _verify(args: argparse.Namespace, out: Output) -> int:
     from ._reports import verify_report
 
-    return verify_report(open_log(args.log), out)
+    return verify_report(open_log(args.log, strict=args.strict), out)
 
 
 def _persons(args: argparse.Namespace, out: Output) -> int:
     from ._reports import persons_report
 
-    return persons_report(open_log(args.log), out)
+    return persons_report(open_log(args.log, strict=args.strict), out)
 
 
 def _show(args: argparse.Namespace, out: Output) -> int:
