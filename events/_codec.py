@@ -26,8 +26,10 @@ function call of ours. The strict read runs the same loop with the pydantic
 models' compiled validator as the parser: it checks every value in the
 same call (exact types and far more) and returns the fields in the
 format's order, so the key order is checked by comparing the line with
-their canonical encoding. A line it refuses goes to :func:`_check` too,
-which names the models' first objection.
+their canonical encoding, which also refuses a key written twice (the
+checked read, which parses with ``orjson``, sees such a key once, with its
+last value). A line it refuses goes to :func:`_check` too, which names the
+models' first objection or the repeated key.
 """
 
 from __future__ import annotations
@@ -265,7 +267,30 @@ def _check(
         detail = validate(record)
         if detail is not None:
             raise _damage(seq, offset, "bad-field", detail)
+        # A key written twice parses as one (the last value wins): only the strict
+        # read, whose fast path compares the canonical encoding, pays to look.
+        twice = _repeated_key(line) if line.count(b'":') != len(record) else None
+        if twice is not None:
+            raise _damage(seq, offset, "bad-field", f"the key {twice!r} appears more than once")
     return record
+
+
+def _repeated_key(line: bytes) -> str | None:
+    """The first key ``line`` holds twice (a JSON parser keeps only one of them), or ``None``."""
+    import json
+
+    seen: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        seen.extend(key for i, key in enumerate(keys) if key in keys[:i])
+        return dict(items)
+
+    try:
+        json.loads(line, object_pairs_hook=pairs)
+    except ValueError:
+        return None
+    return seen[0] if seen else None
 
 
 def _damage(seq: int, offset: int, cause: str, detail: str) -> LogDamagedError:

@@ -115,6 +115,38 @@ def test_a_reordered_or_retyped_field_is_refused_as_before(
     assert expected == reader(damaged, strict=strict)
 
 
+@pytest.mark.parametrize("twice", [b'"pid":4242,"pid":4242', b'"pid":7,"pid":4242'])
+def test_a_key_written_twice_stops_the_strict_read_only(log: bytes, twice: bytes) -> None:
+    """Parsers keep one of a repeated key: strict refuses the line, checked sees the last value."""
+    damaged = rechain(log.replace(b'"pid":4242', twice, 1))
+    expected = reference(damaged, strict=True)
+    assert ("bad-field", 2) == (expected[1] or ("none", 0))[:2]
+    assert "'pid' appears more than once" in str(reader_error(damaged))
+    assert expected == reader(damaged, strict=True)
+    assert (None, 15) == (reader(damaged)[1], len(reader(damaged)[0]))
+
+
+def reader_error(data: bytes) -> LogDamagedError | None:
+    """The damage the strict reader stops at, if any."""
+    try:
+        list(RecordReader(lambda: io.BytesIO(data), strict=True))
+    except LogDamagedError as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_string_holding_the_key_separator_is_read_like_any_other(
+    log: bytes, strict: bool
+) -> None:
+    """An id holding '":' leaves the fast path (one separator too many) and is still read."""
+    damaged = rechain(log.replace(b'"user-0000000"', b'"us\\":er-0"', 1))
+    assert damaged != log
+    records, damage, _ = reader(damaged, strict=strict)
+    assert (None, 'us":er-0') == (damage, records[1]["user_id"])
+    assert reference(damaged, strict=strict) == reader(damaged, strict=strict)
+
+
 @pytest.mark.parametrize(
     "swap",
     [
