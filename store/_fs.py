@@ -53,11 +53,18 @@ def fsync_dir(path: PathLike) -> None:
         os.close(fd)
 
 
+#: The longest valid record line is under 2 KiB (two ids of 200 characters of
+#: four UTF-8 bytes each, plus the rest): one page from the end holds it, and
+#: the newline before it.
+PEEK_WINDOW = 4096
+
+
 def peek_end(path: PathLike) -> tuple[int, bytes]:
     """A file's size and its last complete line; ``(0, b"")`` if it does not exist.
 
-    Reads at most the last kilobyte. For the start-up check of a log
-    against its snapshot.
+    Reads one window of :data:`PEEK_WINDOW` bytes from the end, which holds
+    any valid record line whole (``b""`` for a longer last line, never a
+    piece of it). For the start-up check of a log against its snapshot.
     """
     try:
         fd = open_file(path, os.O_RDONLY)
@@ -65,7 +72,7 @@ def peek_end(path: PathLike) -> tuple[int, bytes]:
         return 0, b""
     try:
         size = os.fstat(fd).st_size
-        begin = max(0, size - 1024)
+        begin = max(0, size - PEEK_WINDOW)
         data = os.pread(fd, size - begin, begin)
     finally:
         os.close(fd)

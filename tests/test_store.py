@@ -401,16 +401,27 @@ def test_any_change_in_the_last_line_makes_append_refuse(data: st.DataObject) ->
         assert (4, damaged, []) == (caught.value.seq, path.read_bytes(), log.repairs)
 
 
-def test_peek_end_never_returns_part_of_a_line(log_path: Path) -> None:
-    """peek_end reads one window from the end: a last line longer than it gives b"", not a piece."""
+def test_peek_end_holds_the_widest_record_whole(log_path: Path) -> None:
+    """The widest line a valid record can take (two 200-character, 800-byte ids) fits the window."""
     log = FileLog(log_path)
     append_all(log, sample_specs(2))
     wide = "\U0001f600" * 200  # 200 characters, 800 bytes of UTF-8
     log.append("logout", {"device_id": wide, "new_device_id": wide, "pid": 1}, at=AT)
     size = log_path.stat().st_size
     last_line = split_lines(log_path.read_bytes())[-1]
-    assert (True, (size, b"")) == (len(last_line) > 1024, log.peek_end())
+    assert (True, (size, last_line)) == (len(last_line) > 1600, log.peek_end())
     assert log.tail().record == list(log.records())[-1]
+
+
+def test_peek_end_never_returns_part_of_a_line(log_path: Path) -> None:
+    """A last line longer than the window (no valid record is) gives b"", not a piece of it."""
+    long_line = b'{"x":"' + b"a" * 5000 + b'"}\n'
+    log_path.parent.mkdir()
+    log_path.write_bytes(b'{"first":1}\n' + long_line)
+    size = log_path.stat().st_size
+    assert (size, b"") == FileLog(log_path).peek_end()
+    log_path.write_bytes(long_line[-3000:] + b'{"short":1}\n')
+    assert (3000 + 12, b'{"short":1}\n') == FileLog(log_path).peek_end()
 
 
 @pytest.mark.parametrize(("room", "exit_code"), [(0, errno.EFBIG), (40, SHORT_WRITE)])
