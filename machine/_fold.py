@@ -182,9 +182,10 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
     returned as ``error``.
 
     The loop keeps the identity in locals and touches each record only for
-    what its kind needs: user events (nearly every record of a long log)
-    take one branch with one table lookup; ``seq`` and ``h`` are read once,
-    from the last record folded.
+    what its kind needs: it works out the record's guard, looks the one row
+    up in the table (the only place the next state comes from), then applies
+    the kind's effect on the device, the user and the alias map; ``seq`` and
+    ``h`` are read once, from the last record folded.
     """
     from idstitch.events import IdentityError, TransitionError
 
@@ -202,19 +203,30 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
     try:
         for record in records:
             kind = record["kind"]
-            if kind == "response" or kind == "login":  # noqa: PLR1714 - faster than a tuple test
+            user_event = kind == "response" or kind == "login"  # noqa: PLR1714 - faster
+            if user_event:
                 new_user = record["user_id"]
                 if record["alias"]:
                     guard: str | None = "first"
                 else:
                     guard = "linked" if new_user == linked else "other"
-                try:
-                    row = table[state, kind, guard]
-                except KeyError:
-                    error = TransitionError(
-                        seq=record["seq"], state=str(state), event=kind, guard=guard
-                    )
-                    break
+            elif kind == "enqueue_failure":
+                guard = None if undo is None else "was_" + undo[0]
+            elif kind == "import":
+                if record["user_id"] is None:
+                    guard = "no_user"
+                else:
+                    guard = "with_user" if record["aliased"] else "unlinked_user"
+            else:
+                guard = None
+            try:
+                row = table[state, kind, guard]
+            except KeyError:
+                error = TransitionError(
+                    seq=record["seq"], state=str(state), event=kind, guard=guard
+                )
+                break
+            if user_event:
                 if row.alias:
                     undo = (state, user, linked)
                     linked = new_user
@@ -223,22 +235,6 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
                     undo = None
                 user = new_user
             else:
-                if kind == "enqueue_failure":
-                    guard = None if undo is None else "was_" + undo[0]
-                elif kind == "import":
-                    if record["user_id"] is None:
-                        guard = "no_user"
-                    else:
-                        guard = "with_user" if record["aliased"] else "unlinked_user"
-                else:
-                    guard = None
-                try:
-                    row = table[state, kind, guard]
-                except KeyError:
-                    error = TransitionError(
-                        seq=record["seq"], state=str(state), event=kind, guard=guard
-                    )
-                    break
                 if kind == "enqueue_failure":
                     assert undo is not None
                     aliases.pop(device, None)  # type: ignore[arg-type]
