@@ -12,7 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +27,7 @@ __all__ = [
     "identities_after",
     "remount_read_only",
     "run_host",
+    "run_together",
     "seed_state_dir",
     "tmpfs",
     "tree",
@@ -185,3 +186,28 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 def remount_read_only(path: Path) -> bool:
     """Make the tmpfs at ``path`` read-only (EROFS for every writer, root included)."""
     return _mount("-o", "remount,ro", str(path))
+
+
+def run_together(
+    target: Callable[..., object],
+    arguments: Sequence[tuple[object, ...]],
+    *,
+    release: float = 120,
+    finish: float = 300,
+) -> list[int | None]:
+    """One spawned process per tuple of ``arguments``, all released at once; their exit codes.
+
+    Each process runs ``target(*args, barrier)``: it waits at the barrier
+    once ready, and this process releases them all by waiting there too.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(len(arguments) + 1)
+    children = [context.Process(target=target, args=(*args, start)) for args in arguments]
+    for child in children:
+        child.start()
+    start.wait(release)
+    for child in children:
+        child.join(finish)
+    return [child.exitcode for child in children]

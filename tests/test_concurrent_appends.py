@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from pathlib import Path
 
 from helpers import split_lines
 from idstitch.store import FileLog
+from reliability_support import run_together
 from workers import append_many
 
 WRITERS = 8
@@ -17,18 +17,8 @@ APPENDS = 100
 def test_concurrent_appends_from_many_processes(tmp_path: Path) -> None:
     """8 processes x 100 appends: every record once, seq 1..800, chain intact, whole lines only."""
     path = tmp_path / "state" / "identity.jsonl"
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(WRITERS + 1)
-    children = [
-        context.Process(target=append_many, args=(str(path), writer, APPENDS, start))
-        for writer in range(WRITERS)
-    ]
-    for child in children:
-        child.start()
-    start.wait(60)
-    for child in children:
-        child.join(120)
-    assert [0] * WRITERS == [child.exitcode for child in children]
+    writers = [(str(path), writer, APPENDS) for writer in range(WRITERS)]
+    assert [0] * WRITERS == run_together(append_many, writers, release=60, finish=120)
 
     records = list(FileLog(path).records(strict=True))  # raises at any broken link
 

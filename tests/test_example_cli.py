@@ -6,14 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from idstitch.adapters.capture_server import CaptureServer
+from local_api import serve
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mycli.py"
 USERS = {"token-a": "user-a", "token-b": "user-b"}
@@ -38,11 +38,8 @@ class _Api(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[str]:
     """A local API whose /me names the token's user."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Api) as url:
+        yield url
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import requests
 from idstitch.adapters.http import httpx_async_hooks, httpx_hooks, requests_hook, user_id_from
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import State
+from local_api import serve
 from service_support import log_records, open_stitch
 
 SECRET = "sentinel-token-7f3a"  # noqa: S105 - a sentinel the test looks for in files
@@ -43,13 +43,8 @@ class _Api(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[str]:
     """A local API on 127.0.0.1 that names the authenticated user in X-User-Id."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Api) as url:
+        yield url
 
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import Counter
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from helpers import split_lines
 from idstitch.events import ZERO_HASH, body_hash
 from idstitch.store import MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT, FileLog, read_snapshot
-from reliability_support import count
+from reliability_support import count, run_together
 from reliability_workers import write_snapshots_reporting
 from workers import append_many
 
@@ -29,21 +28,10 @@ def test_32_processes_replacing_the_snapshot_at_once(tmp_path: Path) -> None:
     directory must hold nothing but it (no temporary file left over).
     """
     path = tmp_path / "state" / "telemetry.json"
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(SNAPSHOT_WRITERS + 1)
-    children = [
-        context.Process(
-            target=write_snapshots_reporting, args=(str(path), writer, SNAPSHOT_WRITES, start)
-        )
-        for writer in range(SNAPSHOT_WRITERS)
-    ]
-    for child in children:
-        child.start()
-    start.wait(120)
-    for child in children:
-        child.join(180)
+    writers = [(str(path), writer, SNAPSHOT_WRITES) for writer in range(SNAPSHOT_WRITERS)]
+    exits = run_together(write_snapshots_reporting, writers, finish=180)
 
-    assert [0] * SNAPSHOT_WRITERS == [child.exitcode for child in children]
+    assert [0] * SNAPSHOT_WRITERS == exits
     final = read_snapshot(path)
     assert ("ok", SNAPSHOT_FORMAT, SNAPSHOT_WRITES - 1) == (
         final.status,
@@ -66,18 +54,8 @@ def test_16_processes_appending_200_records_each_at_once(tmp_path: Path) -> None
     here from the bytes (not only by the reader under test).
     """
     path = tmp_path / "state" / "identity.jsonl"
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(APPENDERS + 1)
-    children = [
-        context.Process(target=append_many, args=(str(path), writer, APPENDS, start))
-        for writer in range(APPENDERS)
-    ]
-    for child in children:
-        child.start()
-    start.wait(120)
-    for child in children:
-        child.join(300)
-    assert [0] * APPENDERS == [child.exitcode for child in children]
+    appenders = [(str(path), writer, APPENDS) for writer in range(APPENDERS)]
+    assert [0] * APPENDERS == run_together(append_many, appenders)
 
     records = list(FileLog(path).records(strict=True))
     total = APPENDERS * APPENDS

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from idstitch.adapters.capture_server import CaptureServer
 from idstitch.adapters.http import httpx_async_hooks, httpx_hooks, requests_hook
 from idstitch.adapters.sinks import PostHogSink
 from idstitch.machine import IdentityStitch
+from local_api import serve
 
 TOKEN = "sentinel-token-4b1d9e"  # noqa: S105 - what the test looks for everywhere
 COOKIE = "sentinel-cookie-77c2"
@@ -47,12 +47,8 @@ class _Api(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[str]:
     """A local API on 127.0.0.1."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Api) as url:
+        yield url
 
 
 def _raising_extractor(response: Any) -> str | None:
