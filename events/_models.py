@@ -8,7 +8,7 @@ record is written or strictly read, never on the start-up path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -171,15 +171,10 @@ AnyRecordModel = Annotated[
 
 _ADAPTER: TypeAdapter[AnyRecordModel] = TypeAdapter(AnyRecordModel)
 
-#: Each kind's model, by its ``kind`` tag.
+#: Each kind's model, by its ``kind`` tag, in the union's order (the format's).
 MODELS: dict[str, type[RecordModel]] = {
-    "genesis": Genesis,
-    "import": Import,
-    "response": Response,
-    "login": Login,
-    "enqueue_failure": EnqueueFailure,
-    "clear": Clear,
-    "logout": Logout,
+    get_args(model.model_fields["kind"].annotation)[0]: model
+    for model in get_args(get_args(AnyRecordModel)[0])
 }
 
 
