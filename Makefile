@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck demo bench fuzz clean
+.PHONY: test explore lint typecheck demo bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,16 @@ typecheck: install
 	MYPYPATH=$$(ls -d build/__editable__.idstitch-*) $(BIN)/mypy -p idstitch
 	$(BIN)/mypy tests examples
 
+# Property tests run derandomized (tests/conftest.py): the same commit gives the
+# same result everywhere. `make explore` draws fresh examples, ten times as many.
 test: lint typecheck
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -q
+	IDSTITCH_HYPOTHESIS=ci $(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
+
+explore: install
+	IDSTITCH_HYPOTHESIS=explore $(BIN)/python -m pytest -q -m hypothesis $(EXPLORE_ARGS)
 
 # Coverage-guided fuzzing of the log reader and the snapshot reader (atheris), each
 # for FUZZ_SECONDS; the corpus and any crash inputs stay under .venv/fuzz/.

@@ -9,6 +9,7 @@ Import it as ``from strategies import ...`` (pytest puts ``tests/`` on the path)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
@@ -28,6 +29,7 @@ __all__ = [
     "checkpoints",
     "control_char_ids",
     "device_ids",
+    "examples",
     "fields_for",
     "illegal_user_ids",
     "legal_user_ids",
@@ -41,6 +43,15 @@ __all__ = [
     "record_times",
     "spec_says_illegal",
 ]
+
+#: The Hypothesis profile of this run (tests/conftest.py): ``ci`` under ``make test``.
+PROFILE = os.environ.get("IDSTITCH_HYPOTHESIS", "default")
+
+
+def examples(count: int) -> int:
+    """A test's example count, ten times over when ``make explore`` searches afresh."""
+    return count * 10 if PROFILE == "explore" else count
+
 
 #: R13: refused in any case.
 ILLEGAL_ANY_CASE: tuple[str, ...] = (

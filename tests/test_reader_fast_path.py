@@ -23,6 +23,7 @@ from idstitch.events import (
     check_line,
     record_problem,
 )
+from strategies import examples
 
 from bench._data import write_log
 
@@ -71,7 +72,7 @@ def test_a_sound_log_reads_the_same(log: bytes, strict: bool) -> None:
     assert 15 == len(reader(log, strict=strict)[0])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(data=st.data())
 def test_any_byte_changed_reads_the_same(log: bytes, data: st.DataObject) -> None:
     """A byte replaced, removed or inserted anywhere: the same records, damage and checkpoint."""

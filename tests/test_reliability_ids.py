@@ -14,7 +14,7 @@ from idstitch.events import IllegalUserIdError, user_id_problem
 from idstitch.machine import IdentityStitch, State
 from idstitch.store import FileLog
 from reliability_support import count
-from strategies import illegal_user_ids, legal_user_ids, spec_says_illegal
+from strategies import examples, illegal_user_ids, legal_user_ids, spec_says_illegal
 
 EXAMPLES = count("id_examples", 300)
 
@@ -59,7 +59,7 @@ def _snapshot(stitch: IdentityStitch, sink: RecordingSink, state_dir: Path) -> t
 
 
 @settings(
-    max_examples=EXAMPLES,
+    max_examples=examples(EXAMPLES),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reader_oracles import check_log_bytes, check_snapshot_bytes
 from reliability_support import count
-from strategies import RecordSpec, record_sequences
+from strategies import RecordSpec, examples, record_sequences
 
 EXAMPLES = count("reader_examples", 200)
 
@@ -35,7 +35,7 @@ def mutated_logs(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(data=st.binary(max_size=600) | mutated_logs())
 def test_the_log_reader_holds_its_properties_on_any_bytes(data: bytes) -> None:
     """200 examples: random bytes and valid logs with up to 3 random edits (reader_oracles)."""
@@ -63,7 +63,7 @@ def snapshot_bytes(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=examples(EXAMPLES), deadline=None)
 @given(data=st.binary(max_size=300) | snapshot_bytes())
 def test_the_snapshot_reader_holds_its_properties_on_any_bytes(data: bytes) -> None:
     """200 examples: random bytes and snapshot-shaped JSON, some with one byte changed."""

@@ -27,6 +27,7 @@ from idstitch.events import IllegalUserIdError
 from idstitch.machine import IdentityStitch, State, fold, replay
 from idstitch.store import FileLog
 from service_support import DeviceIds, ticking_clock
+from strategies import examples
 
 USERS = st.sampled_from(["user-a", "user-b", "user-c"])
 ILLEGAL = st.sampled_from(["", "anonymous", "GUEST", "null", "'guest'", "0", "x\ny"])
@@ -205,5 +206,7 @@ class ServiceMachine(RuleBasedStateMachine):
                 assert "persistent" == record["runtime"]
 
 
-ServiceMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+ServiceMachine.TestCase.settings = settings(
+    max_examples=examples(60), stateful_step_count=25, deadline=None
+)
 test_service_follows_the_rules = ServiceMachine.TestCase

@@ -23,6 +23,7 @@ from idstitch.store import (
     read_snapshot,
     write_snapshot,
 )
+from strategies import examples
 from workers import read_snapshots_until, write_beyond_file_size_limit, write_snapshots
 
 MARKER = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION}
@@ -52,7 +53,7 @@ def names_in(directory: Path) -> list[str]:
 # --- round trips ------------------------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(state=states)
 def test_a_written_snapshot_reads_back(state: dict[str, object]) -> None:
     """read_snapshot returns exactly what write_snapshot wrote, plus the format marker."""

@@ -33,12 +33,12 @@ from idstitch.events import (
     encode_record,
 )
 from idstitch.store import FileLog, MemoryLog, Tail, TornTailRepair
-from strategies import RecordSpec, record_sequences
+from strategies import RecordSpec, examples, record_sequences
 from workers import SHORT_WRITE, append_beyond_file_size_limit, append_once_when_told
 
 Spec = tuple[str, Mapping[str, object], str]
 
-_FEW = settings(max_examples=15, deadline=None)
+_FEW = settings(max_examples=examples(15), deadline=None)
 
 
 def append_all(log: FileLog | MemoryLog, specs: Sequence[Spec]) -> list[Record]:
@@ -383,7 +383,7 @@ def test_append_refuses_after_a_newer_version_record(log_path: Path) -> None:
     )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(data=st.data())
 def test_any_change_in_the_last_line_makes_append_refuse(data: st.DataObject) -> None:
     """Changing any byte of the last record (not its newline) makes append refuse, file as is."""
