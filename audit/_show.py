@@ -102,10 +102,17 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
     notes = list(collect.messages)
     if snapshot.status == "foreign" and not has_records:
-        notes.append(
-            f"{SNAPSHOT_NAME} is another tool's state file: the next persistent run adopts it "
-            "with one import record"
-        )
+        if stitch.device_id == snapshot.data.get("device_id"):
+            notes.append(
+                f"{SNAPSHOT_NAME} is another tool's state file: the next persistent run "
+                "adopts it with one import record"
+            )
+        else:
+            notes.append(
+                f"{SNAPSHOT_NAME} is another tool's state file without a device id PostHog "
+                f"would merge (R13): the next persistent run keeps it as {SNAPSHOT_NAME}"
+                ".pre-idstitch and mints a new device (the device id shown is not that one)"
+            )
     elif snapshot.status not in ("ok", "missing"):
         notes.append(f"{SNAPSHOT_NAME} is {snapshot.status}: {snapshot.problem}")
     return StateReport(

@@ -55,6 +55,9 @@ SNAPSHOT_NAME = "telemetry.json"
 
 _H_SLICE = slice(-35, -3)  # the hash inside a line's '..."h":"<32 hex>"}\n'
 
+#: What a state file the log does not account for is kept as, by its status.
+_KEPT_ASIDE = {"foreign": ".pre-idstitch", "corrupt": ".corrupt"}
+
 
 def _debug(message: str, *args: object) -> None:
     import logging
@@ -352,9 +355,11 @@ class IdentityStitch:
         adopted = _foreign_identity(snapshot) if snapshot is not None else None
         pid = os.getpid()
         runtime = self._runtime.value
+        if snapshot is not None and snapshot.status in _KEPT_ASIDE:
+            # Adopted or not (its device id may be unusable), the host's file is kept.
+            self._keep_aside(_KEPT_ASIDE[snapshot.status])
         if adopted is not None:
             device_id, user_id = adopted
-            self._keep_aside(".pre-idstitch")
             decision = decide(
                 None,
                 "import",
@@ -365,8 +370,6 @@ class IdentityStitch:
                 aliased=user_id is not None,
             )
         else:
-            if snapshot is not None and snapshot.status == "corrupt":
-                self._keep_aside(".corrupt")
             decision = decide(
                 None, "genesis", runtime=runtime, pid=pid, device_id=self._new_device_id()
             )
@@ -376,16 +379,25 @@ class IdentityStitch:
             self._save_snapshot()
 
     def _keep_aside(self, suffix: str) -> None:
-        """Keep a state file that is about to be replaced, so that nothing is lost."""
+        """Keep a state file that is about to be replaced, so that nothing is lost.
+
+        It is renamed to ``telemetry.json<suffix>``, or ``<suffix>.2``, ``.3``, ... when
+        an earlier file was kept under that name: no kept file is ever replaced.
+        """
         if self._disk is None:
             return
         path = self._disk.snapshot_path
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return
+        kept = path + suffix
+        number = 1
+        while os.path.lexists(kept):
+            number += 1
+            kept = f"{path}{suffix}.{number}"
         try:
-            os.replace(path, path + suffix)
+            os.rename(path, kept)
         except OSError as exc:
-            _debug("idstitch: could not keep %s as %s: %r", path, path + suffix, exc)
+            _debug("idstitch: could not keep %s as %s: %r", path, kept, exc)
 
     # ------------------------------------------------------------- reading
 
@@ -887,13 +899,18 @@ def _corrupt(problem: str) -> SnapshotRead:
 
 
 def _foreign_identity(snapshot: SnapshotRead) -> tuple[str, str | None] | None:
-    """``(device_id, user_id)`` of a foreign state file to adopt, if it is one."""
+    """``(device_id, user_id)`` of a foreign state file to adopt, if it is one.
+
+    The device id becomes the distinct id of anonymous events and the alias's
+    target, so it must be an id PostHog would merge: R13's refusals apply to it
+    as to a user id (a legacy file holding ``"null"`` would otherwise pool every
+    such machine's anonymous history into one person).
+    """
     if snapshot.status != "foreign":
         return None
     data = snapshot.data
-    try:
-        device_id = check_device_id(data.get("device_id"))
-    except ValueError:
+    device_id = data.get("device_id")
+    if not isinstance(device_id, str) or user_id_problem(device_id) is not None:
         return None
     distinct = data.get("distinct_id")
     if isinstance(distinct, str) and distinct != device_id and user_id_problem(distinct) is None:

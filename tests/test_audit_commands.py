@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import INITIAL, TRANSITIONS
 from service_support import DeviceIds, open_stitch
@@ -105,35 +106,53 @@ def test_show_notes_a_damaged_log_and_shows_the_identity_kept_in_memory(tmp_path
     )
 
 
-def test_show_presents_a_foreign_state_file_as_the_host_would_adopt_it(tmp_path: Path) -> None:
-    """Another tool's telemetry.json: its device and user, as the import would take them over."""
+_ADOPTED_NOTE = (
+    "telemetry.json is another tool's state file: the next persistent run adopts it "
+    "with one import record"
+)
+_NOT_ADOPTED_NOTE = (
+    "telemetry.json is another tool's state file without a device id PostHog would merge "
+    "(R13): the next persistent run keeps it as telemetry.json.pre-idstitch and mints a "
+    "new device (the device id shown is not that one)"
+)
+
+
+@pytest.mark.parametrize(
+    ("foreign", "expected", "note"),
+    [
+        (
+            '{"device_id": "d-legacy", "distinct_id": "user-a", "enabled": true}',
+            ("aliased", True, "user-a", 1, None, "foreign"),
+            _ADOPTED_NOTE,
+        ),
+        (
+            '{"device_id": "null", "distinct_id": "user-a"}',
+            ("anonymous", False, None, 1, None, "foreign"),
+            _NOT_ADOPTED_NOTE,
+        ),
+    ],
+    ids=["adopted", "unusable-device-id"],
+)
+def test_show_presents_a_foreign_state_file_as_the_host_would_take_it(
+    tmp_path: Path, foreign: str, expected: tuple[object, ...], note: str
+) -> None:
+    """Another tool's telemetry.json: adopted (its device and user) or not (R13), and unchanged."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    foreign = '{"device_id": "d-legacy", "distinct_id": "user-a", "enabled": true}'
     (state / "telemetry.json").write_text(foreign)
     result = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
     shown = json_lines(result.stdout)[0]
-    expected = (
-        0,
-        ("aliased", "d-legacy", "user-a", 1, None, "foreign"),
-        [
-            (
-                "telemetry.json is another tool's state file: the next persistent run adopts it "
-                "with one import record"
-            )
-        ],
-        foreign,
-    )
     actual = (
+        shown["state"],
+        shown["device_id"] == json.loads(foreign)["device_id"],
+        *(shown[key] for key in ("user_id", "last_seq", "log_bytes", "snapshot")),
+    )
+    assert (0, expected, [note], foreign) == (
         result.code,
-        tuple(
-            shown[key]
-            for key in ("state", "device_id", "user_id", "last_seq", "log_bytes", "snapshot")
-        ),
+        actual,
         shown["notes"],
         (state / "telemetry.json").read_text(),
     )
-    assert expected == actual
 
 
 def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:

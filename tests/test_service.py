@@ -359,6 +359,44 @@ def test_a_foreign_anonymous_state_file_keeps_its_device_and_aliases_on_first_lo
     assert [RecordedAlias("user-a", device)] == sink.aliases
 
 
+@pytest.mark.parametrize(
+    "device_id", ["", "  ", "null", "None", "Undefined", '"none"', "[object Object]", "d" * 201, 7]
+)
+def test_a_foreign_file_with_an_unusable_device_id_is_kept_and_not_adopted(
+    tmp_path: Path, device_id: object
+) -> None:
+    """An id PostHog would not merge (R13) is not adopted: a fresh device, the file kept whole."""
+    foreign = json.dumps({"device_id": device_id, "distinct_id": "user-a", "enabled": True})
+    (tmp_path / "telemetry.json").write_text(foreign)
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    assert (State.ANONYMOUS, 36) == (stitch.state, len(stitch.device_id))
+    assert [("genesis", None)] == kinds(tmp_path)
+    assert foreign == (tmp_path / "telemetry.json.pre-idstitch").read_text()
+    stitch.observe_authenticated_response("user-a")
+    assert [RecordedAlias("user-a", stitch.device_id)] == sink.aliases
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix"),
+    [
+        ('{"device_id": "d-legacy", "distinct_id": "user-a"}', ".pre-idstitch"),
+        ("{not json", ".corrupt"),
+    ],
+)
+def test_a_state_file_kept_aside_never_replaces_one_kept_before(
+    tmp_path: Path, content: str, suffix: str
+) -> None:
+    """Each start without a log keeps the file it finds under a new name: .2, .3, ..."""
+    kept = [f"earlier {number}" for number in (1, 2)]
+    (tmp_path / f"telemetry.json{suffix}").write_text(kept[0])
+    (tmp_path / f"telemetry.json{suffix}.2").write_text(kept[1])
+    (tmp_path / "telemetry.json").write_text(content)
+    open_stitch(tmp_path, sink=RecordingSink())
+    names = [f"telemetry.json{suffix}", f"telemetry.json{suffix}.2", f"telemetry.json{suffix}.3"]
+    assert [*kept, content] == [(tmp_path / name).read_text() for name in names]
+
+
 def test_a_foreign_file_that_says_disabled_is_an_opt_out(tmp_path: Path) -> None:
     """The host's own "enabled": false is honoured: nothing is sent and nothing written."""
     (tmp_path / "telemetry.json").write_text(json.dumps({"device_id": "d-1", "enabled": False}))
