@@ -230,12 +230,7 @@ def _check(
     tools = _Tools.bind()
     n = len(line)
     if line[-1:] != b"\n":
-        i = line.rfind(_H_KEY)
-        if i >= 0 and n - i >= _H_TAIL_LEN:
-            # Not a cut-off write: a whole record whose line end was overwritten.
-            overwritten = 'bytes after the "h" field instead of a line end'
-            raise _damage(seq, offset, "bad-json", overwritten)
-        raise _damage(seq, offset, "torn-tail", f"{n} bytes with no line end (a write was cut off)")
+        raise _unended(line, seq, offset)
     i = line.rfind(_H_KEY)
     if i < 0 or n - i != _H_TAIL_LEN:
         raise _damage(seq, offset, "bad-json", 'the line does not end with its "h" field')
@@ -273,6 +268,29 @@ def _check(
         if twice is not None:
             raise _damage(seq, offset, "bad-field", f"the key {twice!r} appears more than once")
     return record
+
+
+def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:
+    """The damage of a last line with no line end: a torn tail only if a crash can explain it.
+
+    Each record is appended in one write, so a cut-off one is a prefix of its
+    line: it starts as every record ``seq`` starts (or is shorter than that
+    start and agrees with it). A run of NUL bytes is what some filesystems
+    show after a power cut when the size was updated but the data was not.
+    Anything else is damage, kept as it is and never "repaired" away.
+    """
+    n = len(line)
+    i = line.rfind(_H_KEY)
+    if i >= 0 and n - i >= _H_TAIL_LEN:
+        # Not a cut-off write: a whole record whose line end was overwritten.
+        return _damage(seq, offset, "bad-json", 'bytes after the "h" field instead of a line end')
+    start = b'{"v":%d,"seq":%d,' % (FORMAT_VERSION, seq)
+    if line.startswith(start) or start.startswith(line) or not line.strip(b"\0"):
+        return _damage(
+            seq, offset, "torn-tail", f"{n} bytes with no line end (a write was cut off)"
+        )
+    foreign = f"{n} bytes with no line end that are not the start of record {seq}"
+    return _damage(seq, offset, "bad-json", foreign)
 
 
 def _repeated_key(line: bytes) -> str | None:

@@ -109,7 +109,8 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
         if begin == 0 and end == 0:
             _refuse_untorn(data, START)
             return Tail(START, None, torn)
-        complete = body.splitlines(keepends=True)
+        # Lines end at b"\n" only (bytes.splitlines would also split at a b"\r").
+        complete = [line + b"\n" for line in body.split(b"\n")[:-1]]
         if len(complete) >= 2 or (begin == 0 and len(complete) == 1):
             break
         chunk *= 4

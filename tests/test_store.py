@@ -367,6 +367,59 @@ def test_append_never_rewrites_a_torn_tail_behind_damage(log_path: Path) -> None
     assert (damaged, []) == (log_path.read_bytes(), log.repairs)
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [b"# edited by hand", b'{"note":"another tool"}', b'{"v":1,"seq":3,"at"', b'{"v":2,', b" "],
+    ids=["comment", "json-object", "wrong-seq", "other-version", "space"],
+)
+def test_bytes_that_no_write_of_ours_left_are_damage_not_a_torn_tail(
+    log_path: Path, tail: bytes
+) -> None:
+    """Only the start of the next record can be a cut-off write: other bytes are kept, reported."""
+    log = FileLog(log_path)
+    kept = append_all(log, sample_specs(3))
+    whole = log_path.read_bytes()
+    log_path.write_bytes(whole + tail)
+    outcome = drain(log.records())
+    assert outcome.error is not None
+    assert (kept, 4, len(whole), "bad-json") == (
+        outcome.records,
+        outcome.error.seq,
+        outcome.error.offset,
+        outcome.error.cause,
+    )
+    with pytest.raises(LogDamagedError):
+        log.append("clear", {"device_id": "d", "pid": 1}, at=AT)
+    assert (whole + tail, []) == (log_path.read_bytes(), log.repairs)
+
+
+def test_a_run_of_nul_bytes_at_the_end_is_a_torn_tail(log_path: Path) -> None:
+    """What a power cut can leave (the size grown, the data not): removed by the next append."""
+    log = FileLog(log_path)
+    kept = append_all(log, sample_specs(3))
+    whole = log_path.read_bytes()
+    log_path.write_bytes(whole + bytes(100))
+    outcome = drain(log.records())
+    assert outcome.error is not None
+    assert (kept, 4, "torn-tail") == (outcome.records, outcome.error.seq, outcome.error.cause)
+    log.append("clear", {"device_id": "d", "pid": 1}, at=AT)
+    assert [TornTailRepair(str(log_path), len(whole), 100, 4)] == log.repairs
+    assert log_path.read_bytes().startswith(whole + b'{"v":1,"seq":4,')
+
+
+def test_append_refuses_when_the_line_before_the_last_lost_its_line_end(log_path: Path) -> None:
+    """A line end turned into a carriage return joins two lines: the last line is then damaged."""
+    log = FileLog(log_path)
+    append_all(log, sample_specs(4))
+    lines = split_lines(log_path.read_bytes())
+    damaged = b"".join([*lines[:2], lines[2][:-1] + b"\r", lines[3]])
+    log_path.write_bytes(damaged)
+    with pytest.raises(LogDamagedError) as caught:
+        log.append("clear", {"device_id": "d", "pid": 1}, at=AT)
+    offset = len(lines[0]) + len(lines[1])
+    assert (3, offset, damaged) == (caught.value.seq, caught.value.offset, log_path.read_bytes())
+
+
 def test_append_refuses_after_a_newer_version_record(log_path: Path) -> None:
     """L8: after a record of a newer version, append raises NewerFormatError and writes nothing."""
     log = FileLog(log_path)
