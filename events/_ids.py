@@ -104,7 +104,10 @@ def user_id_problem(user_id: object) -> str | None:
         return problem
     assert isinstance(user_id, str)
     stripped = user_id.strip()
-    if _is_illegal_word(stripped) or _is_illegal_word(_unquoted(stripped)):
+    unquoted = _unquoted(stripped)
+    if not unquoted:
+        return "a user id must not be blank (this one is a quoted blank)"
+    if _is_illegal_word(stripped) or _is_illegal_word(unquoted):
         return "PostHog treats this id as a placeholder and refuses to merge under it"
     return None
 

@@ -89,9 +89,9 @@ def _unquote(text: str) -> str:
 
 
 def spec_says_illegal(user_id: str) -> bool:
-    """Whether R13's word lists refuse ``user_id`` (bare, padded or quoted once)."""
+    """Whether R13 refuses ``user_id`` by its words: a listed word or blank, bare or quoted once."""
     words = {user_id.strip(), _unquote(user_id.strip())}
-    return any(w.lower() in ILLEGAL_ANY_CASE or w in ILLEGAL_EXACT for w in words)
+    return any(not w or w.lower() in ILLEGAL_ANY_CASE or w in ILLEGAL_EXACT for w in words)
 
 
 # Printable text: no control characters (Cc), no lone surrogates (Cs).
@@ -183,6 +183,7 @@ def illegal_user_ids() -> st.SearchStrategy[str]:
         blank_ids(),
         placeholder_ids(),
         quoted_placeholder_ids(),
+        quoted(st.sampled_from(["", " ", "\t"])),  # a quoted blank: '""', "' '"
         control_char_ids(),
         overlong_ids(),
     )

@@ -375,6 +375,8 @@ def test_length_limit_is_200_characters() -> None:
         ("", "a user id must not be blank"),
         (" \t ", "a user id must not be blank"),
         ("\u00a0\u3000", "a user id must not be blank"),
+        ('""', "a user id must not be blank (this one is a quoted blank)"),
+        ("' '", "a user id must not be blank (this one is a quoted blank)"),
         ("u\udc80", "a user id must be valid Unicode text (it holds a lone surrogate)"),
         ("null", "PostHog treats this id as a placeholder and refuses to merge under it"),
     ],
