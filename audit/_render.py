@@ -25,6 +25,7 @@ __all__ = [
     "damage_line",
     "identity_block",
     "identity_json",
+    "printable",
     "timeline_header",
     "timeline_line",
     "timeline_row",
@@ -77,8 +78,8 @@ class Output:
         return self._console is not None
 
     def plain(self, line: str) -> None:
-        """One unstyled line, written as is (the fast path for long timelines)."""
-        self.stream.write(line + "\n")
+        """One unstyled line (the fast path for long timelines), its control characters escaped."""
+        self.stream.write((line if line.isprintable() else printable(line)) + "\n")
 
     def json(self, value: Mapping[str, Any]) -> None:
         """One JSON object on its own line (plus the ``fields`` this output was made with)."""
@@ -87,18 +88,41 @@ class Output:
         self.stream.write(orjson.dumps(value).decode() + "\n")
 
     def text(self, *parts: Part) -> None:
-        """One line of text from plain and styled parts."""
+        """One line of text from plain and styled parts, their control characters escaped."""
         if self._console is None:
-            self.stream.write("".join(p if isinstance(p, str) else p[0] for p in parts) + "\n")
+            self.plain("".join(p if isinstance(p, str) else p[0] for p in parts))
             return
         from rich.text import Text
 
-        self._console.print(Text.assemble(*parts))
+        self._console.print(
+            Text.assemble(
+                *(printable(p) if isinstance(p, str) else (printable(p[0]), p[1]) for p in parts)
+            )
+        )
 
     def lines(self, lines: Iterable[list[Part]]) -> None:
         """Several lines of parts."""
         for parts in lines:
             self.text(*parts)
+
+
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable shown as its escape (``\\x1b``).
+
+    Ids in a log are whatever was written there: a newline would forge a row,
+    an escape sequence would drive the reader's terminal, a lone surrogate
+    would not encode. Text output shows them, escaped, and never obeys them.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _is_terminal(stream: TextIO) -> bool:
