@@ -237,8 +237,11 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
             else:
                 if kind == "enqueue_failure":
                     assert undo is not None
-                    aliases.pop(device, None)  # type: ignore[arg-type]
                     _, user, linked = undo
+                    if linked is None:
+                        aliases.pop(device, None)  # type: ignore[arg-type]
+                    else:  # the device's earlier alias stands again
+                        aliases[device] = linked  # type: ignore[index]
                 elif kind == "logout":
                     device, user, linked = record["new_device_id"], None, None
                 elif kind == "clear":

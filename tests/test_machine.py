@@ -207,6 +207,31 @@ def test_replay_folds_aliases_undo_and_rotation() -> None:
     assert {"d-1": "u"} == result.aliases
 
 
+def _aliased(user: str) -> tuple[str, dict[str, object]]:
+    fields = {"device_id": "d-1", "user_id": user, "runtime": "persistent", "pid": 1}
+    return ("response", {**fields, "alias": True})
+
+
+def test_an_undone_realias_leaves_the_devices_first_alias_standing() -> None:
+    """A hand-made second alias of one device (an L4 breach), then undone: the first one stands."""
+    log = build(
+        [
+            ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+            _aliased("user-a"),
+            ("clear", {"device_id": "d-1", "pid": 1}),
+            _aliased("user-b"),
+            ("enqueue_failure", {"device_id": "d-1", "user_id": "user-b", "pid": 1}),
+        ]
+    )
+    result = replay(log.records())
+    assert result.identity is not None
+    assert (None, {"d-1": "user-a"}, "user-a") == (
+        result.error,
+        result.aliases,
+        result.identity.linked_user,
+    )
+
+
 def test_replay_stops_at_an_impossible_transition_and_keeps_the_last_good_state() -> None:
     """A hand-made enqueue_failure with no alias before it is reported, never folded."""
     log = build(
