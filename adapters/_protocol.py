@@ -10,7 +10,12 @@ __all__ = ["Sink"]
 
 @runtime_checkable
 class Sink(Protocol):
-    """What the identity service sends through. ``False`` means "not queued"."""
+    """What the identity service sends through. ``False`` means "not queued".
+
+    A sink may also have a ``sends`` attribute: ``False`` says that it refuses
+    every alias (it has no key, or is disabled), so the service stamps users and
+    never tries one. Without it, a sink is taken to send.
+    """
 
     def alias(self, *, user_id: str, device_id: str) -> bool:
         """Queue one ``$create_alias`` merging ``device_id``'s history into ``user_id``."""

@@ -234,6 +234,18 @@ class PostHogSink:
         environ = os.environ if env is None else env
         self._dry_run = PrintSink() if is_truthy(environ.get("IDSTITCH_DEBUG")) else None
 
+    @property
+    def sends(self) -> bool:
+        """Whether anything can be sent: ``False`` with an empty key or ``disabled=True``.
+
+        The posthog client then drops every event (it returns ``None``), so the
+        service stamps and never tries an alias that would only fail (rule R9).
+        In ``IDSTITCH_DEBUG`` mode the printed aliases count as sent.
+        """
+        if self._dry_run is not None:
+            return True
+        return bool(self._api_key.strip()) and not self._options.get("disabled", False)
+
     def _posthog(self) -> Any:  # noqa: ANN401 - posthog.Posthog, imported lazily
         with self._lock:
             if self._client is None:

@@ -57,11 +57,15 @@ class Decision:
         return f"Decision({self.kind}, {self.fields!r}, {self.transition!r})"
 
 
-def user_guard(identity: Identity, user_id: str, runtime: str) -> str:
-    """The guard of a user event: ``first``, ``linked`` or ``other`` (see :mod:`._table`)."""
+def user_guard(identity: Identity, user_id: str, runtime: str, *, may_alias: bool = True) -> str:
+    """The guard of a user event: ``first``, ``linked`` or ``other`` (see :mod:`._table`).
+
+    ``may_alias=False``: the caller will not try an alias now (its sink
+    refuses them), so a never-aliased device is stamped (``other``).
+    """
     if identity.linked_user == user_id:
         return "linked"
-    if runtime == "persistent" and identity.linked_user is None:
+    if runtime == "persistent" and may_alias and identity.linked_user is None:
         return "first"
     return "other"
 
@@ -86,12 +90,14 @@ def decide(
     user_id: str | None = None,
     device_id: str | None = None,
     aliased: bool = False,
+    may_alias: bool = True,
 ) -> Decision | None:
     """What ``event`` does to ``identity``; ``None`` when it changes nothing.
 
     ``user_id`` goes with ``response``, ``login`` and ``import``;
     ``device_id`` is the device to mint with ``genesis`` and ``import``
-    and the new device with ``logout``; ``aliased`` goes with ``import``.
+    and the new device with ``logout``; ``aliased`` goes with ``import``;
+    ``may_alias=False`` stamps a user event that would otherwise alias.
     Raises :class:`TransitionError` for an event the table does not allow
     (for example ``enqueue_failure`` with no alias to undo); nothing is
     decided then.
@@ -111,7 +117,7 @@ def decide(
         raise AssertionError("unreachable")
     if event in USER_EVENTS:
         assert user_id is not None
-        row = _row(identity, event, user_guard(identity, user_id, runtime))
+        row = _row(identity, event, user_guard(identity, user_id, runtime, may_alias=may_alias))
         if not row.alias and row.target is identity.state and user_id == identity.user_id:
             return None
         fields: dict[str, Any] = {

@@ -55,6 +55,11 @@ SNAPSHOT_NAME = "telemetry.json"
 
 _H_SLICE = slice(-35, -3)  # the hash inside a line's '..."h":"<32 hex>"}\n'
 
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+
+#: How many aliases a process's responses try before they only stamp (R9).
+ALIAS_ATTEMPTS = 3
+
 #: What a state file the log does not account for is kept as, by its status.
 _KEPT_ASIDE = {"foreign": ".pre-idstitch", "corrupt": ".corrupt"}
 
@@ -84,16 +89,17 @@ def _new_device_id() -> str:
 
 
 class _Disk:
-    """The files of a state dir that this process may write.
+    """The files this process may write: a state dir's, or an ephemeral run's audit log.
 
     ``offset`` is the byte offset just past the last record this process
-    has folded. The :class:`FileLog` is built on first use, so a start that
-    changes nothing never imports the log module.
+    has folded. ``snapshot_path`` is ``None`` for an audit log (no snapshot,
+    no alias: the run does not last). The :class:`FileLog` is built on first
+    use, so a start that changes nothing never imports the log module.
     """
 
     __slots__ = ("_log", "log_path", "offset", "snapshot_path")
 
-    def __init__(self, log_path: str, snapshot_path: str, offset: int) -> None:
+    def __init__(self, log_path: str, snapshot_path: str | None, offset: int) -> None:
         self.log_path = log_path
         self.snapshot_path = snapshot_path
         self.offset = offset
@@ -140,6 +146,8 @@ class IdentityStitch:
         self._lock = _thread.RLock()
         self._groups: dict[str, str] = {}
         self._live: LiveMachine | None = None
+        #: Aliases that failed to queue in this process (R9: each is retried later).
+        self._alias_failures = 0
 
     # ------------------------------------------------------------------ open
 
@@ -238,24 +246,17 @@ class IdentityStitch:
         self._log = MemoryLog(Checkpoint(identity.seq, identity.h, 0) if identity.seq else START)
 
     def _load_audit_log(self, path: str) -> None:
-        """Ephemeral with an audit log: that file is the log (there is no snapshot)."""
-        from idstitch.store import FileLog
+        """Ephemeral with an audit log: that file is the log (there is no snapshot).
 
-        log = FileLog(path)
-        result = _fold_file(log.records())
-        if result.error is not None and not _is_torn(result.error):
-            _warn(
-                "idstitch: the audit log %s is damaged (%s); identity is in memory",
-                path,
-                result.error,
-            )
-            self._start_in_memory(result.identity)
-            return
-        self._log = log
-        if result.identity is None:
-            self._start_log(None)
-        else:
-            self._identity = result.identity
+        Several runs may share one audit log (parallel CI jobs on one machine):
+        it is read, and every change later decided, under its file lock after
+        folding what the others appended, exactly as a state dir's log is.
+        """
+        from idstitch.store._snapshot import SnapshotRead
+
+        disk = _Disk(path, None, 0)
+        with disk.log.locked():
+            self._rebuild_from(disk.log, SnapshotRead("missing"), disk)
 
     def _load_state_dir(self, log_path: str, snapshot_path: str, *, writable: bool) -> None:
         snapshot = read_snapshot(snapshot_path)
@@ -384,7 +385,7 @@ class IdentityStitch:
         It is renamed to ``telemetry.json<suffix>``, or ``<suffix>.2``, ``.3``, ... when
         an earlier file was kept under that name: no kept file is ever replaced.
         """
-        if self._disk is None:
+        if self._disk is None or self._disk.snapshot_path is None:
             return
         path = self._disk.snapshot_path
         if not os.path.lexists(path):
@@ -429,7 +430,7 @@ class IdentityStitch:
     @property
     def persisting(self) -> bool:
         """Whether changes are written to the state dir (persistent and healthy)."""
-        return self._disk is not None
+        return self._disk is not None and self._disk.snapshot_path is not None
 
     @property
     def opted_out(self) -> bool:
@@ -463,15 +464,16 @@ class IdentityStitch:
 
     # ------------------------------------------------------------- changing
 
-    def observe_authenticated_response(self, user_id: str) -> None:
+    def observe_authenticated_response(self, user_id: str | int) -> None:
         """An authenticated response named ``user_id``: stamp, and alias if this is the first.
 
         Raises :class:`IllegalUserIdError` for an illegal id (nothing changes).
+        An integer id is taken as its decimal text, as PostHog's client does.
         The steady state (the same user again) takes no lock and writes nothing.
         """
         self._user_event("response", user_id)
 
-    def login(self, user_id: str) -> None:
+    def login(self, user_id: str | int) -> None:
         """The login command learned ``user_id``; a no-op if the response hook already stitched."""
         self._user_event("login", user_id)
 
@@ -483,7 +485,9 @@ class IdentityStitch:
         """Forget the user after a transient failure; keep the device (rule R8)."""
         self._change("clear")
 
-    def _user_event(self, kind: str, user_id: str) -> None:
+    def _user_event(self, kind: str, user_id: str | int) -> None:
+        if type(user_id) is int:  # not bool: True is no id
+            user_id = str(user_id)
         check_user_id(user_id)
         try:
             if self._decide(kind, user_id=user_id) is None:
@@ -494,12 +498,18 @@ class IdentityStitch:
         self._change(kind, user_id=user_id)
 
     def _decide_runtime(self) -> str:
-        # Not writing means not lasting: never alias then (rules R2, R15).
-        return "persistent" if self._disk is not None else "ephemeral"
+        # Not writing the state dir means not lasting: never alias then (rules R2, R15).
+        return "persistent" if self.persisting else "ephemeral"
 
     def _decide(self, event: str, **args: Any) -> Decision | None:  # noqa: ANN401
         if event == "logout":
             args["device_id"] = self._new_device_id()
+        elif getattr(self._sink, "sends", True) is False:
+            args["may_alias"] = False  # a sink that refuses every alias: stamp, never try
+        elif self._alias_failures >= ALIAS_ATTEMPTS and event == "response":
+            # Each failed attempt costs two fsynced records: a sink that refused this
+            # often will refuse again. The login command and the next process retry.
+            args["may_alias"] = False
         return decide(
             self._identity, event, runtime=self._decide_runtime(), pid=os.getpid(), **args
         )
@@ -552,6 +562,7 @@ class IdentityStitch:
         if not self._commit(decision):
             return  # the disk failed and memory took over: the alias was re-decided away
         if decision.alias and not self._send_alias(decision.fields["user_id"]):
+            self._alias_failures += 1
             failure = self._decide("enqueue_failure")
             assert failure is not None
             self._commit(failure)
@@ -620,7 +631,7 @@ class IdentityStitch:
         self._log = MemoryLog(Checkpoint(identity.seq, identity.h, 0) if identity.seq else START)
 
     def _save_snapshot(self) -> None:
-        if self._disk is None:
+        if self._disk is None or self._disk.snapshot_path is None:
             return
         identity = self._identity
         state = {
@@ -678,7 +689,7 @@ class IdentityStitch:
         never when opted out, never on stdout. The state dir records that it
         was shown (``notice-shown``), so it appears once per state dir.
         """
-        if self._disk is None or self._opted_out or self._state_dir is None:
+        if not self.persisting or self._opted_out or self._state_dir is None:
             return False
         import sys
 
@@ -694,6 +705,13 @@ class IdentityStitch:
             return False
         try:
             os.write(fd, f"{self._identity.device_id}\n".encode())
+        except OSError as exc:  # a full disk: not recorded, so not shown (the next run tries)
+            _debug("idstitch: cannot record the notice (%r); not shown", exc)
+            import contextlib
+
+            with contextlib.suppress(OSError):  # then it stays unshown: never a host fault
+                os.unlink(marker)
+            return False
         finally:
             os.close(fd)
         print(text, file=stream if stream is not None else sys.stderr)
@@ -739,12 +757,27 @@ class _Command:
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         import functools
 
+        if _is_coroutine_function(func):
+            # The command runs when the coroutine is awaited: time and report it then.
+            @functools.wraps(func)
+            async def waiting(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+                with _Command(self._stitch, self._name, self._flush_timeout):
+                    return await func(*args, **kwargs)
+
+            return waiting
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
             with _Command(self._stitch, self._name, self._flush_timeout):
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+def _is_coroutine_function(func: object) -> bool:
+    """``async def`` (checked on the code object: ``inspect`` costs start-up)."""
+    code = getattr(func, "__code__", None)
+    return code is not None and bool(code.co_flags & _CO_COROUTINE)
 
 
 def _exit_code(exc: BaseException | None) -> int:
@@ -755,7 +788,7 @@ def _exit_code(exc: BaseException | None) -> int:
         code = exc.code
         if code is None:
             return 0
-        return code if isinstance(code, int) else 1
+        return int(code) if isinstance(code, int) else 1  # sys.exit(False) exits 0
     click_code = getattr(exc, "exit_code", None)  # click.exceptions.Exit / typer.Exit
     if type(click_code) is int:
         return click_code

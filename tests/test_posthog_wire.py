@@ -195,3 +195,41 @@ def test_the_dry_run_prints_instead_of_sending(
     )
     assert alias_line == captured.err
     assert [] == server.paths
+
+
+@pytest.mark.parametrize(
+    ("key", "options", "env", "sends"),
+    [
+        ("phc_test_key", {}, {}, True),
+        ("", {}, {}, False),
+        ("   ", {}, {}, False),
+        ("phc_test_key", {"disabled": True}, {}, False),
+        ("", {}, {"IDSTITCH_DEBUG": "1"}, True),
+    ],
+    ids=["key", "empty-key", "blank-key", "disabled", "debug-prints"],
+)
+def test_a_sink_without_a_key_or_disabled_says_it_sends_nothing(
+    key: str, options: dict[str, Any], env: dict[str, str], sends: bool
+) -> None:
+    """What the real client does with such a key (drops everything) is known before it is built."""
+    sink = PostHogSink(key, env=env, **options)
+    assert sends is sink.sends
+    if not env:  # the real client agrees: it queues nothing
+        assert sends is sink.capture(distinct_id="d", event="e", properties={}, groups={})
+
+
+def test_a_keyless_sink_stamps_and_writes_one_record_per_user(
+    tmp_path: Path, server: CaptureServer
+) -> None:
+    """A dev build without a key: many responses, no alias tried, one stamp record."""
+    sink = PostHogSink("", host=server.url, env={}, capture_mode="v0")
+    stitch = open_with(tmp_path, sink)
+    for _ in range(50):
+        stitch.observe_authenticated_response("user-a")
+    stitch.close(timeout=1)
+    kinds = [(record["kind"], record.get("alias")) for record in log_records(tmp_path)]
+    assert (State.STAMPED, [("genesis", None), ("response", False)], []) == (
+        stitch.state,
+        kinds,
+        server.messages,
+    )

@@ -196,6 +196,45 @@ def test_failed_enqueue_unstashes_and_a_retry_aliases_once(tmp_path: Path) -> No
     ] == kinds(tmp_path)
 
 
+def test_a_sink_that_keeps_refusing_costs_a_bounded_number_of_records(tmp_path: Path) -> None:
+    """R9: responses retry a refused alias 3 times in a process, then stamp; login still retries."""
+    sink = RecordingSink(fail_aliases=1_000)
+    stitch = open_stitch(tmp_path, sink=sink)
+    for _ in range(200):
+        stitch.observe_authenticated_response("user-a")
+    assert (State.STAMPED, "user-a", []) == (stitch.state, stitch.distinct_id, sink.aliases)
+    failed_try = [("response", True), ("enqueue_failure", None)]
+    assert [("genesis", None), *failed_try * 3, ("response", False)] == kinds(tmp_path)
+    sink.fail_aliases = 0
+    stitch.login("user-a")
+    assert (State.ALIASED, [RecordedAlias("user-a", stitch.device_id)]) == (
+        stitch.state,
+        sink.aliases,
+    )
+    reopened = open_stitch(tmp_path, sink=RecordingSink())
+    assert (State.ALIASED, "user-a") == (reopened.state, reopened.identity.linked_user)
+
+
+class _SilentSink(RecordingSink):
+    """A sink that says it sends nothing (no key, or disabled)."""
+
+    sends = False
+
+
+def test_a_sink_that_sends_nothing_is_never_asked_for_an_alias(tmp_path: Path) -> None:
+    """``sends = False``: users are stamped, and the device stays free for a later alias."""
+    stitch = open_stitch(tmp_path, sink=_SilentSink())
+    for _ in range(5):
+        stitch.observe_authenticated_response("user-a")
+    stitch.login("user-a")
+    assert (State.STAMPED, "user-a") == (stitch.state, stitch.distinct_id)
+    assert [("genesis", None), ("response", False)] == kinds(tmp_path)
+    sink = RecordingSink()
+    reopened = open_stitch(tmp_path, sink=sink)
+    reopened.observe_authenticated_response("user-a")
+    assert [RecordedAlias("user-a", stitch.device_id)] == sink.aliases
+
+
 def test_a_sink_that_raises_on_alias_is_an_enqueue_failure(tmp_path: Path) -> None:
     """R9, R15: a raising sink is treated as "not queued", and nothing reaches the host."""
     sink = RecordingSink(raise_on_alias=True)
@@ -581,6 +620,52 @@ def test_command_reports_the_identity_current_at_its_end(tmp_path: Path) -> None
     assert [("user-a", "login", 0), ("user-a", "deploy", 1), ("user-a", "exit", 3)] == sent
     assert all(isinstance(c.properties["duration_ms"], int) for c in sink.captures)
     assert [2.0, 2.0, 2.0] == sink.flushes
+
+
+def test_an_async_command_is_reported_when_it_has_run(tmp_path: Path) -> None:
+    """R11: a decorated ``async def`` is timed and reported around its awaiting, not its call."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL)
+
+    @stitch.command("sync")
+    async def sync() -> str:
+        await asyncio.sleep(0)
+        stitch.observe_authenticated_response("user-a")
+        raise SystemExit(3)
+
+    pending = sync()
+    assert [] == sink.captures
+    with pytest.raises(SystemExit):
+        asyncio.run(pending)
+    assert [("user-a", "sync", 3)] == [
+        (c.distinct_id, c.properties["command"], c.properties["exit_code"]) for c in sink.captures
+    ]
+
+
+@pytest.mark.parametrize(("code", "reported"), [(False, 0), (True, 1), (None, 0), ("bye", 1)])
+def test_sys_exit_values_are_reported_as_the_exit_status(
+    tmp_path: Path, code: object, reported: int
+) -> None:
+    """``sys.exit(False)`` exits 0 and ``sys.exit(True)`` 1: the event says so, as an int."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL)
+    with pytest.raises(SystemExit), stitch.command("run"):
+        raise SystemExit(code)
+    exit_code = sink.captures[0].properties["exit_code"]
+    assert (int, reported) == (type(exit_code), exit_code)
+
+
+def test_an_integer_user_id_is_taken_as_its_decimal_text(tmp_path: Path) -> None:
+    """APIs with numeric ids: 4242 is the user "4242" (as PostHog's client sends it); 0 is R13's."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.observe_authenticated_response(4242)
+    stitch.login(4242)
+    assert (State.ALIASED, "4242", 1) == (stitch.state, stitch.distinct_id, len(sink.aliases))
+    for illegal in (0, True):
+        with pytest.raises(IllegalUserIdError):
+            stitch.login(illegal)
+    assert "4242" == stitch.distinct_id
 
 
 def test_open_needs_an_app_or_a_state_dir() -> None:

@@ -32,6 +32,8 @@ from strategies import examples
 USERS = st.sampled_from(["user-a", "user-b", "user-c"])
 ILLEGAL = st.sampled_from(["", "anonymous", "GUEST", "null", "'guest'", "0", "x\ny"])
 RUNTIMES = st.sampled_from([Runtime.PERSISTENT, Runtime.EPHEMERAL])
+#: Failed aliases after which a process's responses only stamp (docs/identity-model.md, R9).
+ATTEMPTS = 3
 
 
 class Model:
@@ -42,8 +44,10 @@ class Model:
         self.device = device
         self.user: str | None = None
         self.linked: dict[str, str] = {}  # device -> the one user it was aliased to
+        self.failures = 0  # aliases this process failed to queue
 
     def copy(self) -> Model:
+        """The same identity in a new process (its failure count starts again)."""
         other = Model(self.device)
         other.state, other.user, other.linked = self.state, self.user, dict(self.linked)
         return other
@@ -52,13 +56,15 @@ class Model:
     def distinct_id(self) -> str:
         return self.user if self.user is not None else self.device
 
-    def user_event(self, user: str, *, persisting: bool, alias_ok: bool) -> bool:
+    def user_event(self, user: str, kind: str, *, persisting: bool, sink_fails: bool) -> bool:
         """Apply a response/login; return whether an alias reached the sink."""
         if self.linked.get(self.device) == user:  # R3: already theirs
             self.state, self.user = State.ALIASED, user
             return False
-        if persisting and self.device not in self.linked:  # R2, R3: first identity, lasting
-            if not alias_ok:  # R9: un-stash, nothing changes
+        tries = kind == "login" or self.failures < ATTEMPTS  # R9, bounded per process
+        if persisting and self.device not in self.linked and tries:  # R2, R3: first, lasting
+            if sink_fails:  # R9: un-stash, nothing changes
+                self.failures += 1
                 return False
             self.linked[self.device] = user
             self.state, self.user = State.ALIASED, user
@@ -124,11 +130,7 @@ class ServiceMachine(RuleBasedStateMachine):
             self.stitch.observe_authenticated_response(user)
         else:
             self.stitch.login(user)
-        would_alias = self.persisting and self.model.device not in self.model.linked
-        would_alias = would_alias and self.model.linked.get(self.model.device) != user
-        sent = self.model.user_event(
-            user, persisting=self.persisting, alias_ok=not (fail and would_alias)
-        )
+        sent = self.model.user_event(user, kind, persisting=self.persisting, sink_fails=fail)
         assert before + int(sent) == len(self.sink.aliases)
         self.sink.fail_aliases = 0
         self._after_change()

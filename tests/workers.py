@@ -19,6 +19,9 @@ __all__ = [
     "append_beyond_file_size_limit",
     "append_many",
     "append_once_when_told",
+    "audit_log_response",
+    "audit_log_response_beyond_file_size_limit",
+    "notice_beyond_file_size_limit",
     "read_snapshots_until",
     "record_time",
     "write_beyond_file_size_limit",
@@ -113,3 +116,46 @@ def append_beyond_file_size_limit(path: str, room: int) -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     sys.exit(code)
+
+
+def _limit_file_size(limit: int) -> None:
+    """From here on, writing past ``limit`` bytes fails with EFBIG (the process is not killed)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def notice_beyond_file_size_limit(state_dir: str) -> None:
+    """Show the first-run notice on a full disk: exit 0 if it said "not shown", raising nothing."""
+    from idstitch.machine import IdentityStitch
+
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", env={})
+    _limit_file_size(0)
+    try:
+        shown = stitch.first_run_notice("we collect usage data")
+    except OSError:
+        sys.exit(2)
+    sys.exit(1 if shown else 0)
+
+
+def audit_log_response_beyond_file_size_limit(path: str) -> None:
+    """An ephemeral run whose audit log fills up: exit 0 if the response still stamped the user."""
+    from idstitch.machine import IdentityStitch
+
+    stitch = IdentityStitch.open(
+        state_dir=os.path.dirname(path), runtime="ephemeral", audit_log=path, env={}
+    )
+    _limit_file_size(os.path.getsize(path))
+    stitch.observe_authenticated_response("user-a")
+    sys.exit(0 if (stitch.state.value, stitch.distinct_id) == ("stamped", "user-a") else 1)
+
+
+def audit_log_response(path: str, user: str, start: Barrier) -> None:
+    """Wait for the others, then open an ephemeral run on the shared audit log and see ``user``."""
+    from idstitch.machine import IdentityStitch
+
+    start.wait(WAIT)
+    stitch = IdentityStitch.open(
+        state_dir=os.path.dirname(path), runtime="ephemeral", audit_log=path, env={}
+    )
+    stitch.observe_authenticated_response(user)
+    stitch.logout()
