@@ -108,9 +108,10 @@ class _Disk:
     @property
     def log(self) -> FileLog:
         if self._log is None:
+            from idstitch.store._lock import LOCK_WAIT
             from idstitch.store._log import FileLog
 
-            self._log = FileLog(self.log_path)
+            self._log = FileLog(self.log_path, lock_timeout=LOCK_WAIT)
         return self._log
 
 

@@ -170,12 +170,14 @@ class FileLog:
     (``identity.lock``), write the whole line in one ``write`` to a file
     opened with ``O_APPEND``, then ``fsync``. The directory is created 0700
     and the files 0600; a symlink in place of the log is never followed.
+    ``lock_timeout`` bounds the wait for another process's lock (``None``:
+    wait as long as it takes); the identity service waits 3 s at most.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_suffix(".lock")
-        self._lock = ProcessLock(self.lock_path)
+        self._lock = ProcessLock(self.lock_path, timeout=lock_timeout)
         #: Torn tails that appends of this object removed, oldest first.
         self.repairs: list[TornTailRepair] = []
         #: The position after the record this object appended last (``None`` before any).

@@ -7,6 +7,7 @@ and the children overlap.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 import signal
@@ -21,6 +22,7 @@ __all__ = [
     "append_once_when_told",
     "audit_log_response",
     "audit_log_response_beyond_file_size_limit",
+    "hold_lock",
     "notice_beyond_file_size_limit",
     "read_snapshots_until",
     "record_time",
@@ -159,3 +161,12 @@ def audit_log_response(path: str, user: str, start: Barrier) -> None:
     )
     stitch.observe_authenticated_response(user)
     stitch.logout()
+
+
+def hold_lock(path: str, held: Event, release: Event) -> None:
+    """Hold the ``flock`` on ``path`` (as a stuck process would) until told to let go."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    held.set()
+    release.wait(WAIT)
+    os.close(fd)
