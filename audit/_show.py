@@ -4,13 +4,19 @@ The state dir is opened through :meth:`IdentityStitch.open` itself, in the
 ephemeral runtime, which reads a state dir and writes nothing: so ``show``
 answers exactly what the host would see, and never changes the files it
 inspects. Warnings the service logs while opening (a damaged log, a newer
-snapshot) are collected and shown as notes.
+snapshot) are collected and shown as notes. A log the service would not
+open at all (a symlink, a directory, an unreadable file) is no state: the
+service would start a new identity in memory, which is nobody's to show.
+
+Paths are shown as text that always prints and encodes: a byte of a path
+that is not UTF-8 appears as its escape (``\\xe9``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +36,7 @@ SNAPSHOT_NAME = "telemetry.json"
 
 @dataclass(slots=True)
 class StateReport:
-    """What ``show`` prints."""
+    """What ``show`` prints (``state_dir`` and ``notes`` already made printable)."""
 
     state_dir: str
     identity: Identity
@@ -65,26 +71,32 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
 
     Raises :class:`UnusableInputError` when there is no usable state there.
     """
+    shown = _printable_path(state_dir)
     if not os.path.lexists(state_dir):
-        raise UnusableInputError(f"no state: {state_dir} does not exist")
+        raise UnusableInputError(f"no state: {shown} does not exist")
     problem = untrusted_reason(state_dir)
     if problem is not None:
-        raise UnusableInputError(f"{state_dir} is not used by idstitch: {problem}")
+        raise UnusableInputError(f"{shown} is not used by idstitch: {problem}")
     try:
         names = set(os.listdir(state_dir))
     except OSError as exc:
-        raise UnusableInputError(f"{state_dir}: cannot read: {exc.strerror or exc}") from None
+        raise UnusableInputError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     if LOG_NAME not in names and SNAPSHOT_NAME not in names:
-        raise UnusableInputError(
-            f"no state: {state_dir} holds neither {LOG_NAME} nor {SNAPSHOT_NAME}"
-        )
+        raise UnusableInputError(f"no state: {shown} holds neither {LOG_NAME} nor {SNAPSHOT_NAME}")
     log_path = os.path.join(state_dir, LOG_NAME)
+    problem = _unopenable(log_path) if LOG_NAME in names else None
+    if problem is not None:
+        # The service would fall back to memory with a new device: showing it would invent one.
+        raise UnusableInputError(
+            f"no state: {_printable_path(log_path)} {problem}: "
+            "every host run starts a new identity in memory"
+        )
     snapshot = read_snapshot(os.path.join(state_dir, SNAPSHOT_NAME))
     has_records = LOG_NAME in names and os.path.getsize(log_path) > 0
     if not has_records and snapshot.status not in ("ok", "foreign"):
         # The host would mint a brand-new device here: there is no identity to show yet.
         raise UnusableInputError(
-            f"no state: {state_dir} holds no identity yet ({SNAPSHOT_NAME} is {snapshot.status}, "
+            f"no state: {shown} holds no identity yet ({SNAPSHOT_NAME} is {snapshot.status}, "
             f"{LOG_NAME} is {'empty' if LOG_NAME in names else 'missing'})"
         )
     collect = _Collect()
@@ -100,7 +112,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
         logger.removeHandler(collect)
         logger.propagate = propagate
     log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
-    notes = list(collect.messages)
+    notes = [_printable_path(message) for message in collect.messages]
     if snapshot.status == "foreign" and not has_records:
         if stitch.device_id == snapshot.data.get("device_id"):
             notes.append(
@@ -116,13 +128,48 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     elif snapshot.status not in ("ok", "missing"):
         notes.append(f"{SNAPSHOT_NAME} is {snapshot.status}: {snapshot.problem}")
     return StateReport(
-        state_dir=state_dir,
+        state_dir=shown,
         identity=stitch.identity,
         runtime=detect_runtime(env=env, has_state=True),
         log_bytes=log_bytes,
         snapshot=snapshot.status,
         notes=notes,
     )
+
+
+def _unopenable(log_path: str) -> str | None:
+    """Why the service would not open the log at ``log_path`` (it exists), or ``None``.
+
+    It never follows a symlink in place of the log and reads only a regular file.
+    """
+    try:
+        mode = os.lstat(log_path).st_mode
+        if stat.S_ISLNK(mode):
+            return "is a symlink (idstitch never follows one)"
+        if stat.S_ISDIR(mode):
+            return "is a directory"
+        if not stat.S_ISREG(mode):
+            return "is not a regular file"
+        os.close(os.open(log_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def _printable_path(text: str) -> str:
+    """``text`` (a path, or a message naming one) with each byte that is not UTF-8 escaped.
+
+    A path is bytes: one that is not UTF-8 decodes with surrogates, which no
+    JSON and no UTF-8 stream can hold. It is shown as its bytes, the invalid
+    ones as ``\\xe9``, so nothing is lost and everything prints.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no byte decoded to: escape it as it is
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def report_json(report: StateReport) -> dict[str, Any]:

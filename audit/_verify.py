@@ -6,16 +6,17 @@ written by another implementation), so it keeps its own books instead of
 relying on the fold's:
 
 * structural damage found by the checked reader (a broken hash, a gap in
-  ``seq``, a torn or unparsable line) is **L1**, a newer format version
-  **L8**; both stop the check, because nothing after them can be trusted;
+  ``seq``, a torn or unparsable line) is **L1**, a format version this
+  build cannot read (newer, never one, not an integer) **L8**; both stop
+  the check, because nothing after them can be trusted;
 * every other invariant is checked record by record and the check goes
   on past a violation, so one run lists them all;
 * a record the machine's transition table does not allow in the state
   the log has reached is reported as **T** (an addition to L1-L8: the log
   cannot be replayed past it) and skipped.
 
-Memory grows with the number of device ids in the log (L5 needs them all),
-never with the number of records.
+Memory grows with the number of distinct ids in the log (L5 needs them
+all: device ids and user ids alike), never with the number of records.
 """
 
 from __future__ import annotations
@@ -81,26 +82,41 @@ class Violation:
 def damage_violation(error: LogDamagedError, line: bytes) -> Violation:
     """The violation a reader's damage is: L8 for a version this build cannot read, else L1.
 
-    ``line`` is the damaged line itself (it tells an unknown version from other bad fields).
+    The reader's cause decides: ``newer-version`` is L8, and so is a ``bad-field``
+    whose bad field is ``v`` itself (``line``, the damaged line, tells that from
+    other bad fields). Everything else, a torn tail and any line that is not a
+    JSON record included, is L1.
     """
-    version: object = None
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        pass
-    else:
-        if isinstance(value, dict):
-            version = value.get("v", FORMAT_VERSION)
     where = f"at byte {error.offset}: "
-    if error.cause == "newer-version" or version != FORMAT_VERSION:
-        if error.cause != "newer-version":
-            detail = f"format version {version!r} is not one this build reads ({FORMAT_VERSION})"
-        else:
-            detail = error.detail
-        return Violation("L8", error.seq, error.offset, where + detail)
+    if error.cause == "newer-version":
+        return Violation("L8", error.seq, error.offset, where + error.detail)
+    if error.cause == "bad-field":
+        version = _other_version(line)
+        if version is not None:
+            detail = f"format version {version} is not one this build reads ({FORMAT_VERSION})"
+            return Violation("L8", error.seq, error.offset, where + detail)
     return Violation(
         "L1", error.seq, error.offset, f"{where}{cause_name(error.cause)}: {error.detail}"
     )
+
+
+def _other_version(line: bytes) -> str | None:
+    """The ``v`` that ``line`` holds (shown), when it is not the current version; else ``None``.
+
+    The reader checks ``v`` before any other field, so a ``bad-field`` line whose
+    ``v`` is not the current version was refused for its ``v``. A line without
+    ``v`` is mis-shaped rather than of another version: ``None``.
+    """
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict or "v" not in value:
+        return None
+    version = value["v"]
+    if type(version) is int and version == FORMAT_VERSION:
+        return None
+    return _show(version)
 
 
 @dataclass(slots=True)
@@ -127,12 +143,17 @@ class Verifier:
         """The violations of the records before ``record``, now that they are settled.
 
         A record's own violations are held until the next record is seen,
-        because an ``enqueue_failure`` right after an alias undoes it (L2).
+        because an ``enqueue_failure`` right after an alias undoes it (L2),
+        unless the transition table refuses it: then it undoes nothing (T).
         """
-        kind = record["kind"]
-        undoing = kind == "enqueue_failure" and self._last_alias is not None
+        refused = self._transition(record, offset)
+        undoing = (
+            record["kind"] == "enqueue_failure" and self._last_alias is not None and refused is None
+        )
         settled = self._settle(undone=undoing)
         self._held = self._examine(record, offset, undoing)
+        if refused is not None:
+            self._held.append(refused)
         return settled
 
     def finish(self) -> list[Violation]:
@@ -179,8 +200,7 @@ class Verifier:
         elif kind == "import" and record["aliased"] and user is not None:
             self.links[device] = [_Link(user, seq, imported=True)]
         self._last_alias = device if kind in ("response", "login") and record["alias"] else None
-        self._transition(found, record, offset)
-        self._track_devices(record)
+        self._track_ids(record)
         return found
 
     def _alias(self, found: list[Violation], record: Record, offset: int) -> None:
@@ -210,26 +230,29 @@ class Verifier:
                 "PostHog merges on every one",
             )
 
-    def _transition(self, found: list[Violation], record: Record, offset: int) -> None:
+    def _transition(self, record: Record, offset: int) -> Violation | None:
+        """Fold ``record`` into :attr:`identity`; the T violation when the table refuses it."""
         result = fold((record,), self.identity)
         if isinstance(result.error, TransitionError):
             error = result.error
             shown = f"{error.event} [{error.guard}]" if error.guard else error.event
-            found.append(
-                Violation(
-                    "T",
-                    record["seq"],
-                    offset,
-                    f"{shown} is not a transition from state {error.state}; the record is skipped",
-                )
+            return Violation(
+                "T",
+                record["seq"],
+                offset,
+                f"{shown} is not a transition from state {error.state}; the record is skipped",
             )
-            return
         self.identity = result.identity
+        return None
 
-    def _track_devices(self, record: Record) -> None:
+    def _track_ids(self, record: Record) -> None:
+        """Remember every id the record names (L5), and the device in force after it (L6)."""
         kind = record["kind"]
         device = record["device_id"]
         self.seen.add(device)
+        user = record.get("user_id")
+        if user is not None:
+            self.seen.add(user)
         if kind == "logout":
             self.seen.add(record["new_device_id"])
             self.device = record["new_device_id"]

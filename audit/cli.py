@@ -3,7 +3,9 @@
 Exit codes (the contract of ``shared/spec/interface.md``): 0 all good,
 1 the answer is "no" (damage, violations, a person holding two users),
 2 the input cannot be used at all (missing, unreadable, not a log, no
-state). Every error is one line on stderr, never a traceback.
+state). Every error is one line on stderr, never a traceback. When the
+reader of the output goes away (``idstitch replay LOG | head -1``), every
+command stops quietly with :data:`READER_GONE`, in :func:`main` alone.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import NoReturn
+from typing import Final, NoReturn
 
-from ._render import Output
+from ._render import Output, printable
 from ._source import UnusableInputError, open_log
 
-__all__ = ["build_parser", "main"]
+__all__ = ["READER_GONE", "build_parser", "main"]
+
+#: The exit code when stdout's reader went away before the output ended: what a
+#: shell reports for a command killed by SIGPIPE (128 + 13). The output was cut
+#: short by the reader's choice, which 0 (all good), 1 (damage) or 2 would misstate.
+READER_GONE: Final = 141
 
 
 def _version() -> str:
@@ -166,13 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _COMMANDS[args.command](args, out)
         sys.stdout.flush()
     except UnusableInputError as exc:
-        print(f"idstitch: error: {exc}", file=sys.stderr)
+        print(f"idstitch: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        # The reader went away (``idstitch replay LOG | head``): stop quietly.
+        # The reader went away (``idstitch replay LOG | head``): stop quietly. What is
+        # still buffered then goes to devnull, so the flush at exit cannot fail loudly.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return READER_GONE
     except KeyboardInterrupt:
         print("idstitch: interrupted", file=sys.stderr)
         return 130

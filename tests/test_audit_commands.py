@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import INITIAL, TRANSITIONS
 from service_support import DeviceIds, open_stitch
-from test_audit_support import idstitch, json_lines, script
+from test_audit_support import clear, genesis, idstitch, json_lines, script, write_log
 
 PERSISTENT = {"IDSTITCH_RUNTIME": "persistent"}
 
@@ -186,6 +187,67 @@ def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:
     assert expected == [tuple(idstitch("show", *args)) for args, _ in cases]
 
 
+_IN_MEMORY = "every host run starts a new identity in memory"
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("symlink", "is a symlink (idstitch never follows one)"),
+        ("directory", "is a directory"),
+        ("fifo", "is not a regular file"),
+    ],
+)
+def test_show_exits_2_for_a_log_idstitch_would_not_open(
+    tmp_path: Path, kind: str, problem: str
+) -> None:
+    """A log the service refuses (it starts a made-up identity in memory): one line, exit 2."""
+    state = tmp_path / "state"
+    _aliased_state(state)
+    log = state / "identity.jsonl"
+    log.rename(state / "real.jsonl")
+    if kind == "symlink":
+        log.symlink_to("real.jsonl")
+    elif kind == "directory":
+        log.mkdir()
+    else:
+        os.mkfifo(log)
+    message = f"idstitch: error: no state: {log} {problem}: {_IN_MEMORY}\n"
+    assert [(2, "", message)] * 2 == [
+        tuple(idstitch("show", "--state-dir", str(state), *flags)) for flags in ([], ["--json"])
+    ]
+
+
+def test_show_prints_a_path_that_is_not_utf8_as_its_bytes(tmp_path: Path) -> None:
+    """A state dir named with a non-UTF-8 byte: shown as \\xe9 in JSON, text and notes; exit 0."""
+    raw = os.fsencode(tmp_path) + b"/state\xe9"
+    try:
+        os.mkdir(raw, 0o700)
+    except OSError:  # pragma: no cover - a file system that only takes UTF-8 names
+        pytest.skip("this file system refuses names that are not UTF-8")
+    state = Path(os.fsdecode(raw))
+    _aliased_state(state)
+    log = state / "identity.jsonl"
+    log.write_bytes(log.read_bytes().replace(b"user-a", b"user-z"))
+    (state / "telemetry.json").unlink()  # so the damage shows, in a note naming the path
+    shown = f"{tmp_path}/state\\xe9"
+    note = f"the identity log {shown}/identity.jsonl is damaged ("
+    as_json = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
+    as_text = idstitch("show", "--state-dir", str(state), env=PERSISTENT)
+    shown_json = json_lines(as_json.stdout)[0]
+    text = as_text.stdout.splitlines()
+    assert (0, shown, [True], "", 0, shown, True, "") == (
+        as_json.code,
+        shown_json["state_dir"],
+        [n.startswith(note) for n in shown_json["notes"]],
+        as_json.stderr,
+        as_text.code,
+        text[0],
+        text[-1].startswith(f"note: {note}"),
+        as_text.stderr,
+    )
+
+
 def _edges(mermaid: str) -> dict[tuple[str, str], list[str]]:
     """``(source, target) -> labels`` of a mermaid state diagram."""
     edges: dict[tuple[str, str], list[str]] = {}
@@ -355,16 +417,49 @@ def test_the_demo_prints_each_scenario_for_a_reader(tmp_path: Path) -> None:
 
 
 def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path: Path) -> None:
-    """`idstitch replay LOG | head -1`: no traceback, no error line, exit 1."""
+    """`idstitch replay LOG | head -1` on an intact log: no error line, exit 141, not 1 (damage)."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis(), *[clear()] * 3000])  # far more rows than a pipe buffers
+    with subprocess.Popen(
+        [script(), "replay", str(log)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        code = process.wait(timeout=60)
+        stderr = process.stderr.read()
+    header = [b"seq", b"at", b"kind", b"state", b"device", b"distinct", b"id", b"alias"]
+    assert (141, b"", header) == (code, stderr, first.split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "LOG"],
+        ["verify", "--json", "LOG"],
+        ["persons", "LOG"],
+        ["show", "--state-dir", "DIR"],
+        ["diagram"],
+        ["demo"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_every_command_stops_quietly_when_its_reader_is_gone(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """stdout closed before the first line: each command exits 141 with nothing on stderr."""
     state = tmp_path / "state"
     _aliased_state(state)
+    paths = {"LOG": str(state / "identity.jsonl"), "DIR": str(state)}
     with subprocess.Popen(
-        [script(), "replay", str(state / "identity.jsonl")],
+        [script(), *(paths.get(arg, arg) for arg in command)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as process:
         assert process.stdout is not None
-        process.stdout.close()
-        code = process.wait(timeout=60)
-        stderr = process.stderr.read() if process.stderr else b""
-    assert (1, b"") == (code, stderr)
+        assert process.stderr is not None
+        process.stdout.close()  # before the interpreter has even started
+        code = process.wait(timeout=120)
+        stderr = process.stderr.read()
+    assert (141, b"") == (code, stderr)

@@ -65,3 +65,11 @@ def test_styled_output_escapes_too() -> None:
     shown = stream.getvalue()
     assert "\x1b[2J" not in shown
     assert "\\x1b[2J" in shown
+
+
+def test_an_error_line_shows_a_paths_control_characters_escaped(tmp_path: Path) -> None:
+    """The one stderr line for an unusable input stays one line, whatever the path holds."""
+    hostile = tmp_path / "log\nidstitch: error: forged\x1b[2J"
+    result = idstitch("replay", str(hostile))
+    assert (2, 1) == (result.code, len(result.stderr.splitlines()))
+    assert "log\\x0aidstitch: error: forged\\x1b[2J" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import pytest
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
-from idstitch.audit._verify import INVARIANTS
+from idstitch.audit._verify import INVARIANTS, cause_name
+from idstitch.events import body_hash
 from service_support import DeviceIds, open_stitch
 from test_audit_support import (
     D1,
@@ -17,6 +19,7 @@ from test_audit_support import (
     Spec,
     alias,
     clear,
+    damage_of,
     enqueue_failure,
     genesis,
     idstitch,
@@ -65,6 +68,14 @@ CASES: dict[str, tuple[list[Spec], list[tuple[str, int, str]]]] = {
         [genesis(), logout(D1, D2), logout(D2, D1)],
         [("L5", 3, f"logout rotates to device {D1}, which the log had already seen")],
     ),
+    "logout rotates to a user id seen before": (
+        [genesis(), stamp("user-a"), logout(D1, "user-a")],
+        [("L5", 3, "logout rotates to device user-a, which the log had already seen")],
+    ),
+    "logout rotates to an adopted user id": (
+        [imported(D1, "user-a", aliased=True), logout(D1, "user-a")],
+        [("L5", 2, "logout rotates to device user-a, which the log had already seen")],
+    ),
     "record for a device not in force": (
         [genesis(), stamp("user-a", D2)],
         [("L6", 2, f"response names device {D2}, but the device in force is {D1}")],
@@ -83,6 +94,32 @@ CASES: dict[str, tuple[list[Spec], list[tuple[str, int, str]]]] = {
                      "the record is skipped")),
             ("L6", 3, f"genesis names device {D2}, but the device in force is {D1}"),
             ("T", 3, "genesis is not a transition from state anonymous; the record is skipped"),
+        ],
+    ),
+    "an enqueue_failure the table refuses undoes no alias": (
+        [genesis(), alias("user-a"), alias("user-b"), enqueue_failure("user-b")],
+        [
+            ("L2", 3, (f"device {D1} now has 2 standing aliases (seq 2, 3); "
+                      "PostHog merges on every one")),
+            ("L4", 3, (f"response aliases device {D1} to 'user-b', but it was already aliased "
+                      "to 'user-a' at seq 2")),
+            ("T", 4, ("enqueue_failure [was_aliased] is not a transition from state aliased; "
+                     "the record is skipped")),
+        ],
+    ),
+    "an enqueue_failure after aliases the table refused undoes none": (
+        [alias("user-a"), alias("user-b"), enqueue_failure("user-b")],
+        [
+            ("T", 1, ("response [first] is not a transition from state initial; "
+                     "the record is skipped")),
+            ("L2", 2, (f"device {D1} now has 2 standing aliases (seq 1, 2); "
+                      "PostHog merges on every one")),
+            ("L4", 2, (f"response aliases device {D1} to 'user-b', but it was already aliased "
+                      "to 'user-a' at seq 1")),
+            ("T", 2, ("response [first] is not a transition from state initial; "
+                     "the record is skipped")),
+            ("T", 3, ("enqueue_failure is not a transition from state initial; "
+                     "the record is skipped")),
         ],
     ),
     "checking goes on past each violation": (
@@ -128,23 +165,16 @@ def test_verify_catches_what_the_library_never_writes(tmp_path: Path, name: str)
 def test_an_undone_realias_breaks_l4_but_leaves_one_standing_alias(tmp_path: Path) -> None:
     """A re-alias whose enqueue failed was still decided wrongly (L4); PostHog got one (no L2)."""
     log = tmp_path / "identity.jsonl"
-    write_log(log, [genesis(), alias("user-a"), alias("user-b"), enqueue_failure("user-b")])
+    specs = [genesis(), alias("user-a"), clear(), alias("user-b"), enqueue_failure("user-b")]
+    write_log(log, specs)
     result = idstitch("verify", "--json", str(log))
     expected = [
         (
             "L4",
-            3,
+            4,
             (
                 f"response aliases device {D1} to 'user-b', but it was already aliased to "
                 "'user-a' at seq 2"
-            ),
-        ),
-        (
-            "T",
-            4,
-            (
-                "enqueue_failure [was_aliased] is not a transition from state aliased; "
-                "the record is skipped"
             ),
         ),
     ]
@@ -198,9 +228,9 @@ def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
     assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
 
 
-@pytest.mark.parametrize("version", [2, 0])
-def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: int) -> None:
-    """A newer (or never existing) format version is L8, and the check stops there."""
+@pytest.mark.parametrize("version", [2, 0, "1", None])
+def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: object) -> None:
+    """A newer, never existing or mistyped format version is L8, and the check stops there."""
     log = tmp_path / "identity.jsonl"
     extra = {"v": version, "seq": 2, "at": "2026-11-27T17:00:01.000000Z", "kind": "clear",
              "device_id": D1, "pid": 7}  # fmt: skip
@@ -212,12 +242,63 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: int
             "Nothing was rewritten"
         )
     else:
-        detail = "format version 0 is not one this build reads (1)"
+        detail = f"format version {version!r} is not one this build reads (1)"
     result = idstitch("verify", "--json", str(log))
     assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
         result.code,
         violations(json_lines(result.stdout)),
     )
+
+
+def _hash_valid_line(body: bytes, prev_h: str) -> bytes:
+    """``body`` (a record's bytes without ``h``, however wrong) with a correct hash link."""
+    return body[:-1] + b',"h":"' + body_hash(prev_h, body).encode("ascii") + b'"}\n'
+
+
+def _damaged(good: bytes, name: str) -> bytes:
+    """``good`` (a log of 3 records) with damage ``name`` where its third record was."""
+    lines = good.splitlines(keepends=True)
+    second_h = json.loads(lines[1])["h"]
+    body = (
+        b'{"v":1,"seq":3,"at":"2026-11-27T17:00:02.000000Z","kind":"response","device_id":"'
+        + D1.encode()
+        + b'","user_id":"user-\xff","runtime":"persistent","pid":7,"alias":false}'
+    )
+    damage = {
+        "torn tail": lines[2][:25],
+        "blank line": b"\n" + lines[2],
+        "a raw 0xff byte in a hash-valid record": _hash_valid_line(body, second_h),
+        "a huge line": b"x" * 100_000 + b"\n" + lines[2],
+        "no v at all": _hash_valid_line(
+            b'{"seq":3,"at":"2026-11-27T17:00:02.000000Z","kind":"clear","device_id":"'
+            + D1.encode()
+            + b'","pid":7}',
+            second_h,
+        ),
+    }[name]
+    return b"".join(lines[:2]) + damage
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "torn tail",
+        "blank line",
+        "a raw 0xff byte in a hash-valid record",
+        "a huge line",
+        "no v at all",
+    ],
+)
+def test_damage_that_is_no_record_breaks_l1_not_l8(tmp_path: Path, name: str) -> None:
+    """Damage that is not a bad v (torn, not JSON, no v at all) is L1, with the reader's cause."""
+    log = tmp_path / "identity.jsonl"
+    data = _damaged(write_log(log, [genesis(), clear(), clear()]), name)
+    log.write_bytes(data)
+    _, error = damage_of(data)
+    assert error is not None
+    message = f"at byte {error.offset}: {cause_name(error.cause)}: {error.detail}"
+    result = idstitch("verify", "--json", str(log))
+    assert (1, [("L1", 3, message)]) == (result.code, violations(json_lines(result.stdout)))
 
 
 def test_verify_prints_violations_and_what_each_id_protects(tmp_path: Path) -> None:
