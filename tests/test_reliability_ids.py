@@ -71,20 +71,23 @@ def test_ids_are_refused_or_accepted_as_the_rules_say(
 ) -> None:
     """300 hypothesis examples through observe_authenticated_response, login or the HTTP hook.
 
-    Refused (IllegalUserIdError from the service; silently ignored by the
-    hook) exactly when user_id_problem names a problem, which it must for
-    every id the rule's word list names; a refusal changes no byte on disk,
+    An integer id is taken as its decimal text. Refused (IllegalUserIdError
+    from the service; silently ignored by the hook) exactly when
+    user_id_problem names a problem, which it must for every id the rule's
+    word list names; a refusal changes no byte on disk,
     no state and sends nothing. An accepted id becomes the distinct id.
     Any other exception fails the test.
     """
     stitch, sink, state_dir = live
-    problem = user_id_problem(user_id)
-    if isinstance(user_id, str) and spec_says_illegal(user_id):
+    # The service takes an integer id (not a bool) as its decimal text, as PostHog's client does.
+    as_text = str(user_id) if type(user_id) is int else user_id
+    problem = user_id_problem(as_text)
+    if isinstance(as_text, str) and spec_says_illegal(as_text):
         assert problem is not None
     before = _snapshot(stitch, sink, state_dir)
     if how == "http-hook":
         requests_hook(stitch)(_Response(user_id))
-        refused = problem is not None or not user_id
+        refused = problem is not None or not as_text
     else:
         call = stitch.observe_authenticated_response if how == "response" else stitch.login
         try:
@@ -97,7 +100,7 @@ def test_ids_are_refused_or_accepted_as_the_rules_say(
     if refused:
         assert before == _snapshot(stitch, sink, state_dir)
     else:
-        assert (user_id, True) == (stitch.distinct_id, stitch.persisting)
+        assert (as_text, True) == (stitch.distinct_id, stitch.persisting)
         assert stitch.state in (State.STAMPED, State.ALIASED)
     if stitch.identity.seq % 7 == 0:
         stitch.logout()  # so that first-login aliases keep happening too
