@@ -4,16 +4,36 @@ One :class:`IdentityStitch` per process, shared by every client: the hooks
 only report what they see (``observe_authenticated_response``); the service
 decides, so several clients, threads and tasks alias at most once.
 
-The hooks import neither ``httpx`` nor ``requests``; they read a response's
-``status_code`` and ``headers``. Nothing a hook does raises into your
-request: an illegal id in the header is logged once and ignored.
+Only successful (2xx) responses are read. What a hook reads there:
+
+- A header name (``"X-User-Id"``): every line of that header. The response
+  names a user when every line holds the same id (a proxy that repeats the
+  header, or joins the repeats into ``"u, u"``, changes nothing); lines
+  holding different ids name no one.
+- A callable: called on the response as the hook receives it, before its
+  body is read. If it names no one there (it returns ``None`` or raises, as
+  ``response.json()`` raises ``httpx.ResponseNotRead``), the httpx hooks call
+  it once more on a copy of the body after the host itself has read the
+  whole body: within ``client.get``, or when a ``client.stream`` reader
+  reaches the end. A body over 1 MiB is not copied.
+
+A hook never reads a body itself, so a stream that never ends, or a large
+download, neither waits on idstitch nor is buffered by it. A ``requests``
+response sent with ``stream=True`` is not given to a callable at all (it
+would read the body); a header name is still read.
+
+The hooks import neither ``httpx`` nor ``requests`` (start-up cost); the
+httpx hooks import ``httpx`` when a callable needs a body, by which time the
+host has. Nothing a hook does raises into your request (rule R15): an
+illegal id, a failing callable or contradictory headers are logged once and
+the response is ignored.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from typing import Any, TypeAlias
 
     from idstitch.machine import IdentityStitch
@@ -23,12 +43,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Extractor", "httpx_async_hooks", "httpx_hooks", "requests_hook", "user_id_from"]
 
+#: The largest body (in bytes, as received) copied for a callable to read again.
+_BODY_LIMIT = 1 << 20
+_TOO_LARGE = f"idstitch: not keeping a response body over {_BODY_LIMIT} bytes for the user id"
+_STREAMED = "idstitch: a callable user_id is not called on a requests stream=True response"
+
 
 def user_id_from(source: str | Extractor) -> Extractor:
     """An extractor from a header name (``"X-User-Id"``) or a callable returning the id.
 
     Only successful (2xx) responses are read: an error page is not an
-    authenticated answer.
+    authenticated answer. A header name reads every line of the header; see
+    the module docstring for repeated lines.
     """
     if callable(source):
         read = source
@@ -36,32 +62,75 @@ def user_id_from(source: str | Extractor) -> Extractor:
         header = source
 
         def read(response: Any) -> str | None:  # noqa: ANN401 - any client's response
-            value = response.headers.get(header)
-            return value or None
+            return _one_id(header, _header_values(response, header))
 
     def extract(response: Any) -> str | None:  # noqa: ANN401 - any client's response
-        status = getattr(response, "status_code", 200)
-        if not 200 <= int(status) < 300:
+        if not _succeeded(response):
             return None
         return read(response)
 
     return extract
 
 
+def _succeeded(response: Any) -> bool:  # noqa: ANN401 - any client's response
+    return 200 <= int(getattr(response, "status_code", 200)) < 300
+
+
+def _header_values(response: Any, name: str) -> list[Any]:  # noqa: ANN401
+    """Every line of header ``name``, one value each, as the client received them."""
+    headers = response.headers
+    get_list = getattr(headers, "get_list", None)  # httpx.Headers
+    if get_list is None:
+        # requests joins repeated lines into one "a, b"; urllib3's dict under it keeps them apart.
+        raw_headers = getattr(getattr(response, "raw", None), "headers", None)
+        get_list = getattr(raw_headers, "getlist", None)
+    if get_list is not None:
+        return list(get_list(name))
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
+def _one_id(header: str, values: list[Any]) -> str | None:
+    """The id every non-empty line names, or ``None`` when they name no one or several ids."""
+    ids: list[str] = []  # normally; the service checks what it is given
+    for value in filter(None, values):  # an empty line names no one
+        user_id = _unrepeated(value)
+        if user_id not in ids:
+            ids.append(user_id)
+    if len(ids) > 1:
+        _log_once(f"idstitch: ignoring a response whose {header} lines differ", debug=True)
+        return None
+    return ids[0] if ids else None
+
+
+def _unrepeated(value: Any) -> Any:  # noqa: ANN401 - a header value, normally a str
+    """``"u, u"`` (one id repeated, joined by a proxy or a client) is ``"u"``; else ``value``."""
+    if isinstance(value, str) and ", " in value:
+        first, *rest = value.split(", ")
+        if all(part == first for part in rest):
+            return first
+    return value
+
+
+def _report(stitch: IdentityStitch, read: Callable[[], Any]) -> None:
+    """Hand the id ``read`` returns to the service; nothing raises out of here (rule R15)."""
+    from idstitch.events import IllegalUserIdError
+
+    try:
+        user_id = read()
+        if user_id is not None:
+            stitch.observe_authenticated_response(user_id)
+    except IllegalUserIdError as exc:
+        _log_once(f"idstitch: ignoring the user id in a response: {exc.reason}")
+    except Exception as exc:  # noqa: BLE001 - R15: a hook never breaks the request
+        _log_once(f"idstitch: response hook failed: {type(exc).__name__}")
+
+
 def _observer(stitch: IdentityStitch, source: str | Extractor) -> Callable[[Any], None]:
     extract = user_id_from(source)
 
     def observe(response: Any) -> None:  # noqa: ANN401 - any client's response
-        from idstitch.events import IllegalUserIdError
-
-        try:
-            user_id = extract(response)
-            if user_id is not None:
-                stitch.observe_authenticated_response(user_id)
-        except IllegalUserIdError as exc:
-            _log_once(f"idstitch: ignoring the user id in a response: {exc.reason}")
-        except Exception as exc:  # noqa: BLE001 - R15: a hook never breaks the request
-            _log_once(f"idstitch: response hook failed: {type(exc).__name__}")
+        _report(stitch, lambda: extract(response))
 
     return observe
 
@@ -69,13 +138,142 @@ def _observer(stitch: IdentityStitch, source: str | Extractor) -> Callable[[Any]
 _LOGGED: set[str] = set()
 
 
-def _log_once(message: str) -> None:
+def _log_once(message: str, *, debug: bool = False) -> None:
     if message in _LOGGED:
         return
     _LOGGED.add(message)
     import logging
 
-    logging.getLogger("idstitch").warning(message)
+    logger = logging.getLogger("idstitch")
+    if debug:
+        logger.debug(message)
+    else:
+        logger.warning(message)
+
+
+# ----------------------------------------------------------------- httpx
+
+
+def _httpx_observer(
+    stitch: IdentityStitch, source: str | Extractor, *, asynchronous: bool
+) -> Callable[[Any], None]:
+    """What an httpx response hook does; it never reads or waits on the body."""
+    if not callable(source):
+        return _observer(stitch, source)  # every header is there when the hook runs
+    extract = user_id_from(source)
+
+    def observe(response: Any) -> None:  # noqa: ANN401 - an httpx.Response
+        def read() -> str | None:
+            try:
+                user_id = extract(response)
+            except Exception:  # noqa: BLE001 - e.g. ResponseNotRead: tried again on the body
+                user_id = None
+            if user_id is None and _succeeded(response):
+                _when_body_read(response, asynchronous, lambda body: after_body(response, body))
+            return user_id
+
+        _report(stitch, read)
+
+    def after_body(response: Any, body: bytes) -> None:  # noqa: ANN401 - an httpx.Response
+        _report(stitch, lambda: extract(_read_copy(response, body)))
+
+    return observe
+
+
+def _when_body_read(
+    response: Any,  # noqa: ANN401 - an httpx.Response
+    asynchronous: bool,
+    then: Callable[[bytes], None],
+) -> None:
+    """Call ``then(raw body)`` once the host has read ``response``'s whole body, if it ever does.
+
+    The response's stream is wrapped: chunks pass through to the host as they
+    arrive, and a copy is kept until it passes 1 MiB.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > _BODY_LIMIT:
+        _log_once(_TOO_LARGE, debug=True)
+        return
+    sync_tee, async_tee = _tee_types()
+    tee = async_tee if asynchronous else sync_tee
+    response.stream = tee(response.stream, _BodyCopy(then))
+
+
+def _read_copy(response: Any, body: bytes) -> Any:  # noqa: ANN401 - httpx.Response both
+    """A read ``httpx.Response`` like ``response`` holding ``body`` (decoded as the host's is)."""
+    import httpx
+
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        content=body,
+        request=response.request,
+        default_encoding=response.default_encoding,
+    )
+
+
+class _BodyCopy:
+    """The raw body as it passes to the host, up to _BODY_LIMIT bytes, handed on at its end."""
+
+    def __init__(self, then: Callable[[bytes], None]) -> None:
+        self._then = then
+        self._chunks: list[bytes] | None = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        if self._chunks is None:
+            return
+        self._size += len(chunk)
+        if self._size > _BODY_LIMIT:
+            self._chunks = None
+            _log_once(_TOO_LARGE, debug=True)
+        else:
+            self._chunks.append(chunk)
+
+    def end(self) -> None:
+        if self._chunks is not None:
+            self._then(b"".join(self._chunks))
+
+
+_TEES: list[tuple[type[Any], type[Any]]] = []
+
+
+def _tee_types() -> tuple[type[Any], type[Any]]:
+    """The sync and async stream wrappers, defined on first use (they subclass httpx's)."""
+    if _TEES:
+        return _TEES[0]
+    import httpx
+
+    class SyncTee(httpx.SyncByteStream):
+        def __init__(self, stream: httpx.SyncByteStream, copy: _BodyCopy) -> None:
+            self._stream = stream
+            self._copy = copy
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self._stream:
+                self._copy.add(chunk)
+                yield chunk
+            self._copy.end()
+
+        def close(self) -> None:
+            self._stream.close()
+
+    class AsyncTee(httpx.AsyncByteStream):
+        def __init__(self, stream: httpx.AsyncByteStream, copy: _BodyCopy) -> None:
+            self._stream = stream
+            self._copy = copy
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in self._stream:
+                self._copy.add(chunk)
+                yield chunk
+            self._copy.end()
+
+        async def aclose(self) -> None:
+            await self._stream.aclose()
+
+    _TEES.append((SyncTee, AsyncTee))
+    return _TEES[0]
 
 
 def httpx_hooks(
@@ -83,19 +281,11 @@ def httpx_hooks(
 ) -> dict[str, list[Callable[[Any], None]]]:
     """``event_hooks`` for ``httpx.Client(event_hooks=...)``.
 
-    httpx calls response hooks before the body is read; with a callable
-    ``user_id`` (which may read the body) the hook reads it first.
+    httpx calls response hooks before the body is read, and the hook never
+    reads it: a callable ``user_id`` that needs the body is called again on
+    a copy once the host has read the whole body (module docstring).
     """
-    observe = _observer(stitch, user_id)
-    if not callable(user_id):
-        return {"response": [observe]}
-
-    def hook(response: Any) -> None:  # noqa: ANN401 - an httpx.Response
-        if 200 <= response.status_code < 300:
-            response.read()
-        observe(response)
-
-    return {"response": [hook]}
+    return {"response": [_httpx_observer(stitch, user_id, asynchronous=False)]}
 
 
 def httpx_async_hooks(
@@ -103,27 +293,36 @@ def httpx_async_hooks(
 ) -> dict[str, list[Callable[[Any], Awaitable[None]]]]:
     """``event_hooks`` for ``httpx.AsyncClient(event_hooks=...)``.
 
-    The body is read first (awaited) when ``user_id`` is a callable; then the
-    decision is taken and marked with no yield point in between (rule R5).
+    Like :func:`httpx_hooks`; the hook awaits nothing, and the id is handed
+    to the service with no yield point before its decision is marked (rule R5).
     """
-    observe = _observer(stitch, user_id)
-    reads_body = callable(user_id)
+    observe = _httpx_observer(stitch, user_id, asynchronous=True)
 
     async def hook(response: Any) -> None:  # noqa: ANN401 - an httpx.Response
-        if reads_body and 200 <= response.status_code < 300:
-            await response.aread()
         observe(response)
 
     return {"response": [hook]}
 
 
+# -------------------------------------------------------------- requests
+
+
 def requests_hook(
     stitch: IdentityStitch, user_id: str | Extractor = "X-User-Id"
 ) -> Callable[..., None]:
-    """A ``requests`` response hook: ``session.hooks["response"].append(requests_hook(stitch))``."""
+    """A ``requests`` response hook: ``session.hooks["response"].append(requests_hook(stitch))``.
+
+    requests calls it before the body is read. A callable ``user_id`` is not
+    called for a ``stream=True`` request: reading the body there could wait
+    forever on a stream that never ends.
+    """
     observe = _observer(stitch, user_id)
+    reads_body = callable(user_id)
 
     def hook(response: Any, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        if reads_body and kwargs.get("stream"):
+            _log_once(_STREAMED, debug=True)
+            return
         observe(response)
 
     return hook
