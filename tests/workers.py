@@ -7,11 +7,13 @@ and the children overlap.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import resource
 import signal
 import sys
+from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier, Event
 
 from idstitch.store import FileLog, read_snapshot, write_snapshot
@@ -120,10 +122,20 @@ def append_beyond_file_size_limit(path: str, room: int) -> None:
     sys.exit(code)
 
 
-def _limit_file_size(limit: int) -> None:
-    """From here on, writing past ``limit`` bytes fails with EFBIG (the process is not killed)."""
+@contextlib.contextmanager
+def _file_size_limit(limit: int) -> Iterator[None]:
+    """Inside, writing past ``limit`` bytes fails with EFBIG (the process is not killed).
+
+    The limit is lifted before the process exits, so what runs at exit (coverage
+    saving its data) is not refused as well.
+    """
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def notice_beyond_file_size_limit(state_dir: str) -> None:
@@ -131,9 +143,9 @@ def notice_beyond_file_size_limit(state_dir: str) -> None:
     from idstitch.machine import IdentityStitch
 
     stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", env={})
-    _limit_file_size(0)
     try:
-        shown = stitch.first_run_notice("we collect usage data")
+        with _file_size_limit(0):
+            shown = stitch.first_run_notice("we collect usage data")
     except OSError:
         sys.exit(2)
     sys.exit(1 if shown else 0)
@@ -146,8 +158,8 @@ def audit_log_response_beyond_file_size_limit(path: str) -> None:
     stitch = IdentityStitch.open(
         state_dir=os.path.dirname(path), runtime="ephemeral", audit_log=path, env={}
     )
-    _limit_file_size(os.path.getsize(path))
-    stitch.observe_authenticated_response("user-a")
+    with _file_size_limit(os.path.getsize(path)):
+        stitch.observe_authenticated_response("user-a")
     sys.exit(0 if (stitch.state.value, stitch.distinct_id) == ("stamped", "user-a") else 1)
 
 
