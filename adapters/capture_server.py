@@ -108,9 +108,10 @@ class CaptureServer:
         self.close()
 
     def close(self) -> None:
-        """Release held requests and stop serving."""
+        """Release held requests and stop serving (a server never entered just closes)."""
         self._hold.set()
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever that is running
+            self._server.shutdown()
         self._server.server_close()
 
     def _note_request(self, path: str) -> None:

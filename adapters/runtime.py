@@ -97,6 +97,7 @@ CI_VARIABLES = (
     "XCS",
 )
 
+_HEROKU_NODE = "/app/.heroku/node/bin/node"
 _CONTAINER_MARKERS = (".dockerenv", "run/.containerenv")
 _CONTAINER_WORDS = (b"docker", b"containerd", b"kubepods", b"podman", b"libpod")
 _CGROUP_FILE = "proc/self/cgroup"
@@ -117,7 +118,10 @@ def runtime_override(env: Mapping[str, str]) -> Runtime | None:
 
 
 def _in_ci(env: Mapping[str, str]) -> bool:
-    return any(env.get(name, "").strip().lower() not in _FALSY_CI for name in CI_VARIABLES)
+    if any(env.get(name, "").strip().lower() not in _FALSY_CI for name in CI_VARIABLES):
+        return True
+    # Heroku CI sets no variable of its own; ci-info knows it by the node it runs.
+    return _HEROKU_NODE in env.get("NODE", "")
 
 
 def _read(root: str, name: str) -> bytes:

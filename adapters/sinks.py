@@ -171,10 +171,15 @@ class PrintSink:
         return True
 
     def alias(self, *, user_id: str, device_id: str) -> bool:
-        """Print the ``$create_alias`` as it would go on the wire."""
-        return self._print(
-            "$create_alias", {"distinct_id": user_id, "properties": {"alias": device_id}}
-        )
+        """Print the ``$create_alias`` as it would go on the wire; ``False``: it was not sent.
+
+        A merge is made once per device, ever (rule R3): counting a printed one
+        as queued would mark the device aliased while PostHog never merged it.
+        The service records the refusal (R9) and a later run with a real sink
+        aliases the device then.
+        """
+        self._print("$create_alias", {"distinct_id": user_id, "properties": {"alias": device_id}})
+        return False
 
     def capture(
         self,
@@ -240,7 +245,7 @@ class PostHogSink:
 
         The posthog client then drops every event (it returns ``None``), so the
         service stamps and never tries an alias that would only fail (rule R9).
-        In ``IDSTITCH_DEBUG`` mode the printed aliases count as sent.
+        In ``IDSTITCH_DEBUG`` mode an alias is printed and reported as not queued.
         """
         if self._dry_run is not None:
             return True
@@ -249,8 +254,15 @@ class PostHogSink:
     def _posthog(self) -> Any:  # noqa: ANN401 - posthog.Posthog, imported lazily
         with self._lock:
             if self._client is None:
+                import logging
+
                 from posthog import Posthog
 
+                quiet = logging.getLogger("posthog")
+                if not quiet.handlers:
+                    # Its warnings (a dead server at exit...) reach the host's logging if it
+                    # has any; never Python's last-resort print to the CLI's stderr.
+                    quiet.addHandler(logging.NullHandler())
                 self._client = Posthog(self._api_key, host=self._host, **self._options)
             return self._client
 
@@ -290,18 +302,19 @@ class PostHogSink:
     def flush(self, timeout: float) -> None:
         """Deliver what is queued, returning after ``timeout`` seconds at the latest.
 
-        The client's own flush is not a hard deadline (a request in flight is
-        not cut short), so it runs in a daemon thread that is abandoned at the
-        deadline: a dead or slow PostHog never holds the CLI longer.
+        The client is shut down (its final delivery) in a daemon thread that is
+        abandoned at the deadline: a request in flight is not cut short, so a
+        dead or slow PostHog would otherwise hold the CLI. While that thread
+        owns the shutdown, the client's own exit handler does not wait again
+        (it would add up to a second at exit). A later send builds a new client.
         """
-        client = self._client
+        with self._lock:
+            client, self._client = self._client, None
         if client is None:
             return
         import threading
 
-        worker = threading.Thread(
-            target=client.flush, args=(timeout,), name="idstitch-flush", daemon=True
-        )
+        worker = threading.Thread(target=client.shutdown, name="idstitch-flush", daemon=True)
         worker.start()
         worker.join(timeout)
 

@@ -53,7 +53,10 @@ def resolve_state_dir(
     if state_dir is not None:
         return state_dir
     if app is not None:
-        return default_state_dir(app, env)
+        try:
+            return default_state_dir(app, env)
+        except ValueError as exc:
+            raise UnusableInputError(f"no state: {app} has no default state dir: {exc}") from None
     raise UnusableInputError("show needs --state-dir DIR or --app NAME")
 
 

@@ -25,7 +25,8 @@ from idstitch.machine import IdentityStitch
 stitch = IdentityStitch.open(
     app="mycli",
     sink=PostHogSink(
-        os.environ.get("MYCLI_POSTHOG_KEY", "phc_replace_me"),
+        # No key (a development build): nothing is sent and no alias is spent (sink.sends).
+        os.environ.get("MYCLI_POSTHOG_KEY", ""),
         host=os.environ.get("MYCLI_POSTHOG_HOST", "https://us.i.posthog.com"),
     ),
     opt_out_vars=("MYCLI_NO_TELEMETRY",),

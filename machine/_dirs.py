@@ -19,15 +19,18 @@ def default_state_dir(app: str, env: Mapping[str, str]) -> str:
     two together), computed here for Linux and macOS because importing
     platformdirs costs about 20 ms, twice the whole start-up budget (B2);
     other platforms ask platformdirs.
+
+    Raises :class:`ValueError` when the user has no home directory to speak of
+    (``HOME`` unset or relative and no password entry): a relative answer would
+    put the state under whatever directory the CLI happens to run in.
     """
-    home = _home(env)
     if sys.platform.startswith("linux") or "bsd" in sys.platform:
         base = env.get("XDG_STATE_HOME", "")
         if not os.path.isabs(base):  # unset, empty or relative: the XDG default
-            base = os.path.join(home, ".local", "state")
+            base = os.path.join(_home(env), ".local", "state")
         return os.path.join(base, app)
     if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Application Support", app)
+        return os.path.join(_home(env), "Library", "Application Support", app)
     import platformdirs  # pragma: no cover - not a platform CI runs on
 
     return platformdirs.user_state_dir(app)  # pragma: no cover
@@ -41,9 +44,15 @@ def _home(env: Mapping[str, str]) -> str:
     try:
         import pwd
 
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except (ImportError, KeyError):  # pragma: no cover - no password database
-        return os.path.expanduser("~")
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):  # no password database, or no entry for this uid
+        home = ""
+    if not os.path.isabs(home):
+        raise ValueError(
+            f"no home directory for uid {os.getuid()} (HOME is unset or relative and the "
+            "password database names none)"
+        )
+    return home
 
 
 def untrusted_reason(state_dir: str) -> str | None:

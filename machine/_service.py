@@ -60,6 +60,9 @@ _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 #: How many aliases a process's responses try before they only stamp (R9).
 ALIAS_ATTEMPTS = 3
 
+#: Events that merge persons in PostHog: only the service's own alias may do that.
+_MERGING_EVENTS = frozenset({"$identify", "$create_alias", "$merge_dangerously"})
+
 #: What a state file the log does not account for is kept as, by its status.
 _KEPT_ASIDE = {"foreign": ".pre-idstitch", "corrupt": ".corrupt"}
 
@@ -178,17 +181,8 @@ class IdentityStitch:
         Never raises for I/O faults or damaged files: it falls back to memory.
         """
         env = os.environ if env is None else env
-        if state_dir is None:
-            if app is None:
-                raise TypeError("IdentityStitch.open needs app= or state_dir=")
-            state_dir = default_state_dir(app, env)
-        folder = os.fspath(state_dir)
+        folder, problem = _state_folder(app, state_dir, env)
         opted_out = any(is_truthy(env.get(name)) for name in ("DO_NOT_TRACK", *opt_out_vars))
-        problem = untrusted_reason(folder)
-        if problem is not None:
-            _warn(
-                "idstitch: not using the state dir %s: %s; identity is in memory", folder, problem
-            )
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
         if isinstance(runtime, str):
@@ -661,7 +655,14 @@ class IdentityStitch:
         *,
         groups: Mapping[str, str] | None = None,
     ) -> bool:
-        """Send ``event`` under the current distinct id; ``False`` if it was not queued."""
+        """Send ``event`` under the current distinct id; ``False`` if it was not queued.
+
+        The events that merge persons (``$identify``, ``$create_alias``,
+        ``$merge_dangerously``) are refused: idstitch alone decides merges (R3, R10).
+        """
+        if event in _MERGING_EVENTS:
+            _warn("idstitch: capture(%r) refused: idstitch alone merges persons (R3, R10)", event)
+            return False
         identity = self._identity
         props = dict(properties or {})
         props.setdefault("$device_id", identity.device_id)
@@ -779,6 +780,25 @@ def _is_coroutine_function(func: object) -> bool:
     """``async def`` (checked on the code object: ``inspect`` costs start-up)."""
     code = getattr(func, "__code__", None)
     return code is not None and bool(code.co_flags & _CO_COROUTINE)
+
+
+def _state_folder(
+    app: str | None, state_dir: str | os.PathLike[str] | None, env: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """The state dir to use, and why it must not be used (``None``: it may)."""
+    if state_dir is None:
+        if app is None:
+            raise TypeError("IdentityStitch.open needs app= or state_dir=")
+        try:
+            state_dir = default_state_dir(app, env)
+        except ValueError as exc:  # nowhere that lasts: never under the working dir
+            _debug("idstitch: no default state dir: %s; identity is in memory", exc)
+            return "", str(exc)
+    folder = os.fspath(state_dir)
+    problem = untrusted_reason(folder)
+    if problem is not None:
+        _warn("idstitch: not using the state dir %s: %s; identity is in memory", folder, problem)
+    return folder, problem
 
 
 def _exit_code(exc: BaseException | None) -> int:

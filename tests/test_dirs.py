@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -141,3 +144,43 @@ def test_uninspectable_path_is_untrusted(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert untrusted_reason(str(blocker / "state")) == "cannot inspect it: Not a directory"
+
+
+_HOMELESS = """
+import json, os
+from idstitch.machine import IdentityStitch
+stitch = IdentityStitch.open(app="hostcli", runtime="persistent", env={})
+stitch.login("user-a")
+print(json.dumps([stitch.persisting, stitch.state_dir, stitch.distinct_id, os.listdir(".")]))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="running as another uid needs root"
+)
+@linux_only
+def test_a_user_without_a_home_keeps_the_identity_in_memory(tmp_path: Path) -> None:
+    """No HOME and no password entry: no state dir at all, never one under the working dir."""
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is needed to run as a uid with no entry"
+    work = tmp_path / "cwd"
+    work.mkdir(mode=0o777)
+    done = subprocess.run(
+        [
+            setpriv,
+            "--reuid=54321",
+            "--regid=54321",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            _HOMELESS,
+        ],
+        cwd=work,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (0, "") == (done.returncode, done.stderr)
+    assert [False, None, "user-a", []] == json.loads(done.stdout)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,7 +185,11 @@ def test_opt_out_sends_no_request_and_writes_no_file(tmp_path: Path, server: Cap
 def test_the_dry_run_prints_instead_of_sending(
     tmp_path: Path, server: CaptureServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """IDSTITCH_DEBUG=1 prints what would be sent to stderr and sends nothing."""
+    """IDSTITCH_DEBUG=1 prints what would be sent to stderr and sends nothing.
+
+    The printed alias was not sent, so the device stays unaliased: a later run
+    with a real sink merges its history then.
+    """
     sink = PostHogSink("phc_test_key", host=server.url, env={"IDSTITCH_DEBUG": "1"})
     stitch = open_with(tmp_path, sink)
     stitch.login("user-a")
@@ -195,6 +202,11 @@ def test_the_dry_run_prints_instead_of_sending(
     )
     assert alias_line == captured.err
     assert [] == server.paths
+    assert (State.ANONYMOUS, None) == (stitch.state, stitch.identity.linked_user)
+    real = open_with(tmp_path, sink_for(server))
+    real.login("user-a")
+    real.close(timeout=2)
+    assert [("$create_alias", "user-a", stitch.device_id, None)] == wire(server.wait_for(1))
 
 
 @pytest.mark.parametrize(
@@ -233,3 +245,44 @@ def test_a_keyless_sink_stamps_and_writes_one_record_per_user(
         kinds,
         server.messages,
     )
+
+
+_HOST = """
+import sys, time
+from idstitch.adapters.sinks import PostHogSink
+from idstitch.machine import IdentityStitch
+sink = PostHogSink("phc_test_key", host=sys.argv[1], capture_mode="v0", env={})
+stitch = IdentityStitch.open(state_dir=sys.argv[2], runtime="persistent", sink=sink, env={})
+stitch.capture("warm")  # posthog imported and its client built before the clock starts
+print(time.time(), flush=True)
+with stitch.command("deploy", flush_timeout=float(sys.argv[3])):
+    stitch.login("user-a")
+"""
+
+
+@pytest.mark.parametrize("mode", ["error", "hang"])
+def test_a_failing_posthog_never_holds_the_process_past_its_flush_timeout(
+    tmp_path: Path, mode: str
+) -> None:
+    """To its very exit: no second wait in the client's exit handler, nothing on stderr."""
+    timeout = 0.3
+    with CaptureServer(mode, hang_seconds=20) as bad:  # type: ignore[arg-type]
+        host = subprocess.run(
+            [sys.executable, "-c", _HOST, bad.url, str(tmp_path), str(timeout)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        exited = time.time()
+    alive = exited - float(host.stdout.split()[0])
+    assert (0, "") == (host.returncode, host.stderr)
+    assert alive < timeout + 0.8, f"the host lived {alive:.2f}s after its command began"
+
+
+def test_a_capture_server_never_entered_closes_at_once() -> None:
+    """close() without __enter__ does not wait for a serve loop that never started."""
+    done = threading.Event()
+    closer = threading.Thread(target=lambda: (CaptureServer().close(), done.set()), daemon=True)
+    closer.start()
+    assert done.wait(10)

@@ -503,3 +503,17 @@ def test_near_misses_and_none_are_refused() -> None:
     values = ("", "0", "false", "no", "off", "2", "y", "t", "enable", "1.0", "o n", "yess")
     got = {value: is_truthy(value) for value in values}
     assert (got, is_truthy(None)) == (dict.fromkeys(values, False), False)
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ("/app/.heroku/node/bin/node", Runtime.EPHEMERAL),
+        ("/usr/local/bin/node", Runtime.PERSISTENT),
+        ("", Runtime.PERSISTENT),
+    ],
+    ids=["heroku-ci", "other-node", "empty"],
+)
+def test_heroku_ci_is_known_by_its_node(node: str, expected: Runtime, tmp_path: Path) -> None:
+    """ci-info's one entry that is no variable of its own: Heroku CI's NODE path."""
+    assert expected == classify(Scene(env={"NODE": node}), tmp_path)

@@ -599,6 +599,20 @@ def test_capture_sends_under_the_current_identity_with_groups(tmp_path: Path) ->
     ] == sink.captures
 
 
+@pytest.mark.parametrize("event", ["$identify", "$create_alias", "$merge_dangerously"])
+def test_capture_refuses_the_events_that_merge_persons(
+    tmp_path: Path, event: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R3, R10: a host cannot merge persons through capture(); idstitch alone aliases."""
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    stitch.login("user-a")
+    with caplog.at_level("WARNING", logger="idstitch"):
+        sent = stitch.capture(event, {"alias": "user-b"})
+    assert (False, [], 1) == (sent, sink.captures, len(caplog.records))
+    assert f"capture({event!r}) refused" in caplog.records[0].getMessage()
+
+
 def test_command_reports_the_identity_current_at_its_end(tmp_path: Path) -> None:
     """R11: cli_command_executed carries the identity at exit, its exit code, and flushes."""
     sink = RecordingSink()
