@@ -283,6 +283,10 @@ def test_a_failing_posthog_never_holds_the_process_past_its_flush_timeout(
 def test_a_capture_server_never_entered_closes_at_once() -> None:
     """close() without __enter__ does not wait for a serve loop that never started."""
     done = threading.Event()
-    closer = threading.Thread(target=lambda: (CaptureServer().close(), done.set()), daemon=True)
-    closer.start()
+
+    def close_one() -> None:
+        CaptureServer().close()
+        done.set()
+
+    threading.Thread(target=close_one, daemon=True).start()
     assert done.wait(10)
