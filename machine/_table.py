@@ -132,7 +132,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(State.ANONYMOUS, "clear", None, State.ANONYMOUS, False, "R8: nothing to forget"),
     Transition(State.STAMPED, "clear", None, State.ANONYMOUS, False, "R8: forget the user"),
     Transition(State.ALIASED, "clear", None, State.ANONYMOUS, False, "R8: forget the user"),
-    Transition(State.RESET, "clear", None, State.RESET, False, "R8: nothing to forget"),
+    Transition(State.RESET, "clear", None, State.ANONYMOUS, False, "R8: anonymous, device kept"),
     *(
         Transition(source, "logout", None, State.RESET, False, "R7: forget, rotate the device")
         for source in State

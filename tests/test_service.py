@@ -267,6 +267,19 @@ def test_logout_with_no_user_still_rotates(tmp_path: Path) -> None:
     assert stitch.device_id == open_stitch(tmp_path).device_id
 
 
+def test_a_clear_after_logout_makes_the_state_anonymous(tmp_path: Path) -> None:
+    """R8 "the state becomes anonymous", from reset too: one clear record, the new device kept."""
+    stitch = open_stitch(tmp_path)
+    stitch.login("user-a")
+    stitch.logout()
+    device = stitch.device_id
+    stitch.clear_distinct_id()
+    stitch.clear_distinct_id()
+    assert (State.ANONYMOUS, device) == (stitch.state, stitch.distinct_id)
+    assert ["genesis", "login", "logout", "clear"] == [kind for kind, _ in kinds(tmp_path)]
+    assert State.ANONYMOUS == replay_dir(tmp_path).state
+
+
 def test_transient_clear_keeps_the_device(tmp_path: Path) -> None:
     """R8: clear forgets the user but keeps the device and its alias."""
     sink = RecordingSink()

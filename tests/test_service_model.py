@@ -75,9 +75,8 @@ class Model:
     def logout(self, new_device: str) -> None:  # R7
         self.state, self.user, self.device = State.RESET, None, new_device
 
-    def clear(self) -> None:  # R8
-        if self.user is not None:
-            self.state, self.user = State.ANONYMOUS, None
+    def clear(self) -> None:  # R8: the state becomes anonymous, the device is kept
+        self.state, self.user = State.ANONYMOUS, None
 
 
 class ServiceMachine(RuleBasedStateMachine):
