@@ -30,10 +30,16 @@ __all__ = [
 
 class NullSink:
     """Sends nothing. Reports everything as queued (``True``), or, with
-    ``queued=False``, as not queued: the opted-out sink of rule R14."""
+    ``queued=False``, as not queued: the opted-out sink of rule R14.
 
-    def __init__(self, *, queued: bool = True) -> None:
+    ``sends=False`` also says so to the service, which then never asks it for
+    an alias (the default sink of ``IdentityStitch.open(sink=None)``: an alias
+    it "queued" would mark the device aliased while PostHog merged nothing).
+    """
+
+    def __init__(self, *, queued: bool = True, sends: bool = True) -> None:
         self.queued = queued
+        self.sends = sends
 
     def alias(self, *, user_id: str, device_id: str) -> bool:
         """Drop an alias."""

@@ -117,7 +117,12 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
     notes = [_printable_path(message) for message in collect.messages]
     if snapshot.status == "foreign" and not has_records:
-        if stitch.device_id == snapshot.data.get("device_id"):
+        if stitch.opted_out:
+            notes.append(
+                f'{SNAPSHOT_NAME} is another tool\'s state file that says "enabled": false: '
+                "the host's telemetry is off (R14), so nothing is adopted, sent or written"
+            )
+        elif stitch.device_id == snapshot.data.get("device_id"):
             notes.append(
                 f"{SNAPSHOT_NAME} is another tool's state file: the next persistent run "
                 "adopts it with one import record"

@@ -197,7 +197,7 @@ class IdentityStitch:
         if opted_out or sink is None:
             from idstitch.adapters.sinks import NullSink
 
-            sink = NullSink(queued=not opted_out)
+            sink = NullSink(queued=not opted_out, sends=False)
         stitch = cls(
             identity=_placeholder(),
             log=None,

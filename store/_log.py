@@ -176,7 +176,9 @@ class FileLog:
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_suffix(".lock")
+        # identity.jsonl -> identity.lock; a log itself named *.lock gets *.lock.lock.
+        suffix = ".lock.lock" if self.path.suffix == ".lock" else ".lock"
+        self.lock_path = self.path.with_suffix(suffix)
         self._lock = ProcessLock(self.lock_path, timeout=lock_timeout)
         #: Torn tails that appends of this object removed, oldest first.
         self.repairs: list[TornTailRepair] = []

@@ -111,6 +111,10 @@ _ADOPTED_NOTE = (
     "telemetry.json is another tool's state file: the next persistent run adopts it "
     "with one import record"
 )
+_OPTED_OUT_NOTE = (
+    'telemetry.json is another tool\'s state file that says "enabled": false: the '
+    "host's telemetry is off (R14), so nothing is adopted, sent or written"
+)
 _NOT_ADOPTED_NOTE = (
     "telemetry.json is another tool's state file without a device id PostHog would merge "
     "(R13): the next persistent run keeps it as telemetry.json.pre-idstitch and mints a "
@@ -131,8 +135,13 @@ _NOT_ADOPTED_NOTE = (
             ("anonymous", False, None, 1, None, "foreign"),
             _NOT_ADOPTED_NOTE,
         ),
+        (
+            '{"device_id": "dev-1", "distinct_id": "dev-1", "enabled": false}',
+            ("anonymous", True, None, 1, None, "foreign"),
+            _OPTED_OUT_NOTE,
+        ),
     ],
-    ids=["adopted", "unusable-device-id"],
+    ids=["adopted", "unusable-device-id", "disabled"],
 )
 def test_show_presents_a_foreign_state_file_as_the_host_would_take_it(
     tmp_path: Path, foreign: str, expected: tuple[object, ...], note: str

@@ -267,6 +267,16 @@ def test_logout_with_no_user_still_rotates(tmp_path: Path) -> None:
     assert stitch.device_id == open_stitch(tmp_path).device_id
 
 
+def test_without_a_sink_nothing_is_sent_and_no_alias_is_spent(tmp_path: Path) -> None:
+    """open(sink=None): users are stamped; the device's one alias waits for a real sink."""
+    quiet = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
+    quiet.login("user-a")
+    assert (State.STAMPED, None) == (quiet.state, quiet.identity.linked_user)
+    sink = RecordingSink()
+    open_stitch(tmp_path, sink=sink).login("user-a")
+    assert [RecordedAlias("user-a", quiet.device_id)] == sink.aliases
+
+
 def test_a_clear_after_logout_makes_the_state_anonymous(tmp_path: Path) -> None:
     """R8 "the state becomes anonymous", from reset too: one clear record, the new device kept."""
     stitch = open_stitch(tmp_path)

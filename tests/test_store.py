@@ -492,3 +492,14 @@ def test_an_append_cut_short_leaves_the_log_as_it_was(
     child.join(60)
     assert (exit_code, before) == (child.exitcode, log_path.read_bytes())
     assert (records, None) == drain(log.records())[:2]
+
+
+@pytest.mark.parametrize(
+    ("name", "lock"),
+    [("identity.jsonl", "identity.lock"), ("audit", "audit.lock"), ("run.lock", "run.lock.lock")],
+)
+def test_the_lock_file_is_never_the_log_itself(tmp_path: Path, name: str, lock: str) -> None:
+    """The lock sits beside the log under the log's name with ``.lock``, never on the log."""
+    log = FileLog(tmp_path / name)
+    log.append("genesis", {"device_id": "d-1", "runtime": "persistent"}, at=AT)
+    assert (tmp_path / lock, 1) == (log.lock_path, len(list(log.records(strict=True))))
