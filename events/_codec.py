@@ -267,7 +267,27 @@ def _check(
         twice = _repeated_key(line) if line.count(b'":') != len(record) else None
         if twice is not None:
             raise _damage(seq, offset, "bad-field", f"the key {twice!r} appears more than once")
+        if not _compact(line):
+            raise _damage(seq, offset, "bad-json", "whitespace between tokens: a line is compact")
     return record
+
+
+def _compact(line: bytes) -> bool:
+    """Whether ``line`` (one JSON object and its line end) has no whitespace outside strings."""
+    inside = escaped = False
+    for byte in line[:-1]:
+        if inside:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # the closing quote
+                inside = False
+        elif byte == 0x22:
+            inside = True
+        elif byte in b" \t\r\n":
+            return False
+    return True
 
 
 def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:

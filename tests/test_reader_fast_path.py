@@ -127,6 +127,27 @@ def test_a_key_written_twice_stops_the_strict_read_only(log: bytes, twice: bytes
     assert (None, 15) == (reader(damaged)[1], len(reader(damaged)[0]))
 
 
+@pytest.mark.parametrize(
+    ("edit", "compact"),
+    [
+        ((b'"pid":4242', b'"pid": 4242'), False),  # a space after a colon
+        ((b',"alias"', b', "alias"'), False),  # a space after a comma
+        ((b'"runtime":"persistent"', b'"runtime":"p\\u0065rsistent"'), True),  # an escape
+    ],
+    ids=["after-colon", "after-comma", "escape"],
+)
+def test_the_strict_read_takes_only_compact_lines(
+    log: bytes, edit: tuple[bytes, bytes], compact: bool
+) -> None:
+    """A line is compact JSON (log-format.md): strict refuses whitespace between tokens only."""
+    damaged = rechain(log.replace(*edit, 1))
+    assert damaged != log
+    expected = None if compact else "whitespace between tokens: a line is compact"
+    error = reader_error(damaged)
+    assert expected == (None if error is None else error.detail)
+    assert (None, 15) == (reader(damaged)[1], len(reader(damaged)[0]))
+
+
 def reader_error(data: bytes) -> LogDamagedError | None:
     """The damage the strict reader stops at, if any."""
     try:
