@@ -112,6 +112,8 @@ def printable(text: str) -> str:
     Ids in a log are whatever was written there: a newline would forge a row,
     an escape sequence would drive the reader's terminal, a lone surrogate
     would not encode. Text output shows them, escaped, and never obeys them.
+    A path's byte that is not UTF-8 (decoded by Python as a surrogate) shows
+    as that byte, ``\\xe9``.
     """
     if text.isprintable():
         return text
@@ -120,6 +122,8 @@ def printable(text: str) -> str:
 
 def _escape(char: str) -> str:
     code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (a path's, surrogateescape'd)
+        return f"\\x{code - 0xDC00:02x}"
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -27,6 +27,7 @@ from idstitch.machine import Identity, IdentityStitch
 from idstitch.machine._dirs import default_state_dir, untrusted_reason
 from idstitch.store import read_snapshot
 
+from ._render import printable
 from ._source import LOG_NAME, UnusableInputError
 
 __all__ = ["StateReport", "inspect_state_dir", "report_json", "resolve_state_dir"]
@@ -74,7 +75,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
 
     Raises :class:`UnusableInputError` when there is no usable state there.
     """
-    shown = _printable_path(state_dir)
+    shown = printable(state_dir)
     if not os.path.lexists(state_dir):
         raise UnusableInputError(f"no state: {shown} does not exist")
     problem = untrusted_reason(state_dir)
@@ -91,7 +92,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     if problem is not None:
         # The service would fall back to memory with a new device: showing it would invent one.
         raise UnusableInputError(
-            f"no state: {_printable_path(log_path)} {problem}: "
+            f"no state: {printable(log_path)} {problem}: "
             "every host run starts a new identity in memory"
         )
     snapshot = read_snapshot(os.path.join(state_dir, SNAPSHOT_NAME))
@@ -115,7 +116,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
         logger.removeHandler(collect)
         logger.propagate = propagate
     log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
-    notes = [_printable_path(message) for message in collect.messages]
+    notes = [printable(message) for message in collect.messages]
     if snapshot.status == "foreign" and not has_records:
         if stitch.opted_out:
             notes.append(
@@ -164,20 +165,6 @@ def _unopenable(log_path: str) -> str | None:
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     return None
-
-
-def _printable_path(text: str) -> str:
-    """``text`` (a path, or a message naming one) with each byte that is not UTF-8 escaped.
-
-    A path is bytes: one that is not UTF-8 decodes with surrogates, which no
-    JSON and no UTF-8 stream can hold. It is shown as its bytes, the invalid
-    ones as ``\\xe9``, so nothing is lost and everything prints.
-    """
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate no byte decoded to: escape it as it is
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def report_json(report: StateReport) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def test_printable_shows_each_unprintable_character_as_its_escape() -> None:
     assert "a\\x0ab\\x1b[2J\\x85\\u202e\\ud800\\U000e0001" == printable(
         "a\nb\x1b[2J\x85\u202e\ud800\U000e0001"
     )
+    assert "caf\\xe9" == printable(os.fsdecode(b"caf\xe9"))  # a path's non-UTF-8 byte
 
 
 @pytest.mark.parametrize("command", ["replay", "persons"])
@@ -73,3 +75,10 @@ def test_an_error_line_shows_a_paths_control_characters_escaped(tmp_path: Path) 
     result = idstitch("replay", str(hostile))
     assert (2, 1) == (result.code, len(result.stderr.splitlines()))
     assert "log\\x0aidstitch: error: forged\\x1b[2J" in result.stderr
+
+
+def test_an_error_line_shows_a_paths_non_utf8_byte_as_that_byte(tmp_path: Path) -> None:
+    """Every command names an unusable path the same way show does: the byte, ``\\xe9``."""
+    missing = os.fsencode(tmp_path) + b"/log\xe9.jsonl"
+    result = idstitch("replay", os.fsdecode(missing))
+    assert (2, True) == (result.code, f"{tmp_path}/log\\xe9.jsonl" in result.stderr)
