@@ -151,7 +151,7 @@ def _one_shot(env: Mapping[str, str], prefix: str) -> bool:
     if "archive-v0" in parts:  # uvx / uv tool run: an environment in uv's cache
         return True
     # pipx run: ~/.cache/pipx (Linux), ~/Library/Caches/pipx (macOS), ...\pipx\Cache (Windows)
-    if {".cache", "cache", "caches"} & set(parts) and any("pipx" in part for part in parts):
+    if {".cache", "cache", "caches"} & set(parts) and "pipx" in parts:
         return True
     return env.get("npm_command") == "exec"  # npx, npm exec
 

@@ -318,6 +318,7 @@ INSTALLED_PREFIXES = (
     "/home/alice/.local/pipx/venvs/hostcli",  # pipx install
     "/home/alice/.local/share/pipx/venvs/hostcli",  # pipx install, pipx >= 1.3
     "/home/alice/.cache/pypoetry/virtualenvs/hostcli-Ab12Cd34-py3.11",  # a cache, not pipx
+    "/home/alice/.cache/pypoetry/virtualenvs/pipx-tools-Ab12Cd34-py3.11",  # named pipx-*
     "/home/alice/archive-v0-notes/.venv",  # archive-v0 must be a whole path part
 )
 
