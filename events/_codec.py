@@ -304,8 +304,9 @@ def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:
     if i >= 0 and n - i >= _H_TAIL_LEN:
         # Not a cut-off write: a whole record whose line end was overwritten.
         return _damage(seq, offset, "bad-json", 'bytes after the "h" field instead of a line end')
-    start = b'{"v":%d,"seq":%d,' % (FORMAT_VERSION, seq)
-    if line.startswith(start) or start.startswith(line) or not line.strip(b"\0"):
+    starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in range(1, FORMAT_VERSION + 1)]
+    # Written by this build or an older one (a log upgraded in place holds both).
+    if not line.strip(b"\0") or any(line.startswith(s) or s.startswith(line) for s in starts):
         return _damage(
             seq, offset, "torn-tail", f"{n} bytes with no line end (a write was cut off)"
         )

@@ -324,6 +324,18 @@ class IdentityStitch:
             )
             self._start_in_memory(_later(result.identity, held), snapshot)
             return
+        if (
+            held is not None
+            and held.h not in hashes
+            and reader.checkpoint.offset >= _snapshot_offset(snapshot)
+        ):
+            # Not a log that lost its end (that would be shorter): another log altogether.
+            _warn(
+                "idstitch: the snapshot beside %s names no record of it; it is ignored and "
+                "rebuilt from the log",
+                log.path,
+            )
+            held = None
         if held is not None and (result.identity is None or held.seq > result.identity.seq):
             _warn(
                 "idstitch: the identity log %s ends at seq %d but its snapshot saw seq %d: "
@@ -485,12 +497,26 @@ class IdentityStitch:
             user_id = str(user_id)
         check_user_id(user_id)
         try:
-            if self._decide(kind, user_id=user_id) is None:
-                return  # the steady state: no lock, no I/O
+            if self._decide(kind, user_id=user_id) is None and not self._log_moved():
+                return  # the steady state: no lock, no write, one stat
         except Exception as exc:  # noqa: BLE001 - R15: never break the host
             _debug("idstitch: %s could not be decided (%r)", kind, exc)
             return
         self._change(kind, user_id=user_id)
+
+    def _log_moved(self) -> bool:
+        """Whether another process appended since this one last read (R5: decide on the tail).
+
+        A long-lived process that saw the same user before must not answer
+        "nothing to do" from memory when, say, another process has logged out.
+        """
+        disk = self._disk
+        if disk is None:
+            return False
+        try:
+            return os.stat(disk.log_path).st_size != disk.offset
+        except OSError:
+            return True  # let the locked path find out, and fall back to memory if it must
 
     def _decide_runtime(self) -> str:
         # Not writing the state dir means not lasting: never alias then (rules R2, R15).
@@ -832,6 +858,12 @@ def _fold_file(records: Iterable[Record], start: Identity | None = None) -> Repl
         return fold((), start)
 
 
+def _snapshot_offset(snapshot: SnapshotRead) -> int:
+    """The log size the snapshot says it saw (0 when it says nothing usable)."""
+    offset = snapshot.data.get("offset") if snapshot.status == "ok" else None
+    return offset if type(offset) is int and offset > 0 else 0
+
+
 def _is_torn(error: IdentityError) -> bool:
     return isinstance(error, LogDamagedError) and error.cause == "torn-tail"
 
@@ -872,11 +904,12 @@ def _from_snapshot(
     if identity is None or type(offset) is not int or offset <= 0:
         return None, None, False
     size, last = peek_end(log_path)
-    if (
-        size == offset
-        and last[_H_SLICE] == identity.h.encode("ascii")
+    names_last = (
+        last[_H_SLICE] == identity.h.encode("ascii")
         and b'"seq":%d,' % identity.seq in last[:48]
-    ):
+        and _agrees(identity, last)
+    )
+    if size == offset and names_last:
         return identity, offset, False
     if size > offset:
         from idstitch.events import Checkpoint
@@ -884,9 +917,42 @@ def _from_snapshot(
 
         reader = FileLog(log_path).records(since=Checkpoint(identity.seq, identity.h, offset))
         result = fold(reader, identity)
-        if result.error is None and result.identity is not None:
-            return result.identity, reader.checkpoint.offset, True
+        grown = reader.checkpoint.offset != offset
+        if result.identity is not None and (result.error is None or _is_torn(result.error)):
+            if grown:
+                return result.identity, reader.checkpoint.offset, True
+            if names_last:
+                # Only a torn tail after the named record (a crash mid-append): the steady
+                # state, and nothing to write; the next change's append removes those bytes.
+                return identity, offset, False
     return None, None, False
+
+
+def _agrees(identity: Identity, line: bytes) -> bool:
+    """Whether the snapshot's ``identity`` says what the record ``line`` it names implies.
+
+    A snapshot is a cache anyone can edit: one that names the log's last record
+    but says, for example, "anonymous" after an alias would let the device be
+    aliased a second time (R3). The device in force and the user a user event
+    set are checked against the record itself.
+    """
+    from idstitch.store._snapshot import _loads  # the C scanner: no json import at start-up
+
+    try:
+        record: Any = _loads(line.decode("utf-8"))
+        kind = record["kind"]
+        device = record["new_device_id"] if kind == "logout" else record["device_id"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if device != identity.device_id:
+        return False
+    if kind in ("response", "login"):
+        user = record.get("user_id")
+        linked = identity.linked_user == user if record.get("alias") else True
+        return identity.user_id == user and linked
+    if kind in ("logout", "clear", "genesis"):
+        return identity.user_id is None
+    return True
 
 
 def _sweep_temporaries(snapshot_path: str) -> None:

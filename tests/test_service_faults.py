@@ -7,6 +7,7 @@ together at a barrier, or a spawned process holding the ``flock``.
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,3 +95,70 @@ def test_a_change_behind_a_stuck_lock_is_made_in_memory(stuck_holder: Path) -> N
     stitch.login("user-a")
     assert (State.STAMPED, "user-a", []) == (stitch.state, stitch.distinct_id, sink.aliases)
     assert not (state_dir / "identity.jsonl").exists()
+
+
+def test_a_torn_tail_after_the_snapshot_leaves_start_up_steady(tmp_path: Path) -> None:
+    """B4 after a crash mid-append: starts read the snapshot and write nothing, until a change."""
+    first = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
+    first.login("user-a")
+    log = tmp_path / "identity.jsonl"
+    with log.open("ab") as torn:
+        torn.write(b'{"v":1,"seq":3,"at":"2026-11')
+    snapshot = tmp_path / "telemetry.json"
+    before = (snapshot.stat().st_ino, snapshot.read_bytes())
+    for _ in range(2):
+        again = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
+        assert (first.identity, True) == (again.identity, again.persisting)
+        assert before == (snapshot.stat().st_ino, snapshot.read_bytes())
+    again.logout()  # the next change removes the torn bytes, then appends
+    assert [None, "logout"] == [
+        replay(FileLog(log).records()).error,
+        list(FileLog(log).records())[-1]["kind"],
+    ]
+
+
+def test_a_long_lived_process_decides_on_what_others_appended(tmp_path: Path) -> None:
+    """R5, R7: after another process logged out, this one's login aliases the fresh device."""
+    sink = RecordingSink()
+    early = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={})
+    early.login("user-a")
+    other = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
+    other.logout()
+    early.observe_authenticated_response("user-a")
+    assert (State.ALIASED, other.device_id) == (early.state, early.device_id)
+    assert ["user-a", "user-a"] == [alias.user_id for alias in sink.aliases]
+    assert other.device_id == sink.aliases[-1].device_id
+
+
+def test_a_snapshot_of_another_log_is_ignored_not_taken_for_lost_records(tmp_path: Path) -> None:
+    """A log replaced by another, no shorter but with fewer records: the snapshot is not its."""
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    a = IdentityStitch.open(state_dir=mine, runtime="persistent", env={})
+    for user in ("u-1", "u-2", "u-3"):
+        a.login(user)
+        a.logout()
+    b = IdentityStitch.open(state_dir=theirs, runtime="persistent", env={})
+    for n in (1, 2, 3):
+        b.login(f"{n}" * 200)
+        if n < 3:
+            b.logout()
+    replacement = (theirs / "identity.jsonl").read_bytes()
+    offset = json.loads((mine / "telemetry.json").read_text())["offset"]
+    assert (True, True) == (len(replacement) >= offset, b.identity.seq < a.identity.seq)
+    (mine / "identity.jsonl").write_bytes(replacement)
+    reopened = IdentityStitch.open(state_dir=mine, runtime="persistent", env={})
+    assert (b.identity, True) == (reopened.identity, reopened.persisting)
+    assert b.identity.h == json.loads((mine / "telemetry.json").read_text())["h"]
+
+
+def test_a_snapshot_that_contradicts_the_record_it_names_is_not_trusted(tmp_path: Path) -> None:
+    """R3: an edited snapshot saying "anonymous" after an alias cannot buy a second alias."""
+    sink = RecordingSink()
+    IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={}).login("u-a")
+    path = tmp_path / "telemetry.json"
+    edited = {**json.loads(path.read_text()), "state": "anonymous", "user_id": None}
+    edited.update(linked_user=None, distinct_id=edited["device_id"])
+    path.write_text(json.dumps(edited))
+    reopened = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={})
+    reopened.observe_authenticated_response("u-b")
+    assert (State.STAMPED, ["u-a"]) == (reopened.state, [a.user_id for a in sink.aliases])
