@@ -95,17 +95,20 @@ class _Disk:
     """The files this process may write: a state dir's, or an ephemeral run's audit log.
 
     ``offset`` is the byte offset just past the last record this process
-    has folded. ``snapshot_path`` is ``None`` for an audit log (no snapshot,
+    has folded; ``seen`` the log's size when this process last read it (more
+    than ``offset`` by the bytes of a torn last write, which the next append
+    removes). ``snapshot_path`` is ``None`` for an audit log (no snapshot,
     no alias: the run does not last). The :class:`FileLog` is built on first
     use, so a start that changes nothing never imports the log module.
     """
 
-    __slots__ = ("_log", "log_path", "offset", "snapshot_path")
+    __slots__ = ("_log", "log_path", "offset", "seen", "snapshot_path")
 
     def __init__(self, log_path: str, snapshot_path: str | None, offset: int) -> None:
         self.log_path = log_path
         self.snapshot_path = snapshot_path
         self.offset = offset
+        self.seen = offset
         self._log: FileLog | None = None
 
     @property
@@ -152,6 +155,8 @@ class IdentityStitch:
         self._live: LiveMachine | None = None
         #: Aliases that failed to queue in this process (R9: each is retried later).
         self._alias_failures = 0
+        #: Whether the identity is the whole log's fold (not a snapshot's word for it).
+        self._log_verified = False
 
     # ------------------------------------------------------------------ open
 
@@ -255,7 +260,7 @@ class IdentityStitch:
 
     def _load_state_dir(self, log_path: str, snapshot_path: str, *, writable: bool) -> None:
         snapshot = read_snapshot(snapshot_path)
-        identity, offset, stale = _from_snapshot(snapshot, log_path)
+        identity, offset, stale, size = _from_snapshot(snapshot, log_path)
         if identity is not None and offset is not None:
             # The snapshot names the log's last record (or its tail folded cleanly).
             if not writable:
@@ -263,6 +268,7 @@ class IdentityStitch:
                 return
             self._identity = identity
             self._disk = _Disk(log_path, snapshot_path, offset)
+            self._disk.seen = size
             if stale:
                 with self._disk.log.locked():
                     self._catch_up()
@@ -350,8 +356,10 @@ class IdentityStitch:
             self._start_in_memory(result.identity, snapshot)
             return
         disk.offset = reader.checkpoint.offset
+        disk.seen = _size(log.path)
         self._disk = disk
         self._log = disk.log
+        self._log_verified = True  # this identity is the whole log's fold
         if result.identity is None:
             self._start_log(snapshot)
         else:
@@ -514,7 +522,7 @@ class IdentityStitch:
         if disk is None:
             return False
         try:
-            return os.stat(disk.log_path).st_size != disk.offset
+            return os.stat(disk.log_path).st_size != disk.seen
         except OSError:
             return True  # let the locked path find out, and fall back to memory if it must
 
@@ -545,10 +553,12 @@ class IdentityStitch:
                 applied = False
                 try:
                     with self._disk.log.locked():
+                        before = self._identity
                         self._catch_up()
                         applied = True
                         self._apply(event, **args)
-                        self._save_snapshot()
+                        if self._identity is not before:  # nothing changed: nothing to write
+                            self._save_snapshot()
                 except (OSError, LogDamagedError, _DiskUnusableError) as exc:
                     if applied:
                         raise
@@ -573,11 +583,14 @@ class IdentityStitch:
         if result.identity is not None:
             self._identity = result.identity
         self._disk.offset = reader.checkpoint.offset
+        self._disk.seen = _size(self._disk.log_path)
         self._log = self._disk.log
 
     def _apply(self, event: str, **args: Any) -> None:  # noqa: ANN401
         """Decide ``event`` again (state may have moved), commit it, hand the alias over."""
         decision = self._decide(event, **args)
+        if decision is not None and decision.alias and not self._log_verified:
+            decision = self._decide_on_the_log(event, args)
         if decision is None:
             return
         if not self._commit(decision):
@@ -587,6 +600,27 @@ class IdentityStitch:
             failure = self._decide("enqueue_failure")
             assert failure is not None
             self._commit(failure)
+
+    def _decide_on_the_log(self, event: str, args: dict[str, Any]) -> Decision | None:
+        """Decide an alias on the whole log's fold, not on the snapshot it started from.
+
+        A snapshot is a cache anyone can edit, and one record cannot show that
+        the device was aliased long before it (R3). An alias is decided at most
+        once per device, so folding the whole log then costs nothing that
+        matters, and only once per process (under the file lock).
+        """
+        assert self._disk is not None
+        result = _fold_file(self._disk.log.records())
+        if result.error is not None and not _is_torn(result.error):
+            raise _DiskUnusableError(str(result.error))
+        self._log_verified = True
+        if result.identity is not None and result.identity != self._identity:
+            _warn(
+                "idstitch: the snapshot beside %s disagrees with its log; the log is used",
+                self._disk.log_path,
+            )
+            self._identity = result.identity
+        return self._decide(event, **args)
 
     def _fire(self, decision: Decision) -> None:
         """Move the live machine along the decided edge (it refuses any edge the table lacks)."""
@@ -625,7 +659,7 @@ class IdentityStitch:
         self._fold(record)
         end = self._current_log().end
         if self._disk is not None and end is not None:
-            self._disk.offset = end.offset
+            self._disk.offset = self._disk.seen = end.offset  # the append removed any torn bytes
         return True
 
     def _fold(self, record: Mapping[str, Any]) -> None:
@@ -858,6 +892,13 @@ def _fold_file(records: Iterable[Record], start: Identity | None = None) -> Repl
         return fold((), start)
 
 
+def _size(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def _snapshot_offset(snapshot: SnapshotRead) -> int:
     """The log size the snapshot says it saw (0 when it says nothing usable)."""
     offset = snapshot.data.get("offset") if snapshot.status == "ok" else None
@@ -891,8 +932,8 @@ def _placeholder() -> Identity:
 
 def _from_snapshot(
     snapshot: SnapshotRead, log_path: str
-) -> tuple[Identity | None, int | None, bool]:
-    """``(identity, offset, stale)`` from the snapshot when it names a record of the log.
+) -> tuple[Identity | None, int | None, bool, int]:
+    """``(identity, offset, stale, size)`` from the snapshot when it names a record of the log.
 
     The steady state: the log ends with the very record the snapshot names
     (only the log's last line is read). When the log has grown since
@@ -902,30 +943,28 @@ def _from_snapshot(
     identity = _snapshot_identity(snapshot)
     offset = snapshot.data.get("offset")
     if identity is None or type(offset) is not int or offset <= 0:
-        return None, None, False
+        return None, None, False, 0
     size, last = peek_end(log_path)
     names_last = (
         last[_H_SLICE] == identity.h.encode("ascii")
         and b'"seq":%d,' % identity.seq in last[:48]
         and _agrees(identity, last)
     )
-    if size == offset and names_last:
-        return identity, offset, False
+    if size >= offset and names_last:
+        # The named record is the last whole line: what follows it, if anything, is a
+        # torn last write (the next change's append removes it). The steady state.
+        return identity, offset, False, size
     if size > offset:
         from idstitch.events import Checkpoint
         from idstitch.store._log import FileLog
 
         reader = FileLog(log_path).records(since=Checkpoint(identity.seq, identity.h, offset))
         result = fold(reader, identity)
-        grown = reader.checkpoint.offset != offset
-        if result.identity is not None and (result.error is None or _is_torn(result.error)):
-            if grown:
-                return result.identity, reader.checkpoint.offset, True
-            if names_last:
-                # Only a torn tail after the named record (a crash mid-append): the steady
-                # state, and nothing to write; the next change's append removes those bytes.
-                return identity, offset, False
-    return None, None, False
+        grown = reader.checkpoint.offset != offset and result.identity is not None
+        if grown and (result.error is None or _is_torn(result.error)):
+            assert result.identity is not None
+            return result.identity, reader.checkpoint.offset, True, size
+    return None, None, False, 0
 
 
 def _agrees(identity: Identity, line: bytes) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,6 +99,17 @@ def test_a_change_behind_a_stuck_lock_is_made_in_memory(stuck_holder: Path) -> N
     assert not (state_dir / "identity.jsonl").exists()
 
 
+#: A steady host run: open, see the same user; prints the heavy modules it imported.
+_STEADY_RUN = """
+import sys
+from idstitch.machine import IdentityStitch
+stitch = IdentityStitch.open(state_dir=sys.argv[1], runtime="persistent", env={})
+stitch.observe_authenticated_response("user-a")
+heavy = ("orjson", "pydantic", "posthog", "transitions", "idstitch.store._log")
+print(sorted(name for name in heavy if name in sys.modules))
+"""
+
+
 def test_a_torn_tail_after_the_snapshot_leaves_start_up_steady(tmp_path: Path) -> None:
     """B4 after a crash mid-append: starts read the snapshot and write nothing, until a change."""
     first = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
@@ -108,8 +121,17 @@ def test_a_torn_tail_after_the_snapshot_leaves_start_up_steady(tmp_path: Path) -
     before = (snapshot.stat().st_ino, snapshot.read_bytes())
     for _ in range(2):
         again = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
+        again.observe_authenticated_response("user-a")
         assert (first.identity, True) == (again.identity, again.persisting)
         assert before == (snapshot.stat().st_ino, snapshot.read_bytes())
+    steady = subprocess.run(
+        [sys.executable, "-c", _STEADY_RUN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "[]" == steady.stdout.strip()
     again.logout()  # the next change removes the torn bytes, then appends
     assert [None, "logout"] == [
         replay(FileLog(log).records()).error,
@@ -151,10 +173,20 @@ def test_a_snapshot_of_another_log_is_ignored_not_taken_for_lost_records(tmp_pat
     assert b.identity.h == json.loads((mine / "telemetry.json").read_text())["h"]
 
 
-def test_a_snapshot_that_contradicts_the_record_it_names_is_not_trusted(tmp_path: Path) -> None:
-    """R3: an edited snapshot saying "anonymous" after an alias cannot buy a second alias."""
+@pytest.mark.parametrize("then_clear", [False, True], ids=["after-alias", "after-clear"])
+def test_a_snapshot_that_contradicts_the_log_is_not_trusted(
+    tmp_path: Path, then_clear: bool
+) -> None:
+    """R3: an edited snapshot saying "never aliased" cannot buy a second alias.
+
+    Right after the alias the record it names gives it away; after a clear only the
+    whole log does, which is folded before any alias is decided.
+    """
     sink = RecordingSink()
-    IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={}).login("u-a")
+    first = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={})
+    first.login("u-a")
+    if then_clear:
+        first.clear_distinct_id()
     path = tmp_path / "telemetry.json"
     edited = {**json.loads(path.read_text()), "state": "anonymous", "user_id": None}
     edited.update(linked_user=None, distinct_id=edited["device_id"])
