@@ -94,22 +94,24 @@ def _one_id(header: str, values: list[Any]) -> str | None:
     """The id every non-empty line names, or ``None`` when they name no one or several ids."""
     ids: list[str] = []  # normally; the service checks what it is given
     for value in filter(None, values):  # an empty line names no one
-        user_id = _unrepeated(value)
-        if user_id not in ids:
-            ids.append(user_id)
+        for user_id in _joined(value):
+            if user_id not in ids:
+                ids.append(user_id)
     if len(ids) > 1:
         _log_once(f"idstitch: ignoring a response whose {header} lines differ", debug=True)
         return None
     return ids[0] if ids else None
 
 
-def _unrepeated(value: Any) -> Any:  # noqa: ANN401 - a header value, normally a str
-    """``"u, u"`` (one id repeated, joined by a proxy or a client) is ``"u"``; else ``value``."""
+def _joined(value: Any) -> list[Any]:  # noqa: ANN401 - a header value, normally a str
+    """The ids one header line holds: lines a proxy or client joined with ``", "`` split up.
+
+    ``"u, u"`` is ``u``; ``"u, v"`` is both (so the response names no one); a
+    line without ``", "`` is one id as it stands.
+    """
     if isinstance(value, str) and ", " in value:
-        first, *rest = value.split(", ")
-        if all(part == first for part in rest):
-            return first
-    return value
+        return list(dict.fromkeys(value.split(", ")))
+    return [value]
 
 
 def _report(stitch: IdentityStitch, read: Callable[[], Any]) -> None:

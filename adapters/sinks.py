@@ -251,10 +251,11 @@ class PostHogSink:
 
         The posthog client then drops every event (it returns ``None``), so the
         service stamps and never tries an alias that would only fail (rule R9).
-        In ``IDSTITCH_DEBUG`` mode an alias is printed and reported as not queued.
+        Nor in ``IDSTITCH_DEBUG`` mode: a dry run sends nothing, so it spends no
+        alias and appends no record for one; its captures are printed.
         """
         if self._dry_run is not None:
-            return True
+            return False
         return bool(self._api_key.strip()) and not self._options.get("disabled", False)
 
     def _posthog(self) -> Any:  # noqa: ANN401 - posthog.Posthog, imported lazily

@@ -30,7 +30,11 @@ class IllegalUserIdError(IdentityError):
     def __init__(self, user_id: object, reason: str) -> None:
         self.user_id = user_id
         self.reason = reason
-        shown = repr(user_id) if len(repr(user_id)) <= 60 else repr(user_id)[:57] + "..."
+        try:
+            shown = repr(user_id)
+        except ValueError:  # an integer with more digits than Python will write out
+            shown = f"<an integer of {user_id.bit_length()} bits>"  # type: ignore[attr-defined]
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
         super().__init__(
             f"illegal user id {shown}: {reason} (rule R13); "
             "pass the authenticated user's stable id (for example their UUID)"

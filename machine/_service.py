@@ -26,7 +26,7 @@ import time
 
 from idstitch.adapters.runtime import Runtime, detect_runtime, is_truthy, runtime_override
 from idstitch.events._errors import IdentityError, IllegalUserIdError, LogDamagedError
-from idstitch.events._ids import check_device_id, check_user_id, user_id_problem
+from idstitch.events._ids import MAX_ID_LENGTH, check_device_id, check_user_id, user_id_problem
 from idstitch.store._fs import peek_end
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
@@ -502,7 +502,7 @@ class IdentityStitch:
 
     def _user_event(self, kind: str, user_id: str | int) -> None:
         if type(user_id) is int:  # not bool: True is no id
-            user_id = str(user_id)
+            user_id = _int_id(user_id)
         check_user_id(user_id)
         try:
             if self._decide(kind, user_id=user_id) is None and not self._log_moved():
@@ -767,16 +767,16 @@ class IdentityStitch:
             return False
         try:
             os.write(fd, f"{self._identity.device_id}\n".encode())
-        except OSError as exc:  # a full disk: not recorded, so not shown (the next run tries)
-            _debug("idstitch: cannot record the notice (%r); not shown", exc)
+            print(text, file=stream if stream is not None else sys.stderr, flush=True)
+        except (OSError, ValueError) as exc:  # a full disk, a closed or broken stderr
+            _debug("idstitch: the notice could not be recorded or shown (%r)", exc)
             import contextlib
 
-            with contextlib.suppress(OSError):  # then it stays unshown: never a host fault
+            with contextlib.suppress(OSError):  # not shown, so not marked: the next run tries
                 os.unlink(marker)
             return False
         finally:
             os.close(fd)
-        print(text, file=stream if stream is not None else sys.stderr)
         return True
 
     def close(self, timeout: float = 2.0) -> None:
@@ -840,6 +840,13 @@ def _is_coroutine_function(func: object) -> bool:
     """``async def`` (checked on the code object: ``inspect`` costs start-up)."""
     code = getattr(func, "__code__", None)
     return code is not None and bool(code.co_flags & _CO_COROUTINE)
+
+
+def _int_id(user_id: int) -> str:
+    """An integer user id as its decimal text; one too long for an id is refused (R13)."""
+    if abs(user_id) >= 10**MAX_ID_LENGTH:
+        raise IllegalUserIdError(user_id, f"a user id is at most {MAX_ID_LENGTH} characters")
+    return str(user_id)
 
 
 def _state_folder(

@@ -231,6 +231,7 @@ class _Bodies(BaseHTTPRequestHandler):
             "same": ["user-1", "user-1"],
             "joined": ["user-1, user-1"],
             "differ": ["user-1", "user-2"],
+            "joined-differ": ["user-1, user-2"],
         }[case]
         self._head(200, [*((header, value) for value in values), ("Content-Length", "0")])
 
@@ -414,16 +415,17 @@ def test_a_header_repeating_one_id_names_that_user(
     assert (State.ALIASED, "user-1", ["user-1"]) == (stitch.state, stitch.distinct_id, aliased)
 
 
+@pytest.mark.parametrize("case", ["differ", "joined-differ"])
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_header_repeated_with_different_ids_names_no_one(
-    tmp_path: Path, bodies: str, client: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, bodies: str, client: str, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """X-User-Id: user-1 and user-2 in one response: nothing stamped, one debug line for two."""
+    """user-1 and user-2 in one response, on two lines or joined on one: nothing stamped."""
     caplog.set_level(logging.DEBUG, logger="idstitch")
     sink = RecordingSink()
     stitch = open_stitch(tmp_path, sink=sink)
-    header = f"X-User-Id-{client}"  # one header per case: each logs its own first time
+    header = f"X-User-Id-{client}-{case}"  # one header per case: each logs its own first time
     for _ in range(2):
-        _fetch(client, f"{bodies}/users/differ?h={header}", stitch, header)
+        _fetch(client, f"{bodies}/users/{case}?h={header}", stitch, header)
     logged = [r.levelname for r in caplog.records if f"{header} lines differ" in r.getMessage()]
     assert (State.ANONYMOUS, [], ["DEBUG"]) == (stitch.state, sink.aliases, logged)

@@ -187,22 +187,24 @@ def test_the_dry_run_prints_instead_of_sending(
 ) -> None:
     """IDSTITCH_DEBUG=1 prints what would be sent to stderr and sends nothing.
 
-    The printed alias was not sent, so the device stays unaliased: a later run
-    with a real sink merges its history then.
+    It spends no alias and writes no record for one (runs that change nothing
+    append nothing): the user is stamped, and a later run that really sends
+    merges the device's history then.
     """
     sink = PostHogSink("phc_test_key", host=server.url, env={"IDSTITCH_DEBUG": "1"})
-    stitch = open_with(tmp_path, sink)
-    stitch.login("user-a")
-    stitch.close(timeout=1)
+    for _ in range(3):
+        stitch = open_with(tmp_path, sink)
+        stitch.login("user-a")
+        stitch.capture("cli_event")
+        stitch.close(timeout=1)
     captured = capsys.readouterr()
-    assert "" == captured.out
-    alias_line = (
-        'idstitch would send $create_alias: {"distinct_id": "user-a", '
-        f'"properties": {{"alias": "{stitch.device_id}"}}}}\n'
+    assert ("", 3) == (
+        captured.out,
+        captured.err.count('idstitch would send cli_event: {"distinct_id": "user-a"'),
     )
-    assert alias_line == captured.err
-    assert [] == server.paths
-    assert (State.ANONYMOUS, None) == (stitch.state, stitch.identity.linked_user)
+    assert "$create_alias" not in captured.err
+    assert ([], State.STAMPED) == (server.paths, stitch.state)
+    assert ["genesis", "login"] == [r["kind"] for r in log_records(tmp_path)]
     real = open_with(tmp_path, sink_for(server))
     real.login("user-a")
     real.close(timeout=2)
@@ -216,7 +218,7 @@ def test_the_dry_run_prints_instead_of_sending(
         ("", {}, {}, False),
         ("   ", {}, {}, False),
         ("phc_test_key", {"disabled": True}, {}, False),
-        ("", {}, {"IDSTITCH_DEBUG": "1"}, True),
+        ("phc_test_key", {}, {"IDSTITCH_DEBUG": "1"}, False),
     ],
     ids=["key", "empty-key", "blank-key", "disabled", "debug-prints"],
 )

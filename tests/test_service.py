@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -699,7 +700,7 @@ def test_an_integer_user_id_is_taken_as_its_decimal_text(tmp_path: Path) -> None
     stitch.observe_authenticated_response(4242)
     stitch.login(4242)
     assert (State.ALIASED, "4242", 1) == (stitch.state, stitch.distinct_id, len(sink.aliases))
-    for illegal in (0, True):
+    for illegal in (0, True, 10**5000):  # the last has more digits than str() will write
         with pytest.raises(IllegalUserIdError):
             stitch.login(illegal)
     assert "4242" == stitch.distinct_id
@@ -736,6 +737,18 @@ def test_the_first_run_notice_is_shown_once_on_stderr(
     assert not off.first_run_notice("we collect usage data")
     assert ("", "") == capsys.readouterr()
     assert not (tmp_path / "ci").exists()
+
+
+def test_a_notice_that_cannot_be_printed_is_not_marked_shown(tmp_path: Path) -> None:
+    """R15: a closed stderr (``mycli 2>&1 | head -1``) breaks nothing; the next run shows it."""
+    stitch = open_stitch(tmp_path)
+    closed = io.StringIO()
+    closed.close()
+    assert False is stitch.first_run_notice("we collect usage data", stream=closed)
+    assert not (tmp_path / "notice-shown").exists()
+    shown = io.StringIO()
+    assert stitch.first_run_notice("we collect usage data", stream=shown)
+    assert "we collect usage data\n" == shown.getvalue()
 
 
 def test_a_snapshot_behind_its_log_is_caught_up_and_healed(tmp_path: Path) -> None:
