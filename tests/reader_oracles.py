@@ -36,6 +36,8 @@ def check_log_bytes(data: bytes) -> None:
 
     * reading raises nothing but :class:`LogDamagedError`, and what it
       yields is exactly the whole lines before its checkpoint, seq 1..n;
+    * damage in an unended last line is ``torn-tail`` exactly when a crash
+      mid-append can explain those bytes (log-format.md), else not;
     * strict reading yields a prefix of what checked reading yields;
     * replay never raises and folds at most those records;
     * when the whole read found no damage but a torn tail, the tail check
@@ -58,6 +60,13 @@ def check_log_bytes(data: bytes) -> None:
         assert end == len(data)
     else:
         assert (error.seq, error.offset) == (len(records) + 1, end)
+    rest = data[end:]
+    if error is not None and b"\n" not in rest and (b'"h":"' not in rest):
+        # An unended last line is torn exactly when a crash can explain it: the start of
+        # the next record as written ({"v":1,"seq":N,), or a prefix of that, or NULs.
+        start = b'{"v":1,"seq":%d,' % (len(records) + 1)
+        crash = rest.startswith(start) or start.startswith(rest) or not rest.strip(b"\0")
+        assert (error.cause == "torn-tail") == crash, (error, rest[:60])
 
     strict, _ = _read(data, strict=True)
     assert strict == records[: len(strict)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pty
 import re
-import resource
 import subprocess
 import sys
 import threading
@@ -425,7 +424,6 @@ def test_replay_memory_stays_flat_as_the_log_grows(tmp_path: Path) -> None:
     small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
     _long_log(small, 1000)
     _long_log(large, 40_000)
-    assert resource.RUSAGE_CHILDREN  # the measure used below exists on this platform
     growth = _peak_kib(large) - _peak_kib(small)
     assert (True, large.stat().st_size > 7_000_000) == (growth < 4096, True)
 

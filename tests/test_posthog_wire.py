@@ -118,6 +118,7 @@ def test_a_full_queue_unstashes_and_the_next_run_delivers_exactly_one_alias(tmp_
         deadline = time.monotonic() + 10
         while not stuck.paths and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert stuck.paths, "the first upload never reached the server"
         stitch.capture("second")  # fills the one-slot queue
         stitch.observe_authenticated_response("user-a")
         assert (State.ANONYMOUS, stitch.device_id) == (stitch.state, stitch.distinct_id)
@@ -250,36 +251,38 @@ def test_a_keyless_sink_stamps_and_writes_one_record_per_user(
 
 
 _HOST = """
-import sys, time
+import atexit, sys, time
 from idstitch.adapters.sinks import PostHogSink
 from idstitch.machine import IdentityStitch
+closed = []
+# Registered before the client exists, so it runs after the client's own exit handler
+# (last in, first out): it prints how long the exit handlers took after close().
+atexit.register(lambda: print(f"{time.monotonic() - closed[0]:.3f}", flush=True))
 sink = PostHogSink("phc_test_key", host=sys.argv[1], capture_mode="v0", env={})
 stitch = IdentityStitch.open(state_dir=sys.argv[2], runtime="persistent", sink=sink, env={})
-stitch.capture("warm")  # posthog imported and its client built before the clock starts
-print(time.time(), flush=True)
 with stitch.command("deploy", flush_timeout=float(sys.argv[3])):
     stitch.login("user-a")
+closed.append(time.monotonic())
 """
 
 
 @pytest.mark.parametrize("mode", ["error", "hang"])
-def test_a_failing_posthog_never_holds_the_process_past_its_flush_timeout(
+def test_a_failing_posthog_adds_no_wait_at_exit_and_prints_nothing(
     tmp_path: Path, mode: str
 ) -> None:
-    """To its very exit: no second wait in the client's exit handler, nothing on stderr."""
-    timeout = 0.3
+    """After the bounded flush the client's exit handler does not wait again (it waited up to
+    a second more), and posthog's complaints never reach the CLI's stderr."""
     with CaptureServer(mode, hang_seconds=20) as bad:  # type: ignore[arg-type]
         host = subprocess.run(
-            [sys.executable, "-c", _HOST, bad.url, str(tmp_path), str(timeout)],
+            [sys.executable, "-c", _HOST, bad.url, str(tmp_path), "0.3"],
             capture_output=True,
             text=True,
             check=False,
             timeout=60,
         )
-        exited = time.time()
-    alive = exited - float(host.stdout.split()[0])
     assert (0, "") == (host.returncode, host.stderr)
-    assert alive < timeout + 0.8, f"the host lived {alive:.2f}s after its command began"
+    at_exit = float(host.stdout.split()[-1])
+    assert at_exit < 0.5, f"the exit handlers waited {at_exit:.2f}s after close()"
 
 
 def test_a_capture_server_never_entered_closes_at_once() -> None:

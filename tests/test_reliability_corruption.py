@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -364,13 +363,10 @@ def test_a_garbage_snapshot_beside_a_good_log_is_rebuilt_cheaply(
         return real_read(fd, n)
 
     monkeypatch.setattr(os, "read", read)
-    started = time.perf_counter()
     opened = open_damaged(state_dir, pristine.data, content, caplog)
-    elapsed = time.perf_counter() - started
     monkeypatch.undo()
     assert (pristine.identities[-1], True) == (opened.identity, opened.persisting)
-    assert max(asked) <= MAX_SNAPSHOT_BYTES + 1
-    assert elapsed < 2.0
+    assert max(asked) <= MAX_SNAPSHOT_BYTES + 1  # cheap: never read past the limit
     assert "ok" == read_snapshot(state_dir / "telemetry.json").status
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,20 @@ def test_ids_are_refused_or_accepted_as_the_rules_say(
 def test_the_log_written_by_those_examples_holds_only_legal_ids(
     live: tuple[IdentityStitch, RecordingSink, Path],
 ) -> None:
-    """Afterwards the log reads strictly (L7: every user id legal), one alias per device."""
-    _, sink, state_dir = live
+    """Afterwards the log reads strictly (L7: every user id legal), one alias per device.
+
+    A few fixed ids go first, legal and not, so that the check has users and
+    aliases to look at even when this test runs on its own.
+    """
+    stitch, sink, state_dir = live
+    for user_id in ("user-fixed-1", "null", "user-fixed-2", '""', "user-fixed-2"):
+        with contextlib.suppress(IllegalUserIdError):
+            stitch.login(user_id)
+        stitch.logout()
     records = list(FileLog(state_dir / "identity.jsonl").records(strict=True))
     users = [r["user_id"] for r in records if "user_id" in r and r["user_id"] is not None]
+    assert {"user-fixed-1", "user-fixed-2"} <= set(users)
     assert [] == [u for u in users if user_id_problem(u) is not None]
     aliased = [r["device_id"] for r in records if r.get("alias")]
+    assert len(aliased) >= 2
     assert (len(aliased), len(set(aliased))) == (len(sink.aliases), len(aliased))

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import stat
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -217,15 +216,15 @@ def test_the_lock_keeps_another_process_waiting(log_path: Path) -> None:
     append_all(log, sample_specs(1))
     before = log_path.read_bytes()
     context = multiprocessing.get_context("spawn")
-    ready = context.Event()
-    child = context.Process(target=append_once_when_told, args=(str(log_path), ready))
+    ready, refused = context.Event(), context.Event()
+    child = context.Process(target=append_once_when_told, args=(str(log_path), ready, refused))
     with log.locked():
         child.start()
         assert ready.wait(60)
-        time.sleep(0.3)
-        blocked = (child.is_alive(), log_path.read_bytes())
+        # It found the lock taken, and its append cannot have gone through while we hold it.
+        blocked = (refused.is_set(), child.is_alive(), log_path.read_bytes())
     child.join(60)
-    assert ((True, before), 0) == (blocked, child.exitcode)
+    assert ((True, True, before), 0) == (blocked, child.exitcode)
     expected = ["genesis", "clear"]
     assert expected == [r["kind"] for r in FileLog(log_path).records()]
 

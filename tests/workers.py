@@ -59,9 +59,16 @@ def append_many(path: str, writer: int, count: int, start: Barrier) -> None:
         )
 
 
-def append_once_when_told(path: str, ready: Event) -> None:
-    """Say it is about to append, then append one ``clear`` record (blocking on the lock)."""
+def append_once_when_told(path: str, ready: Event, refused: Event) -> None:
+    """Try the lock without waiting (``refused`` if another holds it), then append, waiting."""
+    from idstitch.store._lock import ProcessLock
+
     log = FileLog(path)
+    try:
+        with ProcessLock(log.lock_path, timeout=0):
+            pass
+    except TimeoutError:
+        refused.set()
     ready.set()
     log.append("clear", {"device_id": "device-child", "pid": os.getpid()}, at=record_time(0))
 
