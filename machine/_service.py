@@ -611,9 +611,18 @@ class IdentityStitch:
         """
         assert self._disk is not None
         result = _fold_file(self._disk.log.records())
-        if result.error is not None and not _is_torn(result.error):
-            raise _DiskUnusableError(str(result.error))
         self._log_verified = True
+        if result.error is not None and not _is_torn(result.error):
+            # Damage before the tail, which start-up does not read: never append after
+            # it, and never alias on what it hides. The change is made in memory.
+            _warn(
+                "idstitch: the identity log %s is damaged (%s); it is left as it is and "
+                "identity is in memory (see `idstitch replay`)",
+                self._disk.log_path,
+                result.error,
+            )
+            self._degrade(_DiskUnusableError(str(result.error)))
+            return self._decide(event, **args)
         if result.identity is not None and result.identity != self._identity:
             _warn(
                 "idstitch: the snapshot beside %s disagrees with its log; the log is used",
@@ -948,14 +957,12 @@ def _from_snapshot(
     False)``: the caller replays the whole log.
     """
     identity = _snapshot_identity(snapshot)
-    offset = snapshot.data.get("offset")
-    if identity is None or type(offset) is not int or offset <= 0:
+    offset = _snapshot_offset(snapshot)
+    if identity is None or not offset:
         return None, None, False, 0
     size, last = peek_end(log_path)
     names_last = (
-        last[_H_SLICE] == identity.h.encode("ascii")
-        and b'"seq":%d,' % identity.seq in last[:48]
-        and _agrees(identity, last)
+        last[_H_SLICE] == identity.h.encode("ascii") and b'"seq":%d,' % identity.seq in last[:48]
     )
     if size >= offset and names_last:
         # The named record is the last whole line: what follows it, if anything, is a
@@ -972,33 +979,6 @@ def _from_snapshot(
             assert result.identity is not None
             return result.identity, reader.checkpoint.offset, True, size
     return None, None, False, 0
-
-
-def _agrees(identity: Identity, line: bytes) -> bool:
-    """Whether the snapshot's ``identity`` says what the record ``line`` it names implies.
-
-    A snapshot is a cache anyone can edit: one that names the log's last record
-    but says, for example, "anonymous" after an alias would let the device be
-    aliased a second time (R3). The device in force and the user a user event
-    set are checked against the record itself.
-    """
-    from idstitch.store._snapshot import _loads  # the C scanner: no json import at start-up
-
-    try:
-        record: Any = _loads(line.decode("utf-8"))
-        kind = record["kind"]
-        device = record["new_device_id"] if kind == "logout" else record["device_id"]
-    except (ValueError, KeyError, TypeError):
-        return False
-    if device != identity.device_id:
-        return False
-    if kind in ("response", "login"):
-        user = record.get("user_id")
-        linked = identity.linked_user == user if record.get("alias") else True
-        return identity.user_id == user and linked
-    if kind in ("logout", "clear", "genesis"):
-        return identity.user_id is None
-    return True
 
 
 def _sweep_temporaries(snapshot_path: str) -> None:
