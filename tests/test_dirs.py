@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import pytest
@@ -161,20 +162,16 @@ print(json.dumps([stitch.persisting, stitch.state_dir, stitch.distinct_id, os.li
 @linux_only
 def test_a_user_without_a_home_keeps_the_identity_in_memory(tmp_path: Path) -> None:
     """No HOME and no password entry: no state dir at all, never one under the working dir."""
-    setpriv = shutil.which("setpriv")
-    assert setpriv is not None, "setpriv (util-linux) is needed to run as a uid with no entry"
     work = tmp_path / "cwd"
     work.mkdir(mode=0o777)
+    # setpriv drops root at exec, after the interpreter's path was resolved (a Python
+    # under /root stays runnable); without it, subprocess switches the uid itself.
+    setpriv = shutil.which("setpriv")
+    as_uid: dict[str, Any] = {} if setpriv else {"user": 54321, "group": 54321, "extra_groups": []}
+    prefix = [setpriv, "--reuid=54321", "--regid=54321", "--clear-groups"] if setpriv else []
     done = subprocess.run(
-        [
-            setpriv,
-            "--reuid=54321",
-            "--regid=54321",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            _HOMELESS,
-        ],
+        [*prefix, sys.executable, "-c", _HOMELESS],
+        **as_uid,
         cwd=work,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         capture_output=True,
