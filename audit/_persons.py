@@ -28,6 +28,10 @@ What is modelled (see docs/audit.md for the sources):
 * An alias followed by an ``enqueue_failure`` never reached PostHog.
 * An ``import`` with ``aliased`` true stands for an alias the adopted
   tool already sent.
+* A ``heal`` with a ``linked_user`` stands for the alias of its device
+  that the damaged log (kept aside, named by ``kept``) recorded: sent
+  before the heal, so the merge happened then. It is applied as an alias
+  and marked as carried over in the person's history.
 
 The model knows only what the log says: a user who already has a person
 from elsewhere (another machine) would make PostHog refuse a merge that
@@ -111,6 +115,9 @@ class PersonGraph:
         self.devices.add(record["device_id"])
         if kind == "logout":
             self.devices.add(record["new_device_id"])
+        if kind == "heal":
+            self._heal(record)
+            return
         user = record.get("user_id")
         if user is None or kind == "enqueue_failure":
             return
@@ -121,6 +128,17 @@ class PersonGraph:
             self._pending = (user, record["device_id"], record["seq"])
         else:
             self._events_under(user, record["seq"])
+
+    def _heal(self, record: Record) -> None:
+        """The alias a heal carries over (sent before it), then the events under its user."""
+        user, linked, seq = record["user_id"], record["linked_user"], record["seq"]
+        if linked is not None:
+            self.users.add(linked)
+            carried = f" carried over by a heal (sent before it; kept in {record['kept']})"
+            self._alias(linked, record["device_id"], seq, "$create_alias", carried)
+        if user is not None:
+            self.users.add(user)
+            self._events_under(user, seq)
 
     def finish(self) -> None:
         """Apply an alias left pending at the end of the log."""
@@ -165,8 +183,8 @@ class PersonGraph:
             return
         self._new([user], seq, f"events under {user} create its person", identified=False)
 
-    def _alias(self, user: str, device: str, seq: int, what: str) -> None:
-        call = f"{what}({user} <- {device})"
+    def _alias(self, user: str, device: str, seq: int, what: str, origin: str = "") -> None:
+        call = f"{what}({user} <- {device}){origin}"
         if user == device:
             return
         for distinct_id in (user, device):

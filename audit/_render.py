@@ -42,7 +42,12 @@ STATE_STYLES: Final = {
     "aliased": "green",
     "reset": "cyan",
 }
-ALIAS_STYLES: Final = {"sent": "bold magenta", "undone": "red", "adopted": "magenta"}
+ALIAS_STYLES: Final = {
+    "sent": "bold magenta",
+    "undone": "red",
+    "adopted": "magenta",
+    "carried": "magenta",
+}
 
 _SEQ: Final = 6
 _AT: Final = 27
@@ -167,6 +172,9 @@ def timeline_row(step: Step) -> list[Part]:
     ]
     if step.alias is not None:
         parts += ["  ", (step.alias, ALIAS_STYLES[step.alias])]
+    kept = _kept(step)
+    if kept is not None:
+        parts += ["  ", (kept, "italic")]
     return _rstrip(parts)
 
 
@@ -177,7 +185,13 @@ def timeline_line(step: Step) -> str:
         f"{step.seq:>{_SEQ}}  {step.at:<{_AT}}  {step.kind:<{_KIND}}  {state:<{_STATE}}"
         f"  {step.device_id:<{_ID}}  {step.distinct_id:<{_ID}}"
     )
-    return line.rstrip() if step.alias is None else f"{line}  {step.alias}"
+    notes = [note for note in (step.alias, _kept(step)) if note is not None]
+    return "  ".join([line, *notes]) if notes else line.rstrip()
+
+
+def _kept(step: Step) -> str | None:
+    """What a heal row says about the damaged log it kept aside."""
+    return None if step.kept is None else f"kept {step.kept}"
 
 
 def _rstrip(parts: list[Part]) -> list[Part]:

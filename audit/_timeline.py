@@ -19,7 +19,8 @@ __all__ = ["Step", "Timeline", "alias_mark"]
 
 
 def alias_mark(record: Record) -> str | None:
-    """What a record did about an alias: ``sent``, ``undone``, ``adopted`` or ``None``."""
+    """What a record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried`` or
+    ``None``."""
     kind = record["kind"]
     if kind in ("response", "login"):
         return "sent" if record["alias"] else None
@@ -27,12 +28,14 @@ def alias_mark(record: Record) -> str | None:
         return "undone"
     if kind == "import" and record["aliased"]:
         return "adopted"
+    if kind == "heal" and record["linked_user"] is not None:
+        return "carried"
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One row of the timeline."""
+    """One row of the timeline. ``kept``: the damaged log a ``heal`` kept aside."""
 
     seq: int
     at: str
@@ -44,6 +47,7 @@ class Step:
     user_id: str | None
     distinct_id: str
     alias: str | None
+    kept: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The row as ``replay --json`` prints it."""
@@ -59,6 +63,7 @@ class Step:
             "user_id": self.user_id,
             "distinct_id": self.distinct_id,
             "alias": self.alias,
+            "kept": self.kept,
         }
 
 
@@ -99,4 +104,5 @@ class Timeline:
                 user_id=record.get("user_id"),
                 distinct_id=after.distinct_id,
                 alias=alias_mark(record),
+                kept=record.get("kept"),
             )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
-from idstitch.events import FORMAT_VERSION, LogDamagedError, Record, user_id_problem
+from idstitch.events import FORMAT_VERSION, KIND_VERSION, LogDamagedError, Record, user_id_problem
 from idstitch.machine import Identity, TransitionError, fold
 
 __all__ = ["INVARIANTS", "Verifier", "Violation", "damage_violation"]
@@ -84,28 +84,29 @@ def damage_violation(error: LogDamagedError, line: bytes) -> Violation:
 
     The reader's cause decides: ``newer-version`` is L8, and so is a ``bad-field``
     whose bad field is ``v`` itself (``line``, the damaged line, tells that from
-    other bad fields). Everything else, a torn tail and any line that is not a
-    JSON record included, is L1.
+    other bad fields): a version this build does not read, or one too old for
+    the record's kind (a ``heal`` claiming version 1). Everything else, a torn
+    tail and any line that is not a JSON record included, is L1.
     """
     where = f"at byte {error.offset}: "
     if error.cause == "newer-version":
         return Violation("L8", error.seq, error.offset, where + error.detail)
     if error.cause == "bad-field":
-        version = _other_version(line)
-        if version is not None:
-            detail = f"format version {version} is not one this build reads ({FORMAT_VERSION})"
+        detail = _version_problem(line)
+        if detail is not None:
             return Violation("L8", error.seq, error.offset, where + detail)
     return Violation(
         "L1", error.seq, error.offset, f"{where}{cause_name(error.cause)}: {error.detail}"
     )
 
 
-def _other_version(line: bytes) -> str | None:
-    """The ``v`` that ``line`` holds (shown), when it is not the current version; else ``None``.
+def _version_problem(line: bytes) -> str | None:
+    """What is wrong with the ``v`` that ``line`` holds, or ``None`` when it can be read.
 
-    The reader checks ``v`` before any other field, so a ``bad-field`` line whose
-    ``v`` is not the current version was refused for its ``v``. A line without
-    ``v`` is mis-shaped rather than of another version: ``None``.
+    The reader checks ``v`` (against the versions it reads, then against the
+    record's kind) before any other field, so a ``bad-field`` line whose ``v``
+    is wrong was refused for its ``v``. A line without ``v`` is mis-shaped
+    rather than of another version: ``None``.
     """
     try:
         value = orjson.loads(line)
@@ -114,16 +115,27 @@ def _other_version(line: bytes) -> str | None:
     if type(value) is not dict or "v" not in value:
         return None
     version = value["v"]
-    if type(version) is int and version == FORMAT_VERSION:
-        return None
-    return _show(version)
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        shown = _show(version)
+        return f"format version {shown} is not one this build reads (1 to {FORMAT_VERSION})"
+    kind = value.get("kind")
+    introduced = KIND_VERSION.get(kind, version) if isinstance(kind, str) else version
+    if version < introduced:
+        return (
+            f"format version {version} cannot hold a {kind} record "
+            f"(the kind exists from version {introduced} on)"
+        )
+    return None
 
 
 @dataclass(slots=True)
 class _Link:
+    """An alias of a device: sent by this log's record ``seq`` (``carried`` is ``None``), or
+    sent before it and carried in by an ``import`` or a ``heal`` (``carried`` says how)."""
+
     user: str
     seq: int
-    imported: bool
+    carried: str | None = None
 
 
 @dataclass(slots=True)
@@ -186,10 +198,10 @@ class Verifier:
             if new in self.seen or new == device:
                 flag("L5", f"logout rotates to device {new}, which the log had already seen")
         user = record.get("user_id")
-        if user is not None:
-            problem = user_id_problem(user)
+        for what, named in _users_named(record):
+            problem = user_id_problem(named)
             if problem is not None:
-                flag("L7", f"user id {_show(user)} is illegal: {problem}")
+                flag("L7", f"{what} {_show(named)} is illegal: {problem}")
         if kind in ("response", "login") and record["alias"]:
             if record["runtime"] == "ephemeral":
                 flag("L3", f"{kind} aliased {device} to {_show(user)} in an ephemeral runtime")
@@ -198,7 +210,10 @@ class Verifier:
             assert self._last_alias is not None
             self.links[self._last_alias].pop()
         elif kind == "import" and record["aliased"] and user is not None:
-            self.links[device] = [_Link(user, seq, imported=True)]
+            self.links[device] = [_Link(user, seq, "adopted as aliased to")]
+        elif kind == "heal" and record["linked_user"] is not None:
+            carried = "carried over a heal as aliased to"
+            self.links[device] = [_Link(record["linked_user"], seq, carried)]
         self._last_alias = device if kind in ("response", "login") and record["alias"] else None
         self._track_ids(record)
         return found
@@ -208,7 +223,7 @@ class Verifier:
         links = self.links.setdefault(device, [])
         if links:
             first = links[0]
-            how = "adopted as aliased to" if first.imported else "aliased to"
+            how = first.carried or "aliased to"
             found.append(
                 Violation(
                     "L4",
@@ -218,8 +233,8 @@ class Verifier:
                     f"already {how} {_show(first.user)} at seq {first.seq}",
                 )
             )
-        links.append(_Link(user, seq, imported=False))
-        standing = [link.seq for link in links if not link.imported]
+        links.append(_Link(user, seq))
+        standing = [link.seq for link in links if link.carried is None]
         if len(standing) > 1:
             seqs = ", ".join(str(s) for s in standing)
             self._pending = Violation(
@@ -250,9 +265,7 @@ class Verifier:
         kind = record["kind"]
         device = record["device_id"]
         self.seen.add(device)
-        user = record.get("user_id")
-        if user is not None:
-            self.seen.add(user)
+        self.seen.update(named for _, named in _users_named(record))
         if kind == "logout":
             self.seen.add(record["new_device_id"])
             self.device = record["new_device_id"]
@@ -261,6 +274,13 @@ class Verifier:
 
 
 _ORDER: Final = {rule: index for index, rule in enumerate(INVARIANTS)}
+
+
+def _users_named(record: Record) -> list[tuple[str, Any]]:
+    """(what, id) for each user id ``record`` names: its user, and whom a heal's device is
+    aliased to."""
+    named = [("user id", record.get("user_id")), ("linked user", record.get("linked_user"))]
+    return [(what, value) for what, value in named if value is not None]
 
 
 def _show(user: object) -> str:

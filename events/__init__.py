@@ -16,7 +16,15 @@ from ._errors import (
     TransitionError,
 )
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id, user_id_problem
-from ._kinds import FORMAT_VERSION, KIND_FIELDS, KINDS, RUNTIMES, ZERO_HASH, line_keys
+from ._kinds import (
+    FORMAT_VERSION,
+    KIND_FIELDS,
+    KIND_VERSION,
+    KINDS,
+    RUNTIMES,
+    ZERO_HASH,
+    line_keys,
+)
 from ._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
         Clear,
         EnqueueFailure,
         Genesis,
+        Heal,
         Import,
         Login,
         Logout,
@@ -52,6 +61,7 @@ __all__ = [
     "FORMAT_VERSION",
     "KINDS",
     "KIND_FIELDS",
+    "KIND_VERSION",
     "MAX_ID_LENGTH",
     "RUNTIMES",
     "START",
@@ -62,6 +72,7 @@ __all__ = [
     "Clear",
     "EnqueueFailure",
     "Genesis",
+    "Heal",
     "IdentityError",
     "IllegalUserIdError",
     "Import",
@@ -108,6 +119,7 @@ __getattr__ = lazy_exports(
             "Clear",
             "EnqueueFailure",
             "Genesis",
+            "Heal",
             "Import",
             "Login",
             "Logout",

@@ -16,12 +16,13 @@ on first use, never at import time.
 Theory of operation of the checked read (the replay hot path). The
 reader's loop parses each line, computes its hash link from a blake2b
 state copied rather than configured anew, and compares the record's whole
-shape at once (the tuple of its keys, the tuple of its value types). A
-line that passes those comparisons is sound by construction; a line that
-fails any of them goes to :func:`_check`, the one complete check, which
-names the first thing wrong in a fixed order (or finds the line fine after
-all: an older version, once upcast). So every verdict is :func:`_check`'s;
-the comparisons only decide when it is needed, and a sound line costs no
+shape at once (the tuple of its keys, the tuple of its value types, the
+``v`` its kind is written with). A line that passes those comparisons is
+sound by construction; a line that fails any of them goes to
+:func:`_check`, the one complete check, which names the first thing wrong
+in a fixed order (or finds the line fine after all: a version its kind is
+not written in, once upcast). So every verdict is :func:`_check`'s; the
+comparisons only decide when it is needed, and a sound line costs no
 function call of ours. The strict read runs the same loop with the pydantic
 models' compiled validator as the parser: it checks every value in the
 same call (exact types and far more) and returns the fields in the
@@ -39,7 +40,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Final, NamedTuple
 
 from ._errors import LogDamagedError, NewerFormatError
-from ._kinds import FORMAT_VERSION, KIND_FIELDS, ZERO_HASH, line_keys
+from ._kinds import FORMAT_VERSION, KIND_FIELDS, KIND_VERSION, ZERO_HASH, line_keys
 
 __all__ = [
     "START",
@@ -60,9 +61,17 @@ Record = dict[str, Any]
 #: An upcaster turns a record of version ``n`` into one of version ``n + 1``.
 Upcaster = Callable[[Record], Record]
 
-#: One function per version step, keyed by the version it upgrades from.
-#: Format 1 is the first version, so there is none yet.
-UPCASTERS: Final[dict[int, Upcaster]] = {}
+
+def _same_layout(record: Record) -> Record:
+    """Version 1 to 2: format 2 only added the ``heal`` kind, so a version-1 record is
+    already laid out as version 2 says. It keeps the ``v`` its line holds."""
+    return record
+
+
+#: One function per version step, keyed by the version it upgrades from. A step
+#: returns the record laid out as the next version; one that changes no layout
+#: returns it unchanged.
+UPCASTERS: Final[dict[int, Upcaster]] = {1: _same_layout}
 
 _H_KEY: Final = b',"h":"'
 # ',"h":"' + 32 hex digits + '"}' + newline
@@ -72,11 +81,13 @@ _SHAPES: Final = {
     kind: (line_keys(kind), (*_ENVELOPE_TYPES, *fields, ("h", (str,))))
     for kind, fields in KIND_FIELDS.items()
 }
-#: kind -> (its keys in order, the tuple of its values' usual types): one
-#: comparison each in the fast path. A value of another allowed type (an
-#: ``import`` with no user) is left to the complete check.
+#: kind -> (its keys in order, the tuple of its values' usual types, the ``v`` it
+#: is written with): one comparison each in the fast path. A value of another
+#: allowed type (an ``import`` with no user) or another version the kind may be
+#: read in is left to the complete check.
 _SIGNATURES: Final = {
-    kind: (keys, tuple(types[0] for _, types in typed)) for kind, (keys, typed) in _SHAPES.items()
+    kind: (keys, tuple(types[0] for _, types in typed), KIND_VERSION[kind])
+    for kind, (keys, typed) in _SHAPES.items()
 }
 
 
@@ -114,7 +125,7 @@ class _Tools:
     loads: Callable[[bytes], Any]
     dumps: Callable[[Any], bytes]
     link: Callable[[], Any]
-    signatures: dict[str, tuple[tuple[str, ...], tuple[type, ...]]]
+    signatures: dict[str, tuple[tuple[str, ...], tuple[type, ...], int]]
 
     @classmethod
     def bind(cls) -> type[_Tools]:
@@ -125,8 +136,8 @@ class _Tools:
 
             cls.loads, cls.dumps = orjson.loads, orjson.dumps
             cls.signatures = {
-                kind: (tuple(orjson.loads(orjson.dumps(dict.fromkeys(keys)))), types)
-                for kind, (keys, types) in _SIGNATURES.items()
+                kind: (tuple(orjson.loads(orjson.dumps(dict.fromkeys(keys)))), types, version)
+                for kind, (keys, types, version) in _SIGNATURES.items()
             }
             cls.link = hashlib.blake2b(digest_size=16).copy
         return cls
@@ -145,8 +156,10 @@ def encode_record(
 ) -> tuple[bytes, Record]:
     """The line (with its newline) and record that follow ``after``.
 
-    Only the shape is checked here (known kind, exactly its fields, values
-    JSON can hold); the caller validates values with
+    The line's ``v`` is the version the kind was introduced in
+    (:data:`~idstitch.events.KIND_VERSION`). Only the shape is checked here
+    (known kind, exactly its fields, values JSON can hold); the caller
+    validates values with
     :func:`idstitch.events.validate_record`. Raises ``ValueError``.
     """
     import orjson
@@ -156,7 +169,8 @@ def encode_record(
     names = [name for name, _ in KIND_FIELDS[kind]]
     if set(fields) != set(names):
         raise ValueError(f"a {kind} record has exactly the fields {names}, got {sorted(fields)}")
-    record: Record = {"v": FORMAT_VERSION, "seq": after.seq + 1, "at": at, "kind": kind}
+    version = KIND_VERSION[kind]
+    record: Record = {"v": version, "seq": after.seq + 1, "at": at, "kind": kind}
     for name in names:
         record[name] = fields[name]
     try:
@@ -176,11 +190,16 @@ def upcast(
 ) -> Record:
     """Bring an older ``record`` up to version ``target``, one step at a time.
 
-    Raises :class:`KeyError` when a step is missing (a version this build
-    never knew).
+    Each step (``steps[n]``) takes a record laid out as version ``n`` and
+    returns it laid out as version ``n + 1``; a step that changes no layout
+    returns the record as it is, ``v`` included (the version its line was
+    written in). Raises :class:`KeyError` when a step is missing (a version
+    this build never knew).
     """
-    while record["v"] < target:
-        record = steps[record["v"]](record)
+    version = record["v"]
+    while version < target:
+        record = steps[version](record)
+        version += 1
     return record
 
 
@@ -304,8 +323,10 @@ def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:
     if i >= 0 and n - i >= _H_TAIL_LEN:
         # Not a cut-off write: a whole record whose line end was overwritten.
         return _damage(seq, offset, "bad-json", 'bytes after the "h" field instead of a line end')
-    starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in range(1, FORMAT_VERSION + 1)]
-    # Written by this build or an older one (a log upgraded in place holds both).
+    # As written by this build or an older one: each kind with its own version, so v 1,
+    # or v 2 for a heal, the one kind format 2 added, which only ever starts a log.
+    versions = sorted(set(KIND_VERSION.values())) if seq == 1 else [1]
+    starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in versions]
     if not line.strip(b"\0") or any(line.startswith(s) or s.startswith(line) for s in starts):
         return _damage(
             seq, offset, "torn-tail", f"{n} bytes with no line end (a write was cut off)"
@@ -338,6 +359,7 @@ def _damage(seq: int, offset: int, cause: str, detail: str) -> LogDamagedError:
 
 
 def _older_or_newer(record: Record, seq: int, offset: int) -> Record:
+    """``record`` (whose ``v`` is not the newest) upcast, or the damage its ``v`` is."""
     v = record.get("v")
     if type(v) is not int:
         raise _damage(seq, offset, "bad-field", f"v is {v!r}, expected an integer")
@@ -350,11 +372,24 @@ def _older_or_newer(record: Record, seq: int, offset: int) -> Record:
             "upgrade idstitch to read it. Nothing was rewritten",
         )
     try:
-        return upcast(record)
+        record = upcast(record)
     except KeyError:
         raise _damage(
             seq, offset, "bad-field", f"format version {v} was never a version of this log"
         ) from None
+    # The version the (upcast) record still claims: a step that changed no layout
+    # leaves it as written, and a kind the format added later cannot be in it.
+    v, kind = record["v"], record.get("kind")
+    introduced = KIND_VERSION.get(kind, v) if isinstance(kind, str) else v
+    if v < introduced:
+        raise _damage(
+            seq,
+            offset,
+            "bad-field",
+            f"v is {v}, but {kind} records exist from format version {introduced} on: "
+            f"a version-{v} line cannot hold one",
+        )
+    return record
 
 
 class RecordReader:
@@ -384,7 +419,7 @@ class RecordReader:
 
     def _read(self) -> Iterator[Record]:
         tools = _Tools.bind()
-        link, signatures, h_key, version = tools.link, tools.signatures, _H_KEY, FORMAT_VERSION
+        link, signatures, h_key = tools.link, tools.signatures, _H_KEY
         parse: Callable[[bytes], Record] = tools.loads
         canonical: Callable[[Record], bytes] | None = None
         problem: Callable[[Record], str | None] | None = None
@@ -405,7 +440,7 @@ class RecordReader:
                 for line in stream:
                     try:
                         record = parse(line)
-                        keys, types = signatures[record["kind"]]
+                        keys, types, version = signatures[record["kind"]]
                         h = link()
                         h.update(prev)
                         h.update(line[:-41])
@@ -415,7 +450,7 @@ class RecordReader:
                             and line[-41:-35] == h_key
                             and line[-1] == 10  # a newline: the line is whole
                             and record["seq"] == seq + 1
-                            and record["v"] == version
+                            and record["v"] == version  # the kind's own: 1 for most
                             and (
                                 tuple(record) == keys and tuple(map(type, record.values())) == types
                                 if canonical is None

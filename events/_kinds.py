@@ -1,4 +1,4 @@
-"""The record kinds of log format 1, as plain data.
+"""The record kinds of the log format, as plain data.
 
 This module is the one place the line layout is declared: the checked
 reader, the writer and the pydantic models (whose field order a test
@@ -17,13 +17,15 @@ __all__ = [
     "FORMAT_VERSION",
     "KINDS",
     "KIND_FIELDS",
+    "KIND_VERSION",
     "RUNTIMES",
     "ZERO_HASH",
     "line_keys",
 ]
 
-#: The record format version this build writes and reads.
-FORMAT_VERSION: Final = 1
+#: The newest record format version this build reads. It reads every version
+#: from 1 up to this one; a line of a higher ``v`` is from a newer build (L8).
+FORMAT_VERSION: Final = 2
 
 #: The hash link of the record before the first one.
 ZERO_HASH: Final = "0" * 32
@@ -60,6 +62,30 @@ KIND_FIELDS: Final[dict[str, tuple[tuple[str, tuple[type, ...]], ...]]] = {
     "enqueue_failure": (("device_id", _STR), ("user_id", _STR), ("pid", _INT)),
     "clear": (("device_id", _STR), ("pid", _INT)),
     "logout": (("device_id", _STR), ("new_device_id", _STR), ("pid", _INT)),
+    "heal": (
+        ("device_id", _STR),
+        ("user_id", _OPT_STR),
+        ("linked_user", _OPT_STR),
+        ("kept", _STR),
+        ("pid", _INT),
+    ),
+}
+
+#: kind -> the format version it was introduced in: the ``v`` its lines are written
+#: with. A kind added after the first release is written with a higher ``v``, so that
+#: an older build reads it as newer (L8) and leaves the log alone instead of healing
+#: it as damage. A line claiming a lower ``v`` than its kind's cannot hold that kind:
+#: it is damage (``bad-field``). A higher one, up to :data:`FORMAT_VERSION`, is read:
+#: a format step that changes no layout leaves the older kinds' lines as they were.
+KIND_VERSION: Final[dict[str, int]] = {
+    "genesis": 1,
+    "import": 1,
+    "response": 1,
+    "login": 1,
+    "enqueue_failure": 1,
+    "clear": 1,
+    "logout": 1,
+    "heal": 2,
 }
 
 #: Every record kind, in the order the format lists them.

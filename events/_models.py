@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import SchemaValidator, core_schema
 
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id
-from ._kinds import FORMAT_VERSION
+from ._kinds import FORMAT_VERSION, KIND_VERSION
 
 __all__ = [
     "MODELS",
@@ -30,6 +30,7 @@ __all__ = [
     "Clear",
     "EnqueueFailure",
     "Genesis",
+    "Heal",
     "Import",
     "Login",
     "Logout",
@@ -79,12 +80,26 @@ def _exact_int(value: object) -> object:
     return value
 
 
+def _file_name(value: str) -> str:
+    if not value or "/" in value or "\0" in value or value in {".", ".."}:
+        raise ValueError("must be the name of a file in the state dir: not empty, no '/' or NUL")
+    return value
+
+
+#: The name of a file beside the log (no directory part).
+FileName = Annotated[str, AfterValidator(_file_name)]
+
+
 class RecordModel(BaseModel):
-    """Fields every record has. ``h`` is declared by each kind so it stays last."""
+    """Fields every record has. ``h`` is declared by each kind so it stays last.
+
+    ``v`` is any version from the one the kind was introduced in (1 for the
+    kinds declared here; a later kind narrows it) to :data:`FORMAT_VERSION`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    v: Annotated[Literal[1], BeforeValidator(_exact_int)]
+    v: Annotated[Literal[1, 2], BeforeValidator(_exact_int)]
     seq: Annotated[int, Field(ge=1)]
     at: Annotated[str, Field(pattern=_AT_PATTERN)]
 
@@ -164,8 +179,21 @@ class Logout(RecordModel):
     h: Hash
 
 
+class Heal(RecordModel):
+    """A damaged log was kept aside; this new log starts from the identity it could trust."""
+
+    v: Annotated[Literal[2], BeforeValidator(_exact_int)]
+    kind: Literal["heal"]
+    device_id: DeviceId
+    user_id: UserId | None
+    linked_user: UserId | None
+    kept: FileName
+    pid: Pid
+    h: Hash
+
+
 AnyRecordModel = Annotated[
-    Genesis | Import | Response | Login | EnqueueFailure | Clear | Logout,
+    Genesis | Import | Response | Login | EnqueueFailure | Clear | Logout | Heal,
     Field(discriminator="kind"),
 ]
 
@@ -210,7 +238,10 @@ validate_python: Callable[[dict[str, Any]], dict[str, Any]] = _DICT_VALIDATOR.va
 #: (not necessarily the line's), raises ``ValidationError`` (a ``ValueError``).
 parse_fields: Callable[[bytes], dict[str, Any]] = _DICT_VALIDATOR.validate_json
 
-assert FORMAT_VERSION == 1, "the models describe format 1"
+# Each model's ``v`` takes every version its kind is read in, and no other.
+assert {kind: get_args(model.model_fields["v"].annotation) for kind, model in MODELS.items()} == {
+    kind: tuple(range(KIND_VERSION[kind], FORMAT_VERSION + 1)) for kind in MODELS
+}, "the models describe format 2"
 
 
 def parse_record(data: dict[str, Any] | bytes) -> AnyRecordModel:

@@ -9,7 +9,7 @@ the same way when deciding and when replaying.
 
 from __future__ import annotations
 
-from ._table import INITIAL, USER_EVENTS, State, compiled_table
+from ._table import INITIAL, USER_EVENTS, State, carried_guard, compiled_table
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -91,16 +91,21 @@ def decide(
     device_id: str | None = None,
     aliased: bool = False,
     may_alias: bool = True,
+    linked_user: str | None = None,
+    kept: str | None = None,
 ) -> Decision | None:
     """What ``event`` does to ``identity``; ``None`` when it changes nothing.
 
-    ``user_id`` goes with ``response``, ``login`` and ``import``;
-    ``device_id`` is the device to mint with ``genesis`` and ``import``
-    and the new device with ``logout``; ``aliased`` goes with ``import``;
+    ``user_id`` goes with ``response``, ``login``, ``import`` and ``heal``;
+    ``device_id`` is the device to mint with ``genesis``, the device to
+    carry on with ``import`` and ``heal``, and the new device with
+    ``logout``; ``aliased`` goes with ``import``; ``linked_user`` (whom the
+    device was already aliased to, ``None``: never aliased) and ``kept``
+    (the name of the damaged log kept aside) go with ``heal``;
     ``may_alias=False`` stamps a user event that would otherwise alias.
     Raises :class:`TransitionError` for an event the table does not allow
-    (for example ``enqueue_failure`` with no alias to undo); nothing is
-    decided then.
+    (for example ``enqueue_failure`` with no alias to undo, or ``heal`` on
+    a log that has records); nothing is decided then.
     """
     if identity is None:
         if event == "genesis":
@@ -110,10 +115,22 @@ def decide(
             )
         if event == "import":
             assert device_id is not None
-            guard = "no_user" if user_id is None else "with_user" if aliased else "unlinked_user"
+            guard = carried_guard(user_id, linked=aliased)
             adopted = {"device_id": device_id, "user_id": user_id, "aliased": aliased}
             return Decision("import", adopted, _row(None, event, guard))
-        _row(None, event, None)  # raises TransitionError: only genesis and import start a log
+        if event == "heal":
+            assert device_id is not None
+            assert kept is not None
+            guard = carried_guard(user_id, linked=user_id == linked_user)
+            carried = {
+                "device_id": device_id,
+                "user_id": user_id,
+                "linked_user": linked_user,
+                "kept": kept,
+                "pid": pid,
+            }
+            return Decision("heal", carried, _row(None, event, guard))
+        _row(None, event, None)  # raises TransitionError: only genesis, import, heal start a log
         raise AssertionError("unreachable")
     if event in USER_EVENTS:
         assert user_id is not None
@@ -144,5 +161,5 @@ def decide(
         assert identity.user_id is not None
         fields = {"device_id": identity.device_id, "user_id": identity.user_id, "pid": pid}
         return Decision(event, fields, row)
-    _row(identity, event, None)  # raises TransitionError: genesis or import twice, unknown events
+    _row(identity, event, None)  # raises TransitionError: a second start of a log, unknown events
     raise AssertionError("unreachable")

@@ -9,7 +9,7 @@ state of the last good record.
 
 from __future__ import annotations
 
-from ._table import INITIAL, State, compiled_table
+from ._table import INITIAL, State, carried_guard, compiled_table
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -128,8 +128,9 @@ class ReplayResult:
     """What a log folds into. Fields are ``None`` for an empty log.
 
     ``aliases`` maps every device id that was aliased (and not undone) to
-    its user; ``error`` is ``None`` or the damage or impossible transition
-    that stopped the fold (then the rest describes the last good record).
+    its user, an alias a ``heal`` or an ``import`` carries over included;
+    ``error`` is ``None`` or the damage or impossible transition that
+    stopped the fold (then the rest describes the last good record).
     """
 
     __slots__ = ("aliases", "error", "identity", "last_seq")
@@ -213,10 +214,10 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
             elif kind == "enqueue_failure":
                 guard = None if undo is None else "was_" + undo[0]
             elif kind == "import":
-                if record["user_id"] is None:
-                    guard = "no_user"
-                else:
-                    guard = "with_user" if record["aliased"] else "unlinked_user"
+                guard = carried_guard(record["user_id"], linked=record["aliased"])
+            elif kind == "heal":
+                new_user = record["user_id"]
+                guard = carried_guard(new_user, linked=new_user == record["linked_user"])
             else:
                 guard = None
             try:
@@ -246,6 +247,10 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
                     device, user, linked = record["new_device_id"], None, None
                 elif kind == "clear":
                     user = None
+                elif kind == "heal":  # the alias it carries was sent before the heal
+                    device, user, linked = record["device_id"], new_user, record["linked_user"]
+                    if linked is not None:
+                        aliases[device] = linked
                 else:  # genesis, import
                     device, user, linked = record["device_id"], record.get("user_id"), None
                     if row.target is State.ALIASED:

@@ -25,10 +25,20 @@ outside the state (the runtime, whom the device is already aliased to):
 An ``enqueue_failure`` undoes the alias just recorded (R9): its guard is
 the state the alias left (``was_anonymous``, ``was_reset``, ``was_stamped``),
 a shallow history transition. The pseudo-state ``initial`` is the empty log.
+
+Three events start a log, and only a log: ``genesis`` (a new device),
+``import`` (another tool's state file taken over) and ``heal`` (a damaged
+log kept aside, the identity it could trust carried into a new one). The
+last two share their guards, computed from the user they carry and whom
+the device is already aliased to: ``no_user`` (anonymous), ``with_user``
+(the user is the one the device is aliased to: aliased) and
+``unlinked_user`` (any other user: stamped). Neither sends an alias: an
+alias they carry was sent before.
 """
 
 from __future__ import annotations
 
+from idstitch.events._kinds import KINDS
 from idstitch.events._names import Names
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost
@@ -44,6 +54,7 @@ __all__ = [
     "USER_GUARDS",
     "State",
     "Transition",
+    "carried_guard",
     "compiled_table",
 ]
 
@@ -65,7 +76,7 @@ class State(Names):
 INITIAL: Final = "initial"
 
 #: Every event, named as the record kind that carries it.
-EVENTS: Final = ("genesis", "import", "response", "login", "enqueue_failure", "clear", "logout")
+EVENTS: Final = KINDS
 
 #: The events that carry an authenticated user id.
 USER_EVENTS: Final = ("response", "login")
@@ -108,6 +119,16 @@ class Transition:
         return (self.source, self.event, self.guard, self.target, self.alias)
 
 
+def carried_guard(user_id: str | None, *, linked: bool) -> str:
+    """The guard of an ``import`` or a ``heal``: ``no_user``, ``with_user`` or ``unlinked_user``.
+
+    ``linked``: the device is already aliased to ``user_id``.
+    """
+    if user_id is None:
+        return "no_user"
+    return "with_user" if linked else "unlinked_user"
+
+
 def _user_event_rows(event: str) -> list[Transition]:
     rows = []
     for source in State:
@@ -124,6 +145,9 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(INITIAL, "import", "no_user", State.ANONYMOUS, False, "adopt a foreign state file"),
     Transition(INITIAL, "import", "with_user", State.ALIASED, False, "adopt an aliased device"),
     Transition(INITIAL, "import", "unlinked_user", State.STAMPED, False, "adopt a known user"),
+    Transition(INITIAL, "heal", "no_user", State.ANONYMOUS, False, "carry a device over a heal"),
+    Transition(INITIAL, "heal", "with_user", State.ALIASED, False, "carry its alias over a heal"),
+    Transition(INITIAL, "heal", "unlinked_user", State.STAMPED, False, "carry a user over a heal"),
     *_user_event_rows("response"),
     *_user_event_rows("login"),
     Transition(State.ALIASED, "enqueue_failure", "was_anonymous", State.ANONYMOUS, False, "R9"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 from idstitch.events import (
@@ -21,6 +21,9 @@ from idstitch.events import (
 )
 from idstitch.store import MemoryLog
 
+if TYPE_CHECKING:
+    from idstitch.machine import Identity
+
 __all__ = [
     "AT",
     "BuiltLog",
@@ -28,6 +31,7 @@ __all__ = [
     "build_log",
     "checkpoint_after",
     "drain",
+    "drive_life",
     "first_untrusted",
     "forge_line",
     "read_all",
@@ -150,3 +154,49 @@ def forge_line(record: Mapping[str, object], prev_h: str) -> bytes:
     body = orjson.dumps(dict(record))
     h = body_hash(prev_h, body)
     return body[:-1] + b',"h":"' + h.encode("ascii") + b'"}\n'
+
+
+def drive_life(
+    opening: tuple[str, Mapping[str, object], str],
+    steps: Iterable[tuple[str, str | None, str]],
+) -> tuple[MemoryLog, Identity, list[str]]:
+    """Open a log with ``opening``, then decide, append and fold each ``(event, user, runtime)``.
+
+    Steps the machine refuses (an ``enqueue_failure`` with no alias to undo)
+    or that change nothing append nothing. Returns the log, the identity
+    folded record by record, and the devices whose alias was sent and stands.
+    A logout rotates to a device named ``minted-device-N``.
+    """
+    from idstitch.events import TransitionError
+    from idstitch.machine import fold
+    from idstitch.machine._decide import decide
+
+    kind, fields, at = opening
+    log = MemoryLog()
+    identity = fold([log.append(kind, fields, at=at)]).identity
+    assert identity is not None
+    sent: list[str] = []
+    for number, (event, user, runtime) in enumerate(steps):
+        try:
+            decision = decide(
+                identity,
+                event,
+                runtime=runtime,
+                pid=number,
+                user_id=user,
+                device_id=f"minted-device-{number}",
+            )
+        except TransitionError:
+            continue
+        if decision is None:
+            continue
+        record = log.append(decision.kind, decision.fields, at=at)
+        after = fold([record], identity)
+        assert after.error is None, after.error
+        assert after.identity is not None
+        if decision.alias:
+            sent.append(identity.device_id)
+        elif decision.kind == "enqueue_failure":
+            sent.pop()
+        identity = after.identity
+    return log, identity, sent

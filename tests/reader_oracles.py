@@ -63,9 +63,13 @@ def check_log_bytes(data: bytes) -> None:
     rest = data[end:]
     if error is not None and b"\n" not in rest and (b'"h":"' not in rest):
         # An unended last line is torn exactly when a crash can explain it: the start of
-        # the next record as written ({"v":1,"seq":N,), or a prefix of that, or NULs.
-        start = b'{"v":1,"seq":%d,' % (len(records) + 1)
-        crash = rest.startswith(start) or start.startswith(rest) or not rest.strip(b"\0")
+        # the next record as written ({"v":1,"seq":N,, or {"v":2,"seq":1, for a heal, which
+        # only starts a log), or a prefix of that, or NULs.
+        seq = len(records) + 1
+        starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in ((1, 2) if seq == 1 else (1,))]
+        crash = not rest.strip(b"\0") or any(
+            rest.startswith(start) or start.startswith(rest) for start in starts
+        )
         assert (error.cause == "torn-tail") == crash, (error, rest[:60])
 
     strict, _ = _read(data, strict=True)

@@ -22,7 +22,9 @@ __all__ = [
     "ILLEGAL_ANY_CASE",
     "ILLEGAL_EXACT",
     "KIND_STRATEGIES",
+    "OPENING_KINDS",
     "RUNTIMES",
+    "LifeStep",
     "RecordSpec",
     "any_case",
     "blank_ids",
@@ -32,7 +34,10 @@ __all__ = [
     "examples",
     "fields_for",
     "illegal_user_ids",
+    "kept_names",
     "legal_user_ids",
+    "life_steps",
+    "log_openings",
     "overlong_ids",
     "pids",
     "placeholder_ids",
@@ -219,6 +224,15 @@ def _optional_user_ids() -> st.SearchStrategy[str | None]:
     return st.one_of(st.none(), legal_user_ids())
 
 
+def kept_names() -> st.SearchStrategy[str]:
+    """Names of a damaged log kept aside: a file name, with no ``/`` or NUL, not ``.`` or ``..``."""
+    chars = st.characters(codec="utf-8", exclude_characters="/\0")  # utf-8: no surrogates
+    return st.one_of(
+        st.integers(1, 10**6).map(lambda n: f"identity.jsonl.damaged-{n}"),
+        st.text(chars, min_size=1, max_size=40).filter(lambda s: s not in {".", ".."}),
+    )
+
+
 def _runtimes() -> st.SearchStrategy[str]:
     return st.sampled_from(RUNTIMES)
 
@@ -252,6 +266,13 @@ FIELD_STRATEGIES: dict[str, tuple[tuple[str, st.SearchStrategy[object]], ...]] =
     ),
     "clear": (("device_id", device_ids()), ("pid", pids())),
     "logout": (("device_id", device_ids()), ("new_device_id", device_ids()), ("pid", pids())),
+    "heal": (
+        ("device_id", device_ids()),
+        ("user_id", _optional_user_ids()),
+        ("linked_user", _optional_user_ids()),
+        ("kept", kept_names()),
+        ("pid", pids()),
+    ),
 }
 
 
@@ -264,10 +285,18 @@ def _fields(
     )
 
 
-#: kind -> the strategy of its valid fields (a dict in the format's key order).
+#: kind -> the strategy of its valid fields (a dict in the format's key order). A
+#: heal's user and linked user are drawn related (equal half the time), so every
+#: guard of its row is drawn.
 KIND_STRATEGIES: dict[str, st.SearchStrategy[dict[str, object]]] = {
     kind: _fields(pairs) for kind, pairs in FIELD_STRATEGIES.items()
 }
+KIND_STRATEGIES["heal"] = st.tuples(KIND_STRATEGIES["heal"], st.booleans()).map(
+    lambda t: {**t[0], "linked_user": t[0]["user_id"]} if t[1] else t[0]
+)
+
+#: The kinds that start a log.
+OPENING_KINDS: tuple[str, ...] = ("genesis", "import", "heal")
 
 
 def fields_for(kind: str) -> st.SearchStrategy[dict[str, object]]:
@@ -283,8 +312,37 @@ def record_specs(kinds: st.SearchStrategy[str] | None = None) -> st.SearchStrate
     )
 
 
+def log_openings() -> st.SearchStrategy[RecordSpec]:
+    """The first record of a log: a genesis, an import or a heal."""
+    return record_specs(st.sampled_from(OPENING_KINDS))
+
+
 def record_sequences(
     *, min_size: int = 1, max_size: int = 6
 ) -> st.SearchStrategy[list[RecordSpec]]:
-    """A list of valid records to append in order (field values, not identity semantics)."""
-    return st.lists(record_specs(), min_size=min_size, max_size=max_size)
+    """A list of valid records to append in order (field values, not identity semantics).
+
+    Half the lists start as a log does (a genesis, an import or a heal).
+    """
+    rest = st.lists(record_specs(), min_size=max(min_size - 1, 0), max_size=max_size - 1)
+    anything = st.lists(record_specs(), min_size=min_size, max_size=max_size)
+    opened = st.tuples(log_openings(), rest).map(lambda t: [t[0], *t[1]])
+    return st.one_of(anything, opened) if max_size >= 1 else anything
+
+
+#: One event of a life: ``(event, user or None, runtime)``.
+LifeStep = tuple[str, str | None, str]
+
+
+def life_steps(*, max_size: int = 12) -> st.SearchStrategy[list[LifeStep]]:
+    """Events to drive through the machine after a log's first record, users from a small pool
+    so that the same user comes back (the ``linked`` guard) and another one arrives (``other``)."""
+    user_event = st.tuples(
+        st.sampled_from(["response", "login"]),
+        st.sampled_from(["user-a", "user-b", "user-c"]),
+        st.sampled_from(RUNTIMES),
+    )
+    plain = st.tuples(
+        st.sampled_from(["clear", "logout", "enqueue_failure"]), st.none(), st.just("persistent")
+    )
+    return st.lists(st.one_of(user_event, plain), max_size=max_size)

@@ -14,6 +14,7 @@ from test_audit_support import (
     clear,
     enqueue_failure,
     genesis,
+    healed,
     idstitch,
     imported,
     json_lines,
@@ -177,6 +178,35 @@ def test_an_adopted_alias_counts_as_a_merge_already_made(tmp_path: Path) -> None
     objects = json_lines(idstitch("persons", "--json", str(log)).stdout)
     code = idstitch("persons", str(log)).code
     assert expected == (code, objects[0]["distinct_ids"], objects[0]["history"][0]["note"])
+
+
+def test_a_heal_carries_its_devices_merge_into_the_person_graph(tmp_path: Path) -> None:
+    """A heal with a linked user stands for the alias the kept log recorded: its merge is in the
+    graph, marked as carried over by the heal, and the user the heal stamps gets a person too."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [healed(D1, "user-b", "user-a"), stamp("user-b")])
+    carried = (
+        f"$create_alias(user-a <- {D1}) carried over by a heal (sent before it; kept in "
+        "identity.jsonl.damaged-1): neither had a person: new person"
+    )
+    expected = [
+        person(1, ["user-a", D1], ["user-a"], [(1, carried)]),
+        person(2, ["user-b"], ["user-b"], [(1, "events under user-b create its person")],
+               identified=False),
+        summary(2, [], 0, 0),
+    ]  # fmt: skip
+    result = idstitch("persons", "--json", str(log))
+    assert (0, expected) == (result.code, json_lines(result.stdout))
+
+
+def test_a_realias_after_a_heal_joins_the_carried_person(tmp_path: Path) -> None:
+    """An alias of a device a heal carried over as aliased puts two users in one person."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [healed(D1, None, "user-a"), alias("user-b")])
+    result = idstitch("persons", "--json", str(log))
+    objects = json_lines(result.stdout)
+    expected = (1, ["user-a", D1, "user-b"], [1])
+    assert expected == (result.code, objects[0]["distinct_ids"], objects[-1]["flagged"])
 
 
 def test_persons_on_a_damaged_log_models_what_came_before_and_exits_1(tmp_path: Path) -> None:

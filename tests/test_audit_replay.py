@@ -23,6 +23,7 @@ from test_audit_support import (
     damage_of,
     enqueue_failure,
     genesis,
+    healed,
     idstitch,
     json_lines,
     logout,
@@ -60,6 +61,7 @@ def row(
     at: str,
     user: str | None = None,
     alias_mark: str | None = None,
+    kept: str | None = None,
 ) -> dict[str, Any]:
     """One expected ``replay --json`` row; ``states`` are before/after, ``ids`` device/distinct."""
     (before, after), (device, distinct) = states, ids
@@ -75,6 +77,7 @@ def row(
         "user_id": user,
         "distinct_id": distinct,
         "alias": alias_mark,
+        "kept": kept,
     }
 
 
@@ -83,6 +86,63 @@ def test_replay_prints_the_timeline_and_the_final_identity(tmp_path: Path) -> No
     log = tmp_path / "identity.jsonl"
     write_log(log, [genesis(), alias("user-a"), logout(D1, D2), alias("user-a", D2, kind="login")])
     assert (0, GOLDEN, "") == idstitch("replay", str(log))
+
+
+HEALED = f"""\
+   seq  at                           kind             state                  device                                distinct id                           alias
+     1  2026-11-27T17:00:00.000000Z  heal             initial → anonymous    {D1}  {D1}  carried  kept identity.jsonl.damaged-1
+     2  2026-11-27T17:00:01.000000Z  response         anonymous → aliased    {D1}  user-a
+     3  2026-11-27T17:00:02.000000Z  login            aliased → stamped      {D1}  user-b
+final identity
+  state        stamped
+  device id    {D1}
+  user id      user-b
+  distinct id  user-b
+  linked to    user-a
+  last seq     3
+  records      3
+  aliased      1 device
+"""  # noqa: E501 - the timeline is wide by design
+
+#: A log opened by a heal that carried an alias to user-a; user-a comes back, then user-b.
+HEALED_LOG = [healed(D1, None, "user-a"), stamp("user-a"), stamp("user-b", kind="login")]
+
+
+def test_replay_shows_a_heal_row_with_the_file_it_kept(tmp_path: Path) -> None:
+    """A heal row: the state it starts in, its device, the distinct id, carried, the kept file."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, HEALED_LOG)
+    assert (0, HEALED, "") == idstitch("replay", str(log))
+
+
+def test_replay_json_shows_a_heal_row_with_the_file_it_kept(tmp_path: Path) -> None:
+    """--json: the heal row names the kept file (null on other rows); its carried alias stands."""
+    log = tmp_path / "identity.jsonl"
+    data = write_log(log, HEALED_LOG)
+    offsets = [0, data.index(b"\n") + 1, data.index(b"\n", data.index(b"\n") + 1) + 1]
+    at = [f"2026-11-27T17:00:0{n}.000000Z" for n in range(3)]
+    expected = [
+        row(1, "heal", ("initial", "anonymous"), (D1, D1), offset=0, at=at[0],
+            alias_mark="carried", kept="identity.jsonl.damaged-1"),
+        row(2, "response", ("anonymous", "aliased"), (D1, "user-a"), offset=offsets[1], at=at[1],
+            user="user-a"),
+        row(3, "login", ("aliased", "stamped"), (D1, "user-b"), offset=offsets[2], at=at[2],
+            user="user-b"),
+        {
+            "type": "identity",
+            "state": "stamped",
+            "device_id": D1,
+            "user_id": "user-b",
+            "distinct_id": "user-b",
+            "linked_user": "user-a",
+            "last_seq": 3,
+            "records": 3,
+            "aliases": {D1: "user-a"},
+            "complete": True,
+        },
+    ]  # fmt: skip
+    result = idstitch("replay", "--json", str(log))
+    assert (0, expected, "") == (result.code, json_lines(result.stdout), result.stderr)
 
 
 def test_replay_json_follows_a_log_the_library_wrote(tmp_path: Path) -> None:
@@ -150,7 +210,7 @@ def _bad_field(log: Path) -> bytes:
 
 
 def _newer_version(log: Path) -> bytes:
-    extra = {"v": 2, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
+    extra = {"v": 3, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
              "device_id": D1, "pid": 7, "reason": "token expired"}  # fmt: skip
     return write_lines(log, [genesis(), alias("user-a")], extra)
 
@@ -436,3 +496,12 @@ def test_on_a_terminal_the_timeline_is_the_same_text_in_colour(tmp_path: Path) -
     text = terminal.decode().replace("\r\n", "\n")
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     assert (0, True, GOLDEN, b"") == (code, "\x1b[32maliased\x1b[0m" in text, plain, stderr)
+
+
+def test_on_a_terminal_a_heal_row_is_the_same_text_in_colour(tmp_path: Path) -> None:
+    """stdout a terminal: the heal row's marks are styled; without escapes the text is the same."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, HEALED_LOG)
+    code, terminal, stderr = on_terminal(["replay", str(log)], "stdout", {})
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.decode().replace("\r\n", "\n"))
+    assert (0, HEALED, b"") == (code, plain, stderr)

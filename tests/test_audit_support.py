@@ -32,6 +32,7 @@ __all__ = [
     "damage_of",
     "enqueue_failure",
     "genesis",
+    "healed",
     "idstitch",
     "imported",
     "json_lines",
@@ -124,6 +125,18 @@ def logout(device: str, new_device: str) -> Spec:
 def imported(device: str, user: str | None, *, aliased: bool) -> Spec:
     """An import of a foreign state file."""
     return ("import", {"device_id": device, "user_id": user, "aliased": aliased})
+
+
+def healed(
+    device: str = D1,
+    user: str | None = None,
+    linked: str | None = None,
+    *,
+    kept: str = "identity.jsonl.damaged-1",
+) -> Spec:
+    """A heal: ``device`` carried into a new log, with its user and whom it was aliased to."""
+    fields = {"device_id": device, "user_id": user, "linked_user": linked, "kept": kept}
+    return ("heal", {**fields, "pid": 7})
 
 
 def write_log(path: Path, specs: Sequence[Spec], *, skip_seq_after: int | None = None) -> bytes:

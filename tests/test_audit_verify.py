@@ -22,6 +22,7 @@ from test_audit_support import (
     damage_of,
     enqueue_failure,
     genesis,
+    healed,
     idstitch,
     imported,
     json_lines,
@@ -119,6 +120,28 @@ CASES: dict[str, tuple[list[Spec], list[tuple[str, int, str]]]] = {
             ("T", 2, ("response [first] is not a transition from state initial; "
                      "the record is skipped")),
             ("T", 3, ("enqueue_failure is not a transition from state initial; "
+                     "the record is skipped")),
+        ],
+    ),
+    "re-alias of a device a heal carried over as aliased": (
+        [healed(D1, None, "user-a"), alias("user-b")],
+        [
+            ("L4", 2, (f"response aliases device {D1} to 'user-b', but it was already carried "
+                      "over a heal as aliased to 'user-a' at seq 1")),
+        ],
+    ),
+    "an illegal linked user in a heal": (
+        [healed(D1, "user-a", "undefined"), clear()],
+        [("L7", 1, f"linked user 'undefined' is illegal: {PLACEHOLDER}")],
+    ),
+    "logout rotates to a heal's linked user": (
+        [healed(D1, None, "user-a"), logout(D1, "user-a")],
+        [("L5", 2, "logout rotates to device user-a, which the log had already seen")],
+    ),
+    "a heal anywhere but first": (
+        [genesis(), healed(D1, "user-a", "user-a")],
+        [
+            ("T", 2, ("heal [with_user] is not a transition from state anonymous; "
                      "the record is skipped")),
         ],
     ),
@@ -228,7 +251,7 @@ def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
     assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None])
 def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: object) -> None:
     """A newer, never existing or mistyped format version is L8, and the check stops there."""
     log = tmp_path / "identity.jsonl"
@@ -236,18 +259,44 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: obj
              "device_id": D1, "pid": 7}  # fmt: skip
     data = write_lines(log, [genesis()], extra)
     offset = _offset_of(data, 2)
-    if version == 2:
+    if version == 3:
         detail = (
-            "format version 2 is newer than this build reads (1); upgrade idstitch to read it. "
+            "format version 3 is newer than this build reads (2); upgrade idstitch to read it. "
             "Nothing was rewritten"
         )
     else:
-        detail = f"format version {version!r} is not one this build reads (1)"
+        detail = f"format version {version!r} is not one this build reads (1 to 2)"
     result = idstitch("verify", "--json", str(log))
     assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
         result.code,
         violations(json_lines(result.stdout)),
     )
+
+
+def test_a_heal_claiming_version_1_breaks_l8(tmp_path: Path) -> None:
+    """heal exists from format 2 on: a v 1 heal is L8 (its v is wrong for its kind); check stops."""
+    log = tmp_path / "identity.jsonl"
+    _, fields = healed(D1, "user-a", "user-a")
+    extra = {"v": 1, "seq": 1, "at": "2026-11-27T17:00:00.000000Z", "kind": "heal", **fields}
+    write_lines(log, [], extra)
+    detail = "format version 1 cannot hold a heal record (the kind exists from version 2 on)"
+    result = idstitch("verify", "--json", str(log))
+    objects = json_lines(result.stdout)
+    assert (1, [("L8", 1, f"at byte 0: {detail}")], 0) == (
+        result.code,
+        violations(objects),
+        objects[-1]["records"],
+    )
+
+
+def test_a_version_2_record_of_a_first_release_kind_verifies(tmp_path: Path) -> None:
+    """A v 2 clear is a version this build reads: no L8, nothing else wrong."""
+    log = tmp_path / "identity.jsonl"
+    extra = {"v": 2, "seq": 2, "at": "2026-11-27T17:00:01.000000Z", "kind": "clear",
+             "device_id": D1, "pid": 7}  # fmt: skip
+    write_lines(log, [genesis()], extra)
+    result = idstitch("verify", "--json", str(log))
+    assert (0, []) == (result.code, violations(json_lines(result.stdout)))
 
 
 def _hash_valid_line(body: bytes, prev_h: str) -> bytes:

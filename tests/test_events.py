@@ -27,12 +27,14 @@ from hypothesis import strategies as st
 from idstitch.events import (
     FORMAT_VERSION,
     KIND_FIELDS,
+    KIND_VERSION,
     KINDS,
     START,
     UPCASTERS,
     ZERO_HASH,
     Checkpoint,
     Clear,
+    Heal,
     IdentityError,
     IllegalUserIdError,
     LogDamagedError,
@@ -97,6 +99,13 @@ VALID_FIELDS: dict[str, dict[str, object]] = {
     "enqueue_failure": {"device_id": "d-1", "user_id": "u-1", "pid": 7},
     "clear": {"device_id": "d-1", "pid": 7},
     "logout": {"device_id": "d-1", "new_device_id": "d-2", "pid": 7},
+    "heal": {
+        "device_id": "d-1",
+        "user_id": "u-1",
+        "linked_user": "u-1",
+        "kept": "identity.jsonl.damaged-1",
+        "pid": 7,
+    },
 }
 
 
@@ -109,10 +118,34 @@ def valid_record(kind: str) -> Record:
 
 
 def test_kinds_are_the_formats_kinds_in_order() -> None:
-    """The codec knows exactly the seven kinds of log format 1, in the spec's order."""
-    expected = ("genesis", "import", "response", "login", "enqueue_failure", "clear", "logout")
+    """The codec knows exactly the eight kinds of log format 2, in the spec's order."""
+    expected = (
+        "genesis",
+        "import",
+        "response",
+        "login",
+        "enqueue_failure",
+        "clear",
+        "logout",
+        "heal",
+    )
     assert expected == KINDS
     assert set(expected) == set(MODELS) == set(KIND_STRATEGIES) == set(VALID_FIELDS)
+
+
+def test_each_kind_is_written_with_the_version_it_was_introduced_in() -> None:
+    """heal (added in format 2) is written with v 2, the first release's kinds with v 1."""
+    expected = dict.fromkeys(KINDS, 1) | {"heal": 2}
+    assert (2, expected) == (FORMAT_VERSION, KIND_VERSION)
+    assert expected == {kind: valid_record(kind)["v"] for kind in KINDS}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_model_takes_every_version_its_kind_is_read_in(kind: str) -> None:
+    """A model's v accepts the versions from its kind's own to the newest, and no other."""
+    versions = range(FORMAT_VERSION + 2)
+    accepted = [v for v in versions if record_problem({**valid_record(kind), "v": v}) is None]
+    assert list(range(KIND_VERSION[kind], FORMAT_VERSION + 1)) == accepted
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -149,7 +182,8 @@ def test_every_kind_round_trips(kind: str, data: st.DataObject) -> None:
 
     line, record = encode_record(after, at=at, kind=kind, fields=fields)
 
-    expected = {"v": 1, "seq": after.seq + 1, "at": at, "kind": kind, **fields, "h": record["h"]}
+    v = KIND_VERSION[kind]
+    expected = {"v": v, "seq": after.seq + 1, "at": at, "kind": kind, **fields, "h": record["h"]}
     assert expected == record
     assert list(line_keys(kind)) == list(record)
     validate_record(record)
@@ -224,7 +258,19 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("clear", "at", "\u0662\u0660\u0662\u0666-11-27T17:00:00.000000Z", "at"),
     ("clear", "seq", 0, "seq"),
     ("clear", "seq", 1.0, "seq"),
-    ("clear", "v", 2, "v"),
+    ("clear", "v", 3, "v"),
+    ("clear", "v", 0, "v"),
+    ("heal", "v", 1, "v"),
+    ("heal", "linked_user", "null", "linked_user"),
+    ("heal", "linked_user", "", "linked_user"),
+    ("heal", "user_id", "undefined", "user_id"),
+    ("heal", "device_id", "a\x00b", "device_id"),
+    ("heal", "kept", "", "kept"),
+    ("heal", "kept", "state/identity.jsonl.damaged-1", "kept"),
+    ("heal", "kept", "identity.jsonl\x00", "kept"),
+    ("heal", "kept", "..", "kept"),
+    ("heal", "kept", None, "kept"),
+    ("heal", "linked_user", _MISSING, "linked_user"),
     ("clear", "v", True, "v"),
     ("clear", "v", 1.0, "v"),
     ("clear", "h", "A" * 32, "h"),
@@ -661,15 +707,15 @@ def test_well_chained_malformed_records_are_damage(record: dict[str, object], ca
 
 
 def test_a_newer_version_raises_newer_format_error_naming_it() -> None:
-    """L8: a correctly chained v 2 record stops reading with NewerFormatError naming version 2."""
+    """L8: a correctly chained v 3 record stops reading with NewerFormatError naming version 3."""
     log = build_log(sample_specs(2))
-    newer = {"v": 2, "seq": 3, "at": AT, "kind": "merge", "device_id": "d", "extra": [1]}
+    newer = {"v": 3, "seq": 3, "at": AT, "kind": "merge", "device_id": "d", "extra": [1]}
     outcome = read_all(log.data + forge_line(newer, log.records[-1]["h"]))
     error = outcome.error
     assert isinstance(error, NewerFormatError)
     assert isinstance(error, LogDamagedError)
     detail = (
-        "format version 2 is newer than this build reads (1); upgrade idstitch to read it. "
+        "format version 3 is newer than this build reads (2); upgrade idstitch to read it. "
         "Nothing was rewritten"
     )
     expected = (
@@ -696,10 +742,86 @@ def test_a_version_that_never_existed_is_damage() -> None:
     assert expected == (caught.value.cause, caught.value.detail)
 
 
-def test_no_upcaster_is_registered_for_format_1() -> None:
-    """Format 1 is the first version: the upcaster table exists and is empty."""
-    expected: tuple[int, dict[int, object]] = (1, {})
-    assert expected == (FORMAT_VERSION, UPCASTERS)
+def test_the_one_upcaster_keeps_a_version_1_record_as_it_is() -> None:
+    """Format 2 only added heal: the 1 -> 2 step is the identity, so v 1 records read as written."""
+    record = valid_record("response")
+    assert ([1], record) == (list(UPCASTERS), upcast(dict(record)))
+    assert record is UPCASTERS[1](record)
+
+
+def _heal_line(v: int) -> bytes:
+    """A well-chained first record: a heal claiming format version ``v``."""
+    fields = {key: value for key, value in valid_record("heal").items() if key != "h"}
+    return forge_line({**fields, "v": v}, ZERO_HASH)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_heal_claiming_version_1_is_damage(strict: bool) -> None:
+    """heal did not exist in format 1: a v 1 heal is a bad field (damage), never read."""
+    outcome = read_all(_heal_line(1), strict=strict)
+    assert outcome.error is not None
+    no_records: list[Record] = []
+    detail = (
+        "v is 1, but heal records exist from format version 2 on: a version-1 line cannot hold one"
+    )
+    expected = (no_records, START, "bad-field", detail, LogDamagedError)
+    actual = (outcome.records, outcome.checkpoint, outcome.error.cause, outcome.error.detail)
+    assert expected == (*actual, type(outcome.error))
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_version_2_line_of_a_first_release_kind_is_read(strict: bool) -> None:
+    """A v 2 clear (a newer writer's) reads as the record it is: v 1 to 2 changed no layout."""
+    first = build_log(sample_specs(1))
+    genesis = first.records[0]
+    fields = {"v": 2, "seq": 2, "at": AT, "kind": "clear", "device_id": genesis["device_id"]}
+    line = forge_line({**fields, "pid": 7}, genesis["h"])
+    outcome = read_all(first.data + line, strict=strict)
+    expected = [*first.records, orjson.loads(line)]
+    end = Checkpoint(2, expected[-1]["h"], len(first.data) + len(line))
+    assert (expected, None, end) == outcome
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_heal_round_trips_through_every_reader(strict: bool) -> None:
+    """A heal written by encode_record reads back (checked and strict) and parses to a Heal."""
+    fields = dict(VALID_FIELDS["heal"]) | {"user_id": None, "linked_user": "bob"}
+    line, record = encode_record(START, at=AT, kind="heal", fields=fields)
+    expected_line = (
+        b'{"v":2,"seq":1,"at":"2026-11-27T17:00:00.000000Z","kind":"heal","device_id":"d-1",'
+        b'"user_id":null,"linked_user":"bob","kept":"identity.jsonl.damaged-1","pid":7,"h":"'
+        + record["h"].encode()
+        + b'"}\n'
+    )
+    assert expected_line == line
+    assert ([record], None, Checkpoint(1, record["h"], len(line))) == read_all(line, strict=strict)
+    model = parse_record(line)
+    assert (Heal, record) == (type(model), model.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("tail", "seq", "cause"),
+    [
+        (b'{"v":2,"seq":1,"at":"2026-11-27T17', 1, "torn-tail"),  # a heal cut off: it starts a log
+        (b'{"v":2,"seq":3,"at":"2026-11-27T17', 3, "bad-json"),  # no v 2 kind is written at seq 3
+        (b'{"v":1,"seq":3,"at":"2026-11-27T17', 3, "torn-tail"),
+    ],
+)
+def test_only_a_write_of_this_build_cut_off_is_a_torn_tail(
+    tail: bytes, seq: int, cause: str
+) -> None:
+    """An unended last line is torn only as the next record starts: v 2 only for a heal at seq 1."""
+    log = build_log(sample_specs(seq - 1))
+    outcome = read_all(log.data + tail)
+    assert outcome.error is not None
+    assert (seq, cause) == (outcome.error.seq, outcome.error.cause)
+
+
+def test_a_version_3_heal_is_newer_not_damage() -> None:
+    """A heal claiming v 3 is from a newer build: NewerFormatError, as for any kind."""
+    with pytest.raises(NewerFormatError) as caught:
+        check_line(_heal_line(3), START)
+    assert ("newer-version", 1) == (caught.value.cause, caught.value.seq)
 
 
 def test_upcast_applies_an_injected_step() -> None:

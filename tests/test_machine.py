@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from helpers import drive_life
 from hypothesis import given
 from hypothesis import strategies as st
 from idstitch.events import LogDamagedError, TransitionError
@@ -23,6 +24,7 @@ from idstitch.machine._diagram import edge_label
 from idstitch.machine._live import LiveMachine
 from idstitch.machine._table import compiled_table
 from idstitch.store import MemoryLog
+from strategies import LifeStep, RecordSpec, life_steps, log_openings
 
 AT = "2026-11-27T17:00:00.000000Z"
 ALL_GUARDS = sorted({row.guard for row in TRANSITIONS if row.guard is not None})
@@ -341,3 +343,145 @@ def test_fold_continues_from_a_start_identity() -> None:
     records = list(log.records())
     head = fold(records[:1]).identity
     assert replay(records).identity == fold(records[1:], head).identity
+
+
+# --- heal: a damaged log kept aside, the identity it could trust carried into a new one ---
+
+HEAL_GUARDS = [
+    # (user_id, linked_user, guard, state the new log starts in)
+    (None, None, "no_user", State.ANONYMOUS),
+    (None, "bob", "no_user", State.ANONYMOUS),
+    ("bob", "bob", "with_user", State.ALIASED),
+    ("bob", None, "unlinked_user", State.STAMPED),
+    ("carol", "bob", "unlinked_user", State.STAMPED),
+]
+
+
+def heal_fields(user: str | None, linked: str | None) -> dict[str, object]:
+    """A heal's fields on device d-1, keeping identity.jsonl.damaged-1 aside."""
+    return {
+        "device_id": "d-1",
+        "user_id": user,
+        "linked_user": linked,
+        "kept": "identity.jsonl.damaged-1",
+        "pid": 1234,
+    }
+
+
+def healed(user: str | None, linked: str | None) -> Identity:
+    """The identity a log opened by that heal folds into."""
+    result = replay(build([("heal", heal_fields(user, linked))]).records(strict=True))
+    assert result.identity is not None
+    return result.identity
+
+
+@pytest.mark.parametrize(("user", "linked", "guard", "state"), HEAL_GUARDS)
+def test_decide_heal_starts_a_log_by_the_guard_of_what_it_carries(
+    user: str | None, linked: str | None, guard: str, state: State
+) -> None:
+    """decide(None, "heal") records the carried identity and moves along its guard's row."""
+    decision = decide(
+        None,
+        "heal",
+        runtime="persistent",
+        pid=1234,
+        device_id="d-1",
+        user_id=user,
+        linked_user=linked,
+        kept="identity.jsonl.damaged-1",
+    )
+    assert decision is not None
+    expected = ("heal", heal_fields(user, linked), (INITIAL, "heal", guard, state, False))
+    row = decision.transition
+    assert expected == (
+        decision.kind,
+        decision.fields,
+        (row.source, row.event, row.guard, row.target, row.alias),
+    )
+    assert (False, state is not State.ANONYMOUS, False) == (
+        decision.alias,
+        decision.stamp,
+        decision.rotate,
+    )
+
+
+@pytest.mark.parametrize(("user", "linked", "state"), [(u, k, s) for u, k, _, s in HEAL_GUARDS])
+def test_fold_heal_carries_the_device_user_and_link(
+    user: str | None, linked: str | None, state: State
+) -> None:
+    """Folding a heal gives its device, user and linked user (set even when no user is known)."""
+    log = build([("heal", heal_fields(user, linked))])
+    result = replay(log.records(strict=True))
+    (record,) = log.records()
+    expected = Identity(
+        state=state,
+        device_id="d-1",
+        user_id=user,
+        linked_user=linked,
+        undo=None,
+        seq=1,
+        h=record["h"],
+    )
+    aliases = {} if linked is None else {"d-1": linked}
+    assert (None, expected, aliases) == (result.error, result.identity, result.aliases)
+
+
+def edge(before: Identity, event: str, user: str) -> tuple[str | None, State, bool]:
+    """(guard, target, alias) of what ``user`` in a persistent runtime does to ``before``."""
+    decision = decide(before, event, runtime="persistent", pid=1, user_id=user)
+    assert decision is not None
+    return (decision.transition.guard, decision.transition.target, decision.alias)
+
+
+def test_after_a_heal_the_linked_user_is_not_aliased_again() -> None:
+    """R3 over a heal: the device's linked user comes back: guard linked, aliased, no alias."""
+    assert ("linked", State.ALIASED, False) == edge(healed(None, "bob"), "response", "bob")
+
+
+def test_after_a_heal_another_user_is_stamped_only() -> None:
+    """R3 over a heal: a device already aliased to bob is only stamped for carol."""
+    befores = (healed(None, "bob"), healed("bob", "bob"), healed("dave", "bob"))
+    expected = [("other", State.STAMPED, False)] * 3
+    assert expected == [edge(before, "login", "carol") for before in befores]
+
+
+def test_after_a_heal_of_a_never_aliased_device_the_first_user_is_aliased() -> None:
+    """A heal with no linked user leaves the device free: the next persistent user aliases it."""
+    befores = (healed(None, None), healed("bob", None))
+    expected = [("first", State.ALIASED, True)] * 2
+    assert expected == [edge(before, "response", "carol") for before in befores]
+
+
+def test_a_heal_only_starts_a_log() -> None:
+    """heal after any record is refused: by decide, and by the fold (which stops there)."""
+    with pytest.raises(TransitionError, match="heal is not a transition from state anonymous"):
+        decide(healed(None, None), "heal", runtime="persistent", pid=1, device_id="d-2", kept="k")
+    log = build([("genesis", {"device_id": "d-1", "runtime": "persistent"})])
+    log.append("heal", heal_fields("bob", "bob"), at=AT)
+    result = replay(log.records())
+    assert isinstance(result.error, TransitionError)
+    assert (2, "anonymous", "heal", "with_user", 1) == (
+        result.error.seq,
+        result.error.state,
+        result.error.event,
+        result.error.guard,
+        result.last_seq,
+    )
+
+
+@given(opening=log_openings(), steps=life_steps())
+def test_a_life_from_any_opening_replays_to_what_was_decided(
+    opening: RecordSpec, steps: list[LifeStep]
+) -> None:
+    """Any first record (a heal included), then any events: replay gives the identity decided
+    record by record, and no device is aliased twice or again after a heal carried its alias."""
+    log, identity, sent = drive_life(opening, steps)
+    result = replay(log.records(strict=True))
+    assert (None, identity) == (result.error, result.identity)
+    carried = {
+        fields["device_id"]
+        for kind, fields, _ in [opening]
+        if (kind == "heal" and fields["linked_user"] is not None)
+        or (kind == "import" and fields["aliased"] and fields["user_id"] is not None)
+    }
+    assert (len(sent), set()) == (len(set(sent)), carried & set(sent))

@@ -21,11 +21,21 @@ from idstitch.events import (
     RecordReader,
     body_hash,
     check_line,
+    encode_record,
     record_problem,
 )
 from strategies import examples
 
-from bench._data import write_log
+from bench._data import GENESIS_DEVICE, write_log
+
+#: The first record of the healed variant of the generated log (seq 1, in place of its genesis).
+HEAL = {
+    "device_id": GENESIS_DEVICE,
+    "user_id": "user-h",
+    "linked_user": "user-h",
+    "kept": "identity.jsonl.damaged-1",
+    "pid": 4240,
+}
 
 
 def reference(
@@ -40,7 +50,9 @@ def reference(
         except LogDamagedError as exc:
             return records, (exc.cause, exc.seq, exc.offset), after
         records.append(record)
-        after = Checkpoint(record["seq"], record["h"], after.offset + len(line))
+        # A whole last record that lost only its line end ends where that line end goes.
+        end = after.offset + len(line) + (line[-1:] != b"\n")
+        after = Checkpoint(record["seq"], record["h"], end)
     return records, None, after
 
 
@@ -58,11 +70,25 @@ def reader(
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def generated(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Fifteen valid records covering every kind the generator writes."""
     path = tmp_path_factory.mktemp("fast") / "log.jsonl"
     write_log(path, 15)
     return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def healed(generated: bytes) -> bytes:
+    """The same log opened by a heal (a version-2 record) in place of its genesis."""
+    heal, _ = encode_record(START, at="2026-11-27T00:00:00.001000Z", kind="heal", fields=HEAL)
+    return rechain(heal + generated[generated.index(b"\n") + 1 :])
+
+
+@pytest.fixture(scope="module", params=["genesis", "heal"])
+def log(request: pytest.FixtureRequest) -> bytes:
+    """The generated log, opened by a genesis or by a heal."""
+    opened: bytes = request.getfixturevalue("generated" if request.param == "genesis" else "healed")
+    return opened
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
@@ -146,6 +172,26 @@ def test_the_strict_read_takes_only_compact_lines(
     error = reader_error(damaged)
     assert expected == (None if error is None else error.detail)
     assert (None, 15) == (reader(damaged)[1], len(reader(damaged)[0]))
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_heal_claiming_version_1_is_refused_as_before(healed: bytes, strict: bool) -> None:
+    """A heal is a version-2 kind: the same line claiming v 1 is a bad field, on both paths."""
+    damaged = rechain(healed.replace(b'{"v":2,', b'{"v":1,', 1))
+    expected = reference(damaged, strict=strict)
+    assert ("bad-field", 1, 0) == expected[1]
+    assert expected == reader(damaged, strict=strict)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_version_2_line_of_a_first_release_kind_is_read_off_the_fast_path(
+    healed: bytes, strict: bool
+) -> None:
+    """A v 2 response (its kind is written with v 1) leaves the fast path and is read as it is."""
+    damaged = rechain(healed.replace(b'{"v":1,"seq":2,', b'{"v":2,"seq":2,', 1))
+    records, damage, _ = reader(damaged, strict=strict)
+    assert (None, 15, 2) == (damage, len(records), records[1]["v"])
+    assert reference(damaged, strict=strict) == reader(damaged, strict=strict)
 
 
 def reader_error(data: bytes) -> LogDamagedError | None:

@@ -423,7 +423,7 @@ def test_append_refuses_after_a_newer_version_record(log_path: Path) -> None:
     """L8: after a record of a newer version, append raises NewerFormatError and writes nothing."""
     log = FileLog(log_path)
     records = append_all(log, sample_specs(2))
-    newer = {"v": 2, "seq": 3, "at": AT, "kind": "merge", "device_id": "d"}
+    newer = {"v": 3, "seq": 3, "at": AT, "kind": "merge", "device_id": "d"}
     log_path.write_bytes(log_path.read_bytes() + forge_line(newer, records[-1]["h"]))
     before = log_path.read_bytes()
     with pytest.raises(NewerFormatError) as caught:
