@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import _thread
 
+from idstitch.service._sinks import NullSink
+
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from ._protocol import Sink
+    from idstitch.service._protocol import Sink
 
 
 __all__ = [
@@ -26,38 +28,6 @@ __all__ = [
     "RecordingSink",
     "Sink",
 ]
-
-
-class NullSink:
-    """Sends nothing. Reports everything as queued (``True``), or, with
-    ``queued=False``, as not queued: the opted-out sink of rule R14.
-
-    ``sends=False`` also says so to the service, which then never asks it for
-    an alias (the default sink of ``IdentityStitch.open(sink=None)``: an alias
-    it "queued" would mark the device aliased while PostHog merged nothing).
-    """
-
-    def __init__(self, *, queued: bool = True, sends: bool = True) -> None:
-        self.queued = queued
-        self.sends = sends
-
-    def alias(self, *, user_id: str, device_id: str) -> bool:
-        """Drop an alias."""
-        return self.queued
-
-    def capture(
-        self,
-        *,
-        distinct_id: str,
-        event: str,
-        properties: Mapping[str, Any],
-        groups: Mapping[str, str],
-    ) -> bool:
-        """Drop an event."""
-        return self.queued
-
-    def flush(self, timeout: float) -> None:
-        """Nothing to deliver."""
 
 
 class RecordedAlias:
@@ -328,7 +298,7 @@ class PostHogSink:
 
 def __getattr__(name: str) -> object:
     if name == "Sink":  # the Protocol lives apart so that typing loads only when asked for
-        from ._protocol import Sink
+        from idstitch.service._protocol import Sink
 
         return Sink
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from typing import Any
 from idstitch.adapters.runtime import Runtime, detect_runtime
 from idstitch.adapters.sinks import NullSink
 from idstitch.machine import Identity, IdentityStitch
-from idstitch.machine._dirs import default_state_dir, untrusted_reason
+from idstitch.service._dirs import default_state_dir, untrusted_reason
 from idstitch.store import read_snapshot
 
 from ._render import printable
@@ -58,7 +58,7 @@ def resolve_state_dir(
             return default_state_dir(app, env)
         except ValueError as exc:
             raise UnusableInputError(f"no state: {app} has no default state dir: {exc}") from None
-    raise UnusableInputError("show needs --state-dir DIR or --app NAME")
+    raise UnusableInputError("a state dir is needed: DIR (--state-dir DIR) or --app NAME")
 
 
 class _Collect(logging.Handler):

@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
     show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
     log_command("persons", "PostHog's person graph after this log's aliases")
+    doctor = command("doctor", "whether a state dir is healthy, and what a repair would do")
+    doctor.add_argument("dir", metavar="DIR", nargs="?", help="the state dir to examine")
+    doctor.add_argument("--app", metavar="NAME", help="examine NAME's default state dir")
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="heal it now, as the next run would: damaged files are kept aside, never deleted",
+    )
     command("diagram", "the state diagram, drawn from the transition table").add_argument(
         "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
     )
@@ -124,6 +132,36 @@ def _show(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace, out: Output) -> int:
+    from idstitch.service import diagnose
+
+    from ._show import resolve_state_dir
+
+    state_dir = resolve_state_dir(args.dir, args.app)
+    try:
+        found = diagnose(state_dir, repair=args.repair)
+    except OSError as exc:
+        raise UnusableInputError(f"cannot examine {state_dir}: {exc}") from None
+    if out.as_json:
+        out.json({"type": "diagnosis", **found.as_json()})
+    else:
+        verdict = "repaired" if found.repaired else "healthy" if found.healthy else "needs repair"
+        out.text(("state dir:", "bold"), f" {state_dir}: {verdict}")
+        for problem in found.problems:
+            out.text(("problem:", "red"), f" {problem}")
+        for step in found.repair:
+            out.text(("repaired:" if found.repaired else "a repair would:", "yellow"), f" {step}")
+        for kept in found.kept:
+            out.text(("kept:", "cyan"), f" {kept} (see `idstitch replay` on it)")
+        if found.identity:
+            who = found.identity.get("user_id") or "no user"
+            out.text(
+                ("identity:", "bold"),
+                f" {found.identity['state']}, {who}, device {found.identity['device_id']}",
+            )
+    return 0 if found.healthy else 1
+
+
 def _diagram(args: argparse.Namespace, out: Output) -> int:
     from idstitch.machine import TRANSITIONS, mermaid
 
@@ -156,6 +194,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "verify": _verify,
     "show": _show,
     "persons": _persons,
+    "doctor": _doctor,
     "diagram": _diagram,
     "demo": _demo,
 }

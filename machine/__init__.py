@@ -1,8 +1,10 @@
-"""The identity machine: states, transitions, replay, and the service that drives them.
+"""The identity machine: states, transitions and replay. Pure: no files, no clock.
 
-``IdentityStitch`` is what a host CLI embeds; ``replay`` is what an audit
-runs. The transition table (:data:`TRANSITIONS`) is the single place any
-state change is declared.
+``replay`` is what an audit runs. The transition table (:data:`TRANSITIONS`)
+is the single place any state change is declared. ``IdentityStitch``, the
+service a host CLI embeds, lives a floor above (:mod:`idstitch.service`)
+and is re-exported here lazily (PEP 562), so importing this package opens
+no file and loads nothing above it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from idstitch.events._errors import (
 
 from ._diagram import mermaid
 from ._fold import Identity, ReplayResult, fold, replay
-from ._service import IdentityStitch
 from ._table import EVENTS, INITIAL, TRANSITIONS, State, Transition
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from idstitch.service._stitch import IdentityStitch
 
 __all__ = [
     "EVENTS",
@@ -38,3 +43,11 @@ __all__ = [
     "mermaid",
     "replay",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "IdentityStitch":  # the contract's path; the class lives in the service
+        from idstitch.service._stitch import IdentityStitch
+
+        return IdentityStitch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import platformdirs
 import pytest
-from idstitch.machine._dirs import default_state_dir, untrusted_reason
+from idstitch.service._dirs import default_state_dir, untrusted_reason
 
 APP = "hostcli"
 

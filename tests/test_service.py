@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -332,9 +333,27 @@ def test_transient_clear_keeps_the_device(tmp_path: Path) -> None:
         "x" * 201,
     ],
 )
-def test_illegal_ids_are_refused_and_change_nothing(tmp_path: Path, user_id: str) -> None:
-    """R13: an illegal user id raises IllegalUserIdError and leaves state and log untouched."""
+def test_illegal_ids_are_refused_and_change_nothing(
+    tmp_path: Path, user_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R13: an illegal id returns False, logs one warning and leaves state and log untouched."""
     stitch = open_stitch(tmp_path)
+    before = (tmp_path / "identity.jsonl").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="idstitch"):
+        taken = [call(user_id) for call in (stitch.observe_authenticated_response, stitch.login)]
+    assert [False, False] == taken
+    assert 2 == sum("refused" in record.getMessage() for record in caplog.records)
+    assert (State.ANONYMOUS, None) == (stitch.state, stitch.user_id)
+    assert before == (tmp_path / "identity.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("user_id", ["", "null", "x" * 201])
+def test_strict_mode_raises_for_an_illegal_id(tmp_path: Path, user_id: str) -> None:
+    """strict=True (a host's own tests) raises IllegalUserIdError, an IdentityError and a
+    ValueError; nothing changes."""
+    stitch = IdentityStitch.open(
+        state_dir=tmp_path, runtime=Runtime.PERSISTENT, env={}, strict=True
+    )
     before = (tmp_path / "identity.jsonl").read_bytes()
     for call in (stitch.observe_authenticated_response, stitch.login):
         with pytest.raises(IllegalUserIdError) as caught:
@@ -700,9 +719,8 @@ def test_an_integer_user_id_is_taken_as_its_decimal_text(tmp_path: Path) -> None
     stitch.observe_authenticated_response(4242)
     stitch.login(4242)
     assert (State.ALIASED, "4242", 1) == (stitch.state, stitch.distinct_id, len(sink.aliases))
-    for illegal in (0, True, 10**5000):  # the last has more digits than str() will write
-        with pytest.raises(IllegalUserIdError):
-            stitch.login(illegal)
+    # The last has more digits than str() will write.
+    assert [False, False, False] == [stitch.login(bad) for bad in (0, True, 10**5000)]
     assert "4242" == stitch.distinct_id
 
 

@@ -9,7 +9,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["default_state_dir", "untrusted_reason"]
+__all__ = ["default_state_dir", "state_folder", "untrusted_reason"]
 
 
 def default_state_dir(app: str, env: Mapping[str, str]) -> str:
@@ -74,3 +74,33 @@ def untrusted_reason(state_dir: str) -> str | None:
     if st.st_mode & 0o002:
         return f"it is writable by others (mode {st.st_mode & 0o777:o})"
     return None
+
+
+def state_folder(
+    app: str | None, state_dir: str | os.PathLike[str] | None, env: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """The state dir to use, and why it must not be used (``None``: it may).
+
+    Raises ``TypeError`` when neither ``app`` nor ``state_dir`` is given (a
+    programming error of the host, not a fault of the machine).
+    """
+    from idstitch.events._voice import debug, warn
+
+    if state_dir is None:
+        if app is None:
+            raise TypeError("IdentityStitch.open needs app= or state_dir=")
+        try:
+            state_dir = default_state_dir(app, env)
+        except ValueError as exc:  # nowhere that lasts: never under the working dir
+            debug("idstitch.service", "idstitch: no default state dir: %s", exc)
+            return "", str(exc)
+    folder = os.fspath(state_dir)
+    problem = untrusted_reason(folder)
+    if problem is not None:
+        warn(
+            "idstitch.service",
+            "idstitch: not using the state dir %s: %s; this run keeps the identity in memory",
+            folder,
+            problem,
+        )
+    return folder, problem

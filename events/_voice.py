@@ -1,0 +1,46 @@
+"""The library's voice: every message goes through ``logging.getLogger("idstitch…")``.
+
+A library must not print to its host's terminal. The standard library's
+rule for libraries is one :class:`logging.NullHandler` on the package's
+logger: records then stop there unless the host configures logging, and
+Python's last-resort handler (which writes warnings to stderr) never
+speaks for idstitch. ``logging`` is imported on the first message, never
+at start-up.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["ROOT_LOGGER", "debug", "get_logger", "warn"]
+
+#: The logger every idstitch logger descends from.
+ROOT_LOGGER = "idstitch"
+
+_installed = False
+
+
+def get_logger(name: str = ROOT_LOGGER) -> logging.Logger:
+    """The logger ``name`` (under ``idstitch``), with the package's ``NullHandler`` in place."""
+    import logging
+
+    global _installed  # noqa: PLW0603 - installed once per process
+    if not _installed:
+        root = logging.getLogger(ROOT_LOGGER)
+        if not any(isinstance(handler, logging.NullHandler) for handler in root.handlers):
+            root.addHandler(logging.NullHandler())
+        _installed = True
+    return logging.getLogger(name)
+
+
+def debug(name: str, message: str, *args: object) -> None:
+    """Log ``message % args`` at DEBUG on logger ``name``."""
+    get_logger(name).debug(message, *args)
+
+
+def warn(name: str, message: str, *args: object) -> None:
+    """Log ``message % args`` at WARNING on logger ``name``: once per problem, saying what was
+    kept and how to look."""
+    get_logger(name).warning(message, *args)

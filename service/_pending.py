@@ -1,0 +1,162 @@
+"""Pending forgettings: a logout or clear that could not wait for the lock (rule R16).
+
+When another process holds the state dir's lock past the wait (it is
+busy, or stopped with Ctrl-Z in the middle of a change), a logout must
+still be durable when it returns. It is written to a file of its own,
+``identity.pending-<token>``: a temporary file, fsynced, renamed into
+place, the directory fsynced. One file per forgetting, so writers never
+share a file and a reader never sees half of one. Every process that
+opens the state dir applies the pending files it finds to the identity it
+starts from (in memory if it cannot write); the next holder of the lock
+appends them to the log as ordinary ``logout`` / ``clear`` records and
+only then removes them. A pending logout carries its new device id, so
+every process that applies it rotates to the same device, and one the
+log already holds is not applied twice (L5).
+"""
+
+from __future__ import annotations
+
+import os
+
+from idstitch.events._voice import debug
+from idstitch.store._fs import fsync_dir, open_file
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "PENDING_PREFIX",
+    "Pending",
+    "pending_names",
+    "read_pending",
+    "remove_pending",
+    "write_pending",
+]
+
+#: Each pending forgetting is ``identity.pending-<token>`` in the state dir.
+PENDING_PREFIX = "identity.pending-"
+_MAX_BYTES = 4096
+_KINDS = ("logout", "clear")
+
+
+class Pending:
+    """One pending forgetting: ``kind`` (``logout``/``clear``), the new device of a logout,
+    when it was asked for and the file that holds it."""
+
+    __slots__ = ("at", "kind", "name", "new_device_id")
+
+    def __init__(self, *, kind: str, new_device_id: str | None, at: str, name: str) -> None:
+        self.kind = kind
+        self.new_device_id = new_device_id
+        self.at = at
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Pending({self.kind}, {self.new_device_id!r}, at={self.at!r}, name={self.name!r})"
+
+
+def pending_names(names: list[str]) -> list[str]:
+    """The pending files among a state dir's ``names``, in name order."""
+    return sorted(n for n in names if n.startswith(PENDING_PREFIX) and not n.endswith(".tmp"))
+
+
+def write_pending(folder: str, *, kind: str, new_device_id: str | None, at: str) -> str:
+    """Write one pending forgetting durably; return its file name. Raises ``OSError``."""
+    import json
+    import secrets
+
+    entry: dict[str, Any] = {"kind": kind, "new_device_id": new_device_id, "at": at}
+    data = json.dumps(entry).encode()
+    token = f"{at.replace(':', '').replace('-', '')}-{secrets.token_hex(8)}"
+    name = PENDING_PREFIX + token
+    temporary = os.path.join(folder, f".{name}.tmp")
+    fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        _write_whole(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _remove(temporary)
+        raise
+    os.close(fd)
+    try:
+        os.rename(temporary, os.path.join(folder, name))
+        fsync_dir(folder)
+    except BaseException:
+        _remove(temporary)
+        raise
+    return name
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(f"short write of a pending forgetting ({written} of {len(data)} bytes)")
+
+
+def read_pending(folder: str, names: list[str]) -> list[Pending]:
+    """The pending forgettings in ``names`` (from :func:`pending_names`), oldest first.
+
+    A file that cannot be read or is not a pending forgetting is skipped
+    (left where it is for ``idstitch doctor`` to report); never raises.
+    """
+    from idstitch.events._ids import check_device_id
+
+    found: list[Pending] = []
+    for name in names:
+        entry = _load(os.path.join(folder, name))
+        if entry is None:
+            continue
+        kind, new_device, at = entry.get("kind"), entry.get("new_device_id"), entry.get("at")
+        if kind not in _KINDS or not isinstance(at, str):
+            continue
+        if kind == "logout":
+            try:
+                check_device_id(new_device)
+            except (TypeError, ValueError):
+                continue
+        found.append(Pending(kind=str(kind), new_device_id=new_device, at=at, name=name))
+    found.sort(key=lambda pending: (pending.at, pending.name))
+    return found
+
+
+def remove_pending(folder: str, pendings: list[Pending]) -> None:
+    """Remove applied pending files (under the lock, after their records were appended)."""
+    for pending in pendings:
+        _remove(os.path.join(folder, pending.name))
+    if pendings:
+        import contextlib
+
+        # The records are in the log: a file seen again is not applied twice (see module).
+        with contextlib.suppress(OSError):
+            fsync_dir(folder)
+
+
+def _load(path: str) -> dict[str, Any] | None:
+    import json
+
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, _MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_BYTES:
+        return None
+    try:
+        entry = json.loads(data)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        debug("idstitch.service", "idstitch: could not remove %s (%r)", path, exc)
