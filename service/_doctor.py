@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from ._pending import PENDING_PREFIX, pending_names
-from ._trust import heal_plan, snapshot_identity
+from ._trust import heal_plan, lost_records, snapshot_identity
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -129,7 +129,9 @@ def _diagnose(state_dir: str) -> Diagnosis:
         found.problems.append(f"{_LOG} holds records of a newer idstitch ({error})")
     elif error is not None and not torn:
         found.problems.append(f"{_LOG} is damaged: {error}")
-    elif held is not None and held.h not in hashes and held.seq > good_seq:
+    elif held is not None and lost_records(
+        held, hashes, good_seq, reader.checkpoint.offset, snapshot
+    ):
         found.problems.append(
             f"{_SNAPSHOT} names seq {held.seq}, past the log's last record (seq {good_seq})"
         )

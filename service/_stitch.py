@@ -39,7 +39,14 @@ from ._dirs import state_folder
 from ._pending import pending_names, read_pending, remove_pending, write_pending
 from ._runtime import Runtime, detect_runtime, is_truthy, runtime_override
 from ._storage import Storage, StorageMachine
-from ._trust import foreign_identity, heal_plan, names_line, snapshot_identity, snapshot_offset
+from ._trust import (
+    foreign_identity,
+    heal_plan,
+    lost_records,
+    names_line,
+    snapshot_identity,
+    snapshot_offset,
+)
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -341,7 +348,8 @@ class IdentityStitch:
         good, held = result.identity, snapshot_identity(snapshot)
         newer = isinstance(result.error, NewerFormatError)
         damaged = result.error is not None and not _is_torn(result.error) and not newer
-        if held is not None and held.h not in hashes and held.seq > (good.seq if good else 0):
+        good_seq = 0 if good is None else good.seq
+        if lost_records(held, hashes, good_seq, result.checkpoint_offset, snapshot):
             damaged = True
         if newer and event == "read_only":
             event = "newer_format"
@@ -421,7 +429,9 @@ class IdentityStitch:
         damage: str | None = None
         if result.error is not None and not torn:
             damage = str(result.error)
-        elif held is not None and held.h not in hashes and held.seq > good_seq:
+        elif held is not None and lost_records(
+            held, hashes, good_seq, reader.checkpoint.offset, snapshot
+        ):
             damage = (
                 f"its snapshot names seq {held.seq}, past the log's last record (seq {good_seq})"
             )

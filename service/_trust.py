@@ -31,6 +31,7 @@ __all__ = [
     "HealPlan",
     "foreign_identity",
     "heal_plan",
+    "lost_records",
     "names_line",
     "snapshot_identity",
     "snapshot_offset",
@@ -68,6 +69,20 @@ def snapshot_offset(snapshot: SnapshotRead) -> int:
     """The log size the snapshot says it saw (0 when it says nothing usable)."""
     offset = snapshot.data.get("offset") if snapshot.status == "ok" else None
     return offset if type(offset) is int and offset > 0 else 0
+
+
+def lost_records(
+    held: Identity | None, hashes: set[str], good_seq: int, log_end: int, snapshot: SnapshotRead
+) -> bool:
+    """Whether the snapshot saw records the log no longer holds: it names a later seq, no
+    record of the log has its hash, and the log is shorter than the snapshot saw it. (No
+    shorter, yet without the snapshot's record: the snapshot is another log's.)"""
+    return (
+        held is not None
+        and held.h not in hashes
+        and held.seq > good_seq
+        and log_end < snapshot_offset(snapshot)
+    )
 
 
 def names_line(identity: Identity, line: bytes) -> bool:

@@ -421,7 +421,7 @@ def test_a_foreign_state_file_is_adopted_without_realiasing(tmp_path: Path) -> N
     stitch.observe_authenticated_response("user-b")
     assert [] == sink.aliases
     assert ["import", "response"] == [kind for kind, _ in kinds(tmp_path)]
-    assert foreign == json.loads((tmp_path / "telemetry.json.pre-idstitch").read_text())
+    assert foreign == json.loads((tmp_path / "telemetry.json.pre-idstitch-1").read_text())
     snapshot = json.loads((tmp_path / "telemetry.json").read_text())
     assert ("idstitch-snapshot", "user-b") == (snapshot["format"], snapshot["distinct_id"])
 
@@ -454,7 +454,7 @@ def test_a_foreign_file_with_an_unusable_device_id_is_kept_and_not_adopted(
     stitch = open_stitch(tmp_path, sink=sink)
     assert (State.ANONYMOUS, 36) == (stitch.state, len(stitch.device_id))
     assert [("genesis", None)] == kinds(tmp_path)
-    assert foreign == (tmp_path / "telemetry.json.pre-idstitch").read_text()
+    assert foreign == (tmp_path / "telemetry.json.pre-idstitch-1").read_text()
     stitch.observe_authenticated_response("user-a")
     assert [RecordedAlias("user-a", stitch.device_id)] == sink.aliases
 
@@ -469,13 +469,13 @@ def test_a_foreign_file_with_an_unusable_device_id_is_kept_and_not_adopted(
 def test_a_state_file_kept_aside_never_replaces_one_kept_before(
     tmp_path: Path, content: str, suffix: str
 ) -> None:
-    """Each start without a log keeps the file it finds under a new name: .2, .3, ..."""
+    """Each start without a log keeps the file it finds under a new name: -1, -2, -3, ..."""
     kept = [f"earlier {number}" for number in (1, 2)]
-    (tmp_path / f"telemetry.json{suffix}").write_text(kept[0])
-    (tmp_path / f"telemetry.json{suffix}.2").write_text(kept[1])
+    (tmp_path / f"telemetry.json{suffix}-1").write_text(kept[0])
+    (tmp_path / f"telemetry.json{suffix}-2").write_text(kept[1])
     (tmp_path / "telemetry.json").write_text(content)
     open_stitch(tmp_path, sink=RecordingSink())
-    names = [f"telemetry.json{suffix}", f"telemetry.json{suffix}.2", f"telemetry.json{suffix}.3"]
+    names = [f"telemetry.json{suffix}-{n}" for n in (1, 2, 3)]
     assert [*kept, content] == [(tmp_path / name).read_text() for name in names]
 
 
@@ -546,8 +546,10 @@ def test_a_missing_snapshot_is_rebuilt_from_the_log(tmp_path: Path) -> None:
     assert stitch.identity == open_stitch(tmp_path).identity
 
 
-def test_a_damaged_log_is_left_alone_and_identity_goes_to_memory(tmp_path: Path) -> None:
-    """A log edited in the middle is never rewritten; the service works in memory meanwhile."""
+def test_a_damaged_log_is_kept_aside_and_healed_on_a_fresh_device(tmp_path: Path) -> None:
+    """A log edited in the middle, no snapshot: it is never rewritten but kept aside byte for
+    byte; the new log starts on a fresh device (the records after the edit cannot be trusted,
+    and may hide a logout or an alias) and persists from then on."""
     sink = RecordingSink()
     stitch = open_stitch(tmp_path, sink=sink)
     stitch.login("user-a")
@@ -559,28 +561,32 @@ def test_a_damaged_log_is_left_alone_and_identity_goes_to_memory(tmp_path: Path)
     (tmp_path / "telemetry.json").unlink()
     damaged = log.read_bytes()
     reopened = open_stitch(tmp_path, sink=sink)
-    assert (False, State.ANONYMOUS) == (reopened.persisting, reopened.state)
+    assert (True, State.ANONYMOUS) == (reopened.persisting, reopened.state)
+    assert reopened.device_id not in (stitch.device_id, sink.aliases[0].device_id)
     reopened.login("user-b")
     reopened.logout()
-    assert damaged == log.read_bytes()
-    assert 1 == len(sink.aliases)
+    assert damaged == (tmp_path / "identity.jsonl.damaged-1").read_bytes()
+    assert ["heal", "login", "logout"] == [kind for kind, _ in kinds(tmp_path)]
+    assert 2 == len({alias.device_id for alias in sink.aliases}) == len(sink.aliases)
 
 
-def test_a_log_shorter_than_its_snapshot_is_not_appended_to(tmp_path: Path) -> None:
-    """A lost last record (the snapshot saw it) is reported; the log is never forked."""
+def test_a_log_shorter_than_its_snapshot_heals_from_the_snapshot(tmp_path: Path) -> None:
+    """A lost last record (the snapshot saw it): the log is kept aside, never forked, and the
+    new log carries the snapshot's identity (it agrees with every record left)."""
     stitch = open_stitch(tmp_path)
     stitch.login("user-a")
     log = tmp_path / "identity.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)
     log.write_bytes(b"".join(lines[:-1]))
     reopened = open_stitch(tmp_path)
-    assert (State.ALIASED, "user-a", False) == (
+    assert (State.ALIASED, "user-a", True) == (
         reopened.state,
         reopened.distinct_id,
         reopened.persisting,
     )
     reopened.logout()
-    assert b"".join(lines[:-1]) == log.read_bytes()
+    assert b"".join(lines[:-1]) == (tmp_path / "identity.jsonl.damaged-1").read_bytes()
+    assert ["heal", "logout"] == [kind for kind, _ in kinds(tmp_path)]
 
 
 def test_a_newer_snapshot_is_never_rewritten(tmp_path: Path) -> None:

@@ -196,22 +196,24 @@ def test_a_snapshot_that_contradicts_the_log_is_not_trusted(
     assert (State.STAMPED, ["u-a"]) == (reopened.state, [a.user_id for a in sink.aliases])
 
 
-def test_damage_before_the_tail_is_found_before_an_alias_and_the_user_still_stamped(
-    tmp_path: Path,
-) -> None:
-    """R1, R3, R15: start-up reads only the tail; the first alias decision reads it all."""
+def test_damage_before_the_tail_is_healed_before_the_first_change(tmp_path: Path) -> None:
+    """R3, R15: start-up reads only the tail; the first change reads it all, finds the edit
+    and heals before writing: the snapshot (which names the last record) gives the identity,
+    the edited log is kept byte for byte, and the fresh device is aliased once."""
     sink = RecordingSink()
     first = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={})
     first.login("user-a")
-    first.logout()  # a fresh device, never aliased: the next user would alias it
+    first.logout()  # a fresh device, never aliased: the next user aliases it
     log = tmp_path / "identity.jsonl"
     damaged = log.read_bytes().replace(b'"user_id":"user-a"', b'"user_id":"user-x"', 1)
     log.write_bytes(damaged)
     later = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={})
     later.observe_authenticated_response("user-b")
-    assert (State.STAMPED, "user-b", False) == (
+    assert (State.ALIASED, "user-b", True, first.device_id) == (
         later.state,
         later.distinct_id,
         later.persisting,
+        later.device_id,
     )
-    assert (["user-a"], damaged) == ([a.user_id for a in sink.aliases], log.read_bytes())
+    assert ["user-a", "user-b"] == [a.user_id for a in sink.aliases]
+    assert damaged == (tmp_path / "identity.jsonl.damaged-1").read_bytes()
