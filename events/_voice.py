@@ -10,6 +10,8 @@ at start-up.
 
 from __future__ import annotations
 
+import sys
+
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     import logging
@@ -37,10 +39,21 @@ def get_logger(name: str = ROOT_LOGGER) -> logging.Logger:
 
 def debug(name: str, message: str, *args: object) -> None:
     """Log ``message % args`` at DEBUG on logger ``name``."""
-    get_logger(name).debug(message, *args)
+    if _listening():
+        get_logger(name).debug(message, *args)
 
 
 def warn(name: str, message: str, *args: object) -> None:
     """Log ``message % args`` at WARNING on logger ``name``: once per problem, saying what was
     kept and how to look."""
-    get_logger(name).warning(message, *args)
+    if _listening():
+        get_logger(name).warning(message, *args)
+
+
+def _listening() -> bool:
+    """Whether anyone could hear: a handler exists only once ``logging`` was imported.
+
+    Otherwise the message would stop at the package's ``NullHandler`` anyway, so a
+    start that has nothing to say to a listener never pays for importing ``logging``.
+    """
+    return "logging" in sys.modules

@@ -1212,13 +1212,13 @@ class _LiveStitches:
         self._registered = False
 
     def append(self, stitch: IdentityStitch) -> None:
-        import weakref
+        import _weakref  # the C module: ``weakref`` itself costs start-up time
 
         if not self._registered and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self.after_fork_in_child)
             self._registered = True
         self._refs = [ref for ref in self._refs if ref() is not None]
-        self._refs.append(weakref.ref(stitch))
+        self._refs.append(_weakref.ref(stitch))
 
     def after_fork_in_child(self) -> None:
         for ref in self._refs:
