@@ -74,6 +74,10 @@ SNAPSHOT_NAME = "telemetry.json"
 #: ``lock_busy`` edge (a change holds it for milliseconds; a stopped holder forever).
 LOCK_WAIT = 1.0
 
+#: Seconds an open waits for the lock when it has pending forgettings or a stale snapshot
+#: to write: a start never waits for a stuck holder (the next change tries again).
+OPEN_WAIT = 0.1
+
 #: How many aliases a process's responses try before they only stamp (R9).
 ALIAS_ATTEMPTS = 3
 
@@ -393,14 +397,15 @@ class IdentityStitch:
         """Fold what others appended and apply pending forgettings, under the lock."""
         assert self._journal is not None
         self._warm_up()
-        try:
-            with self._journal.log.locked():
+        with self._journal.log.locked().try_locked(OPEN_WAIT) as held:
+            if held:
                 if self._verify_locked():  # it may write: the whole log is read first
                     self._apply_pending_locked()
                     self._save_snapshot()
-        except TimeoutError:
-            self._storage.fire("lock_busy", "another process holds the lock")
-            self._apply_pending_in_memory(self._journal.folder, pending)
+                return
+        # Another process holds the lock: never make the host's start wait for it.
+        self._storage.fire("lock_busy", "another process holds the lock")
+        self._apply_pending_in_memory(self._journal.folder, pending)
 
     def _rebuild_locked(
         self, journal: _Journal, snapshot: SnapshotRead, pending: list[str]
@@ -803,6 +808,9 @@ class IdentityStitch:
             self._resume_from_disk()
         if not (self._catch_up() if self._log_verified else self._verify_locked()):
             raise _UnwritableError
+        if self._identity.seq == 0:  # it opened before the log existed: start it now
+            self._log_verified = True
+            self._start_log(None)
 
     def _hand_over(self, alias: Decision) -> None:
         """Give the recorded alias to the sink; if it is not queued, record that (R9).
@@ -845,8 +853,7 @@ class IdentityStitch:
         a forgetting among them is in a pending file, applied next)."""
         journal = self._journal
         assert journal is not None
-        if journal.identity is not None:
-            self._identity = journal.identity
+        self._identity = journal.identity if journal.identity is not None else _placeholder()
         self._memory = None
 
     def _defer(self, event: str, args: dict[str, Any]) -> None:

@@ -124,11 +124,18 @@ def test_a_login_behind_a_stuck_lock_stamps_in_memory_and_aliases_nothing(
     assert [] == _pending(tmp_path)
 
 
-def test_a_first_run_behind_a_stuck_lock_starts_in_memory(stuck_holder: Path) -> None:
-    """R15: a first run whose lock is held by another process opens in memory, writes nothing."""
-    stitch = open_stitch(stuck_holder)
-    assert (Storage.DEFERRED, State.ANONYMOUS) == (stitch.storage, stitch.state)
-    assert ["identity.lock"] == sorted(p.name for p in stuck_holder.iterdir())
+def test_a_first_run_behind_a_stuck_lock_starts_in_memory_and_writes_once_it_can(
+    tmp_path: Path,
+) -> None:
+    """R15: a first run whose lock is held by another process opens in memory and writes
+    nothing; its next change, once the lock is free, starts the log and records the change."""
+    with _holding(tmp_path):
+        stitch = open_stitch(tmp_path)
+        assert (Storage.DEFERRED, State.ANONYMOUS) == (stitch.storage, stitch.state)
+        assert ["identity.lock"] == sorted(p.name for p in tmp_path.iterdir())
+    assert stitch.login("user-a") is True
+    assert (Storage.HEALTHY, State.ALIASED) == (stitch.storage, stitch.state)
+    assert ["genesis", "login"] == [r["kind"] for r in log_records(tmp_path)]
 
 
 def test_an_opted_out_logout_forgets_the_user_on_disk_and_writes_nothing_else(
