@@ -396,8 +396,12 @@ class IdentityStitch:
     def _under_lock_at_open(self, pending: list[str]) -> None:
         """Fold what others appended and apply pending forgettings, under the lock."""
         assert self._journal is not None
-        self._warm_up()
-        with self._journal.log.locked().try_locked(OPEN_WAIT) as held:
+        lock = self._journal.log.locked()
+        with lock.try_locked(0) as free:
+            pass  # a probe: a start that cannot write now imports nothing for it
+        if free:
+            self._warm_up()
+        with lock.try_locked(OPEN_WAIT if free else 0) as held:
             if held:
                 if self._verify_locked():  # it may write: the whole log is read first
                     self._apply_pending_locked()
