@@ -233,14 +233,9 @@ def identity_json(identity: Identity | None) -> dict[str, Any]:
             "linked_user": None,
             "last_seq": 0,
         }
-    return {
-        "state": identity.state.value,
-        "device_id": identity.device_id,
-        "user_id": identity.user_id,
-        "distinct_id": identity.distinct_id,
-        "linked_user": identity.linked_user,
-        "last_seq": identity.seq,
-    }
+    from idstitch.service._doctor import identity_fields
+
+    return identity_fields(identity)
 
 
 def damage_line(error: LogDamagedError, good: int) -> list[Part]:

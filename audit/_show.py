@@ -1,12 +1,13 @@
-"""``idstitch show``: the identity a host process would start with, read without writing.
+"""``idstitch show`` and ``idstitch doctor``: a state dir, as the service itself answers for it.
 
-The state dir is opened through :meth:`IdentityStitch.open` itself, in the
-ephemeral runtime, which reads a state dir and writes nothing: so ``show``
-answers exactly what the host would see, and never changes the files it
-inspects. Warnings the service logs while opening (a damaged log, a newer
-snapshot) are collected and shown as notes. A log the service would not
-open at all (a symlink, a directory, an unreadable file) is no state: the
-service would start a new identity in memory, which is nobody's to show.
+Both ask the service rather than re-deriving what it would do.
+:func:`idstitch.service.diagnose` (read-only) says whether the dir can be
+used at all, whether it is healthy, what is wrong, what a repair would do,
+the pending forgettings, the files kept aside and the storage state the
+next persistent run opens in. ``show`` adds the identity a run started now
+holds: :meth:`IdentityStitch.open` in the ephemeral runtime, which reads the
+dir exactly as a host does and writes nothing (a damaged dir gives the
+identity a heal would start from, in memory).
 
 Paths are shown as text that always prints and encodes: a byte of a path
 that is not UTF-8 appears as its escape (``\\xe9``).
@@ -14,25 +15,33 @@ that is not UTF-8 appears as its escape (``\\xe9``).
 
 from __future__ import annotations
 
-import logging
 import os
-import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from idstitch.adapters.runtime import Runtime, detect_runtime
-from idstitch.adapters.sinks import NullSink
-from idstitch.machine import Identity, IdentityStitch
-from idstitch.service._dirs import default_state_dir, untrusted_reason
-from idstitch.store import read_snapshot
-
-from ._render import printable
+from ._render import Output, Part, printable
 from ._source import LOG_NAME, UnusableInputError
 
-__all__ = ["StateReport", "inspect_state_dir", "report_json", "resolve_state_dir"]
+if TYPE_CHECKING:
+    from idstitch.adapters.runtime import Runtime
+    from idstitch.machine import Identity
+    from idstitch.service import Diagnosis
+
+__all__ = [
+    "StateReport",
+    "doctor_json",
+    "doctor_report",
+    "examine_state_dir",
+    "inspect_state_dir",
+    "report_json",
+    "resolve_state_dir",
+    "show_rows",
+]
 
 SNAPSHOT_NAME = "telemetry.json"
+_IN_MEMORY = "every host run starts a new identity in memory"
+_W = len("was wrong  ")  # the width of the doctor's row labels
 
 
 @dataclass(slots=True)
@@ -42,18 +51,19 @@ class StateReport:
     state_dir: str
     identity: Identity
     runtime: Runtime
-    log_bytes: int | None
-    snapshot: str
+    diagnosis: Diagnosis
     notes: list[str] = field(default_factory=list)
 
 
 def resolve_state_dir(
     state_dir: str | None, app: str | None, env: Mapping[str, str] = os.environ
 ) -> str:
-    """The state dir named by ``--state-dir``, or ``--app``'s default one."""
+    """The state dir named by ``--state-dir`` (or ``DIR``), or ``--app``'s default one."""
     if state_dir is not None:
         return state_dir
     if app is not None:
+        from idstitch.service._dirs import default_state_dir
+
         try:
             return default_state_dir(app, env)
         except ValueError as exc:
@@ -61,118 +71,150 @@ def resolve_state_dir(
     raise UnusableInputError("a state dir is needed: DIR (--state-dir DIR) or --app NAME")
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+def examine_state_dir(state_dir: str, *, repair: bool = False, show: bool = False) -> Diagnosis:
+    """The service's diagnosis of ``state_dir`` (``repair``: healed first).
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage().removeprefix("idstitch: "))
+    Raises :class:`UnusableInputError` when idstitch would not use the dir
+    (for ``show``, the message says there is no state to show).
+    """
+    from idstitch.service._doctor import CannotExamineError, diagnose
+
+    try:
+        return diagnose(state_dir, repair=repair)
+    except CannotExamineError as exc:
+        if exc.kind == "log":
+            raise UnusableInputError(f"{'no state: ' * show}{exc}: {_IN_MEMORY}") from None
+        if show and exc.kind != "untrusted":
+            raise UnusableInputError(f"no state: {exc}") from None
+        raise UnusableInputError(str(exc)) from None
+    except OSError as exc:  # the dir changed under the diagnosis (or the repair's disk failed)
+        raise UnusableInputError(f"cannot examine {state_dir}: {exc}") from None
 
 
 def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> StateReport:
-    """The identity in ``state_dir`` and the runtime detected now.
+    """The identity in ``state_dir``, its diagnosis and the runtime detected now.
 
-    Raises :class:`UnusableInputError` when there is no usable state there.
+    Writes nothing. Raises :class:`UnusableInputError` when there is no
+    identity to show (the host would mint a new one, or not use the dir).
     """
+    from idstitch.service import IdentityStitch, detect_runtime
+    from idstitch.service._runtime import Runtime
+
     shown = printable(state_dir)
-    if not os.path.lexists(state_dir):
-        raise UnusableInputError(f"no state: {shown} does not exist")
-    problem = untrusted_reason(state_dir)
-    if problem is not None:
-        raise UnusableInputError(f"{shown} is not used by idstitch: {problem}")
-    try:
-        names = set(os.listdir(state_dir))
-    except OSError as exc:
-        raise UnusableInputError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    if LOG_NAME not in names and SNAPSHOT_NAME not in names:
+    found = examine_state_dir(state_dir, show=True)
+    if found.log_bytes is None and found.snapshot == "missing":
         raise UnusableInputError(f"no state: {shown} holds neither {LOG_NAME} nor {SNAPSHOT_NAME}")
-    log_path = os.path.join(state_dir, LOG_NAME)
-    problem = _unopenable(log_path) if LOG_NAME in names else None
-    if problem is not None:
-        # The service would fall back to memory with a new device: showing it would invent one.
-        raise UnusableInputError(
-            f"no state: {printable(log_path)} {problem}: "
-            "every host run starts a new identity in memory"
-        )
-    snapshot = read_snapshot(os.path.join(state_dir, SNAPSHOT_NAME))
-    has_records = LOG_NAME in names and os.path.getsize(log_path) > 0
-    if not has_records and snapshot.status not in ("ok", "foreign"):
+    if not found.log_bytes and found.snapshot not in ("ok", "foreign"):
         # The host would mint a brand-new device here: there is no identity to show yet.
         raise UnusableInputError(
-            f"no state: {shown} holds no identity yet ({SNAPSHOT_NAME} is {snapshot.status}, "
-            f"{LOG_NAME} is {'empty' if LOG_NAME in names else 'missing'})"
+            f"no state: {shown} holds no identity yet ({SNAPSHOT_NAME} is {found.snapshot}, "
+            f"{LOG_NAME} is {'missing' if found.log_bytes is None else 'empty'})"
         )
-    collect = _Collect()
-    logger = logging.getLogger("idstitch")
-    propagate = logger.propagate
-    logger.addHandler(collect)
-    logger.propagate = False
-    try:
-        stitch = IdentityStitch.open(
-            state_dir=state_dir, runtime=Runtime.EPHEMERAL, sink=NullSink(), env={}
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime=Runtime.EPHEMERAL, env={})
+    notes = [*found.problems, *(f"a repair would {step}" for step in found.repair)]
+    notes += found.notes
+    if found.heal is not None and found.heal["device_id"] is None:
+        notes.append(
+            "the device id shown stands in for the new one the heal mints (it differs on "
+            "every read)"
         )
-    finally:
-        logger.removeHandler(collect)
-        logger.propagate = propagate
-    log_bytes = os.path.getsize(log_path) if LOG_NAME in names else None
-    notes = [printable(message) for message in collect.messages]
-    if snapshot.status == "foreign" and not has_records:
-        if stitch.opted_out:
-            notes.append(
-                f'{SNAPSHOT_NAME} is another tool\'s state file that says "enabled": false: '
-                "the host's telemetry is off (R14), so nothing is adopted, sent or written"
-            )
-        elif stitch.device_id == snapshot.data.get("device_id"):
-            notes.append(
-                f"{SNAPSHOT_NAME} is another tool's state file: the next persistent run "
-                "adopts it with one import record"
-            )
-        else:
-            notes.append(
-                f"{SNAPSHOT_NAME} is another tool's state file without a device id PostHog "
-                f"would merge (R13): the next persistent run keeps it as {SNAPSHOT_NAME}"
-                ".pre-idstitch and mints a new device (the device id shown is not that one)"
-            )
-    elif snapshot.status not in ("ok", "missing"):
-        notes.append(f"{SNAPSHOT_NAME} is {snapshot.status}: {snapshot.problem}")
+    if not found.healthy:
+        notes.append(f"see `idstitch doctor {state_dir}`")
     return StateReport(
         state_dir=shown,
         identity=stitch.identity,
         runtime=detect_runtime(env=env, has_state=True),
-        log_bytes=log_bytes,
-        snapshot=snapshot.status,
-        notes=notes,
+        diagnosis=found,
+        notes=[printable(note) for note in notes],
     )
-
-
-def _unopenable(log_path: str) -> str | None:
-    """Why the service would not open the log at ``log_path`` (it exists), or ``None``.
-
-    It never follows a symlink in place of the log and reads only a regular file.
-    """
-    try:
-        mode = os.lstat(log_path).st_mode
-        if stat.S_ISLNK(mode):
-            return "is a symlink (idstitch never follows one)"
-        if stat.S_ISDIR(mode):
-            return "is a directory"
-        if not stat.S_ISREG(mode):
-            return "is not a regular file"
-        os.close(os.open(log_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    return None
 
 
 def report_json(report: StateReport) -> dict[str, Any]:
     """The ``show --json`` object (without the identity fields, added by the caller)."""
+    found = report.diagnosis
     return {
         "state_dir": report.state_dir,
         "runtime": report.runtime.value,
-        "log_bytes": report.log_bytes,
-        "snapshot": report.snapshot,
+        "log_bytes": found.log_bytes,
+        "snapshot": found.snapshot,
+        "storage": found.storage,
+        "healthy": found.healthy,
+        "pending": len(found.pending),
+        "kept": found.kept,
         "notes": report.notes,
     }
+
+
+def show_rows(report: StateReport) -> list[tuple[str, str]]:
+    """The rows ``show`` adds under the identity."""
+    found = report.diagnosis
+    log = "none" if found.log_bytes is None else f"{LOG_NAME}, {found.log_bytes} bytes"
+    rows = [
+        ("runtime now", report.runtime.value),
+        ("log", log),
+        ("snapshot", found.snapshot),
+        ("next run", found.storage),
+        ("health", "healthy" if found.healthy else "needs repair"),
+    ]
+    if found.pending:
+        rows.append(("pending", f"{len(found.pending)} forgetting(s)"))
+    if found.kept:
+        rows.append(("kept", ", ".join(found.kept)))
+    return rows
+
+
+def doctor_json(found: Diagnosis) -> dict[str, Any]:
+    """The ``doctor --json`` object: the diagnosis, its paths made printable."""
+    value = found.as_json()
+    value["state_dir"] = printable(found.state_dir)
+    value["kept"] = [printable(name) for name in found.kept]
+    value["pending"] = [
+        {**entry, "file": printable(entry["file"] or "")} for entry in found.pending
+    ]
+    return value
+
+
+def doctor_report(found: Diagnosis, out: Output) -> int:
+    """Print the diagnosis; 0 healthy (or repaired), 1 needs repair."""
+    if out.as_json:
+        out.json({"type": "diagnosis", **doctor_json(found)})
+        return 0 if found.healthy else 1
+    out.lines(_doctor_lines(found))
+    return 0 if found.healthy else 1
+
+
+def _doctor_lines(found: Diagnosis) -> Iterable[list[Part]]:
+    verdict: Part
+    if found.repaired:
+        verdict = ("repaired", "green")
+    elif found.healthy:
+        verdict = ("healthy", "green")
+    else:
+        verdict = ("needs repair", "red")
+    yield [(found.state_dir, "bold"), ": ", verdict]
+    was = "was wrong" if found.repaired else "problem"
+    for problem in found.problems:
+        yield [f"  {was:<{_W}}", (problem, "red")]
+    done = "repaired" if found.repaired else "a repair"
+    for step in found.repair:
+        yield [f"  {done:<{_W}}", (step, "yellow")]
+    for note in found.notes:
+        yield [f"  {'note':<{_W}}", note]
+    for entry in found.pending:
+        device = f" to device {entry['new_device_id']}" if entry["new_device_id"] else ""
+        yield [f"  {'pending':<{_W}}", f"{entry['kind']}{device} ({entry['file']})"]
+    for name in found.kept:
+        path = os.path.join(found.state_dir, name)
+        if name.startswith(LOG_NAME):
+            how = f"a log as it was: read it with `idstitch replay {path}`"
+        else:
+            how = "a snapshot (JSON) as it was"
+        yield [f"  {'kept':<{_W}}", (name, "cyan"), f": {how}"]
+    if found.identity is not None:
+        held = found.identity
+        who = held["user_id"] or "no user"
+        said = f"{held['state']}, {who}, device {held['device_id']}, seq {held['last_seq']}"
+        yield [f"  {'identity':<{_W}}", said]
+    yield [f"  {'next run':<{_W}}", f"{found.storage} ({found.storage_reason})"]
+    if not found.healthy and found.storage != "read_only":
+        yield [f"repair it now: idstitch doctor --repair {found.state_dir}"]

@@ -114,52 +114,23 @@ def _persons(args: argparse.Namespace, out: Output) -> int:
 
 def _show(args: argparse.Namespace, out: Output) -> int:
     from ._render import identity_block, identity_json
-    from ._show import inspect_state_dir, report_json, resolve_state_dir
+    from ._show import inspect_state_dir, report_json, resolve_state_dir, show_rows
 
     report = inspect_state_dir(resolve_state_dir(args.state_dir, args.app))
     if out.as_json:
         out.json({"type": "identity", **identity_json(report.identity), **report_json(report)})
         return 0
-    log = "none" if report.log_bytes is None else f"identity.jsonl, {report.log_bytes} bytes"
-    extra = [
-        ("runtime now", report.runtime.value),
-        ("log", log),
-        ("snapshot", report.snapshot),
-    ]
-    out.lines(identity_block(report.state_dir, report.identity, extra=extra))
+    out.lines(identity_block(report.state_dir, report.identity, extra=show_rows(report)))
     for note in report.notes:
         out.text(("note:", "yellow"), f" {note}")
     return 0
 
 
 def _doctor(args: argparse.Namespace, out: Output) -> int:
-    from idstitch.service import diagnose
+    from ._show import doctor_report, examine_state_dir, resolve_state_dir
 
-    from ._show import resolve_state_dir
-
-    state_dir = resolve_state_dir(args.dir, args.app)
-    try:
-        found = diagnose(state_dir, repair=args.repair)
-    except OSError as exc:
-        raise UnusableInputError(f"cannot examine {state_dir}: {exc}") from None
-    if out.as_json:
-        out.json({"type": "diagnosis", **found.as_json()})
-    else:
-        verdict = "repaired" if found.repaired else "healthy" if found.healthy else "needs repair"
-        out.text(("state dir:", "bold"), f" {state_dir}: {verdict}")
-        for problem in found.problems:
-            out.text(("problem:", "red"), f" {problem}")
-        for step in found.repair:
-            out.text(("repaired:" if found.repaired else "a repair would:", "yellow"), f" {step}")
-        for kept in found.kept:
-            out.text(("kept:", "cyan"), f" {kept} (see `idstitch replay` on it)")
-        if found.identity:
-            who = found.identity.get("user_id") or "no user"
-            out.text(
-                ("identity:", "bold"),
-                f" {found.identity['state']}, {who}, device {found.identity['device_id']}",
-            )
-    return 0 if found.healthy else 1
+    found = examine_state_dir(resolve_state_dir(args.dir, args.app), repair=args.repair)
+    return doctor_report(found, out)
 
 
 def _diagram(args: argparse.Namespace, out: Output) -> int:

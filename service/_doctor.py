@@ -1,57 +1,104 @@
 """``idstitch doctor``: is a state dir healthy, what is wrong, what a repair would do.
 
-The diagnosis reads only (the checked reader over the whole log, the
-snapshot, the dir's names) and uses the same verdicts the service acts on
-(:mod:`._trust`), so "what a repair would do" is what the next persistent
-run, or ``--repair`` now, does: a repair is simply a persistent open of
-the dir, which heals it under the lock exactly as a host's run would.
+The diagnosis reads only (the dir's names, the checked reader over the
+whole log, the snapshot, the pending files) and uses the same verdicts the
+service acts on (:mod:`._trust`), so "what a repair would do" is what the
+next persistent run, or ``--repair`` now, does. A repair is a persistent
+open of the dir that then reads the whole log under the lock, as a host's
+run does before its first change: it heals damage (log-format.md,
+"Healing") and appends pending forgettings, exactly as that run would.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
-from ._pending import PENDING_PREFIX, pending_names
-from ._trust import heal_plan, lost_records, snapshot_identity
+from ._pending import pending_names, read_pending
+from ._trust import foreign_identity, heal_plan, snapshot_identity
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from typing import Any
 
     from idstitch.machine._fold import Identity
+    from idstitch.store import SnapshotRead
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["CannotExamineError", "Diagnosis", "diagnose", "identity_fields"]
 
 _LOG = "identity.jsonl"
 _SNAPSHOT = "telemetry.json"
+
+#: Files kept aside by a heal or an adoption: ``<name>.<label>-<n>`` (store/_aside.py).
+_KEPT = re.compile(r"(identity\.jsonl|telemetry\.json)\.(damaged|corrupt|pre-idstitch)-[0-9]+")
+
+#: What a snapshot the log does not account for is kept as, by its status.
+_SNAPSHOT_LABEL = {"foreign": "pre-idstitch", "corrupt": "corrupt", "ok": "damaged"}
+
+
+class CannotExamineError(Exception):
+    """``state_dir`` is not a state dir idstitch would use (``idstitch doctor`` exits 2).
+
+    ``kind``: ``missing``, ``not-a-dir``, ``untrusted`` (not this user's, or
+    writable by others), ``log`` (a log idstitch would not open: a symlink,
+    a directory, a FIFO, an unreadable file) or ``unreadable`` (the dir's
+    names cannot be listed). ``path`` is the file at fault, ``problem``
+    what is wrong with it; the message is both.
+    """
+
+    def __init__(self, kind: str, path: str, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.kind = kind
+        self.path = path
+        self.problem = problem
 
 
 class Diagnosis:
     """What :func:`diagnose` found in one state dir.
 
-    ``healthy``: nothing to repair. ``problems``: what is wrong, in words.
-    ``repair``: what a repair does (empty when healthy). ``kept``: files
-    kept aside by earlier heals (or by this repair). ``pending``: pending
-    forgettings not yet in the log. ``repaired``: a repair ran and the dir
-    is healthy now. ``identity``: the identity the dir gives (after the
-    repair, if one ran).
+    ``healthy``: nothing to repair. ``problems``: what is (or, after a
+    repair, was) wrong. ``repair``: what a repair does (or did). ``notes``:
+    facts that need no repair (a foreign state file to adopt, a cut-off
+    write the next change removes). ``kept``: files kept aside by heals.
+    ``pending``: forgettings not yet in the log. ``heal``: the identity a
+    heal starts from (``device_id`` ``None``: a new device is minted).
+    ``identity``: the trusted identity the dir holds (``None``: none).
+    ``storage``: the storage state the next persistent run opens in
+    (``healthy``, ``healing`` or ``read_only``), ``storage_reason`` why.
     """
 
-    __slots__ = ("identity", "kept", "pending", "problems", "repair", "repaired", "state_dir")
+    __slots__ = (
+        "heal",
+        "healthy",
+        "identity",
+        "kept",
+        "log_bytes",
+        "notes",
+        "pending",
+        "problems",
+        "repair",
+        "repaired",
+        "snapshot",
+        "state_dir",
+        "storage",
+        "storage_reason",
+    )
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
+        self.healthy = True
+        self.repaired = False
+        self.storage = "healthy"
+        self.storage_reason = "a usable state dir"
         self.problems: list[str] = []
         self.repair: list[str] = []
+        self.notes: list[str] = []
         self.kept: list[str] = []
-        self.pending = 0
-        self.repaired = False
-        self.identity: dict[str, Any] = {}
-
-    @property
-    def healthy(self) -> bool:
-        """Whether nothing needs repairing."""
-        return not self.problems
+        self.pending: list[dict[str, str | None]] = []
+        self.heal: dict[str, str | None] | None = None
+        self.identity: dict[str, Any] | None = None
+        self.snapshot = "missing"
+        self.log_bytes: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The diagnosis as plain JSON values (``idstitch doctor --json``)."""
@@ -59,52 +106,106 @@ class Diagnosis:
             "state_dir": self.state_dir,
             "healthy": self.healthy,
             "repaired": self.repaired,
+            "storage": self.storage,
+            "storage_reason": self.storage_reason,
             "problems": self.problems,
             "repair": self.repair,
+            "notes": self.notes,
             "kept": self.kept,
             "pending": self.pending,
+            "heal": self.heal,
             "identity": self.identity,
+            "log_bytes": self.log_bytes,
+            "snapshot": self.snapshot,
         }
 
 
 def diagnose(state_dir: str, *, repair: bool = False) -> Diagnosis:
     """Diagnose ``state_dir``; with ``repair``, heal it now and diagnose it again.
 
-    Raises ``FileNotFoundError`` / ``NotADirectoryError`` when it is not a
-    state dir, and ``PermissionError`` when it is not this user's to use.
+    Reads only, unless ``repair``. Raises :class:`CannotExamineError` when
+    it is not a state dir idstitch would use.
     """
-    from ._dirs import untrusted_reason
-
-    if not os.path.isdir(state_dir):
-        raise NotADirectoryError(f"{state_dir} is not a directory")
-    problem = untrusted_reason(state_dir)
-    if problem is not None:
-        raise PermissionError(f"{state_dir}: {problem}")
+    examine(state_dir)
     found = _diagnose(state_dir)
-    if not repair or found.healthy:
-        return found
+    if not repair or found.healthy or found.storage == "read_only":
+        return found  # a newer build's files: nothing this build may repair
     from ._runtime import Runtime
     from ._stitch import IdentityStitch
+    from ._storage import Storage
 
     stitch = IdentityStitch.open(state_dir=state_dir, runtime=Runtime.PERSISTENT, env={})
+    if stitch.persisting:
+        # A steady open trusts the snapshot; the first change of a run reads the whole
+        # log under the lock, heals and applies pending forgettings. Do that now.
+        stitch._under_lock_at_open([])
     after = _diagnose(state_dir)
-    after.repaired = after.healthy and stitch.persisting
-    after.repair = found.repair
-    if not after.healthy:
-        after.problems = [*after.problems, f"the repair left the dir {stitch.storage}"]
+    if after.healthy and stitch.storage is Storage.HEALTHY:
+        after.repaired = True
+        after.problems, after.repair, after.heal = found.problems, found.repair, found.heal
+        return after
+    after.healthy = False
+    after.problems.append(
+        f"the repair could not finish: this run's storage is {stitch.storage} "
+        f"({stitch.storage_reason})"
+    )
     return after
 
 
+def examine(state_dir: str) -> None:
+    """Raise :class:`CannotExamineError` unless ``state_dir`` is a dir idstitch would open."""
+    import stat
+
+    from ._dirs import untrusted_reason
+
+    try:
+        mode = os.lstat(state_dir).st_mode
+    except FileNotFoundError:
+        raise CannotExamineError("missing", state_dir, "does not exist") from None
+    except OSError as exc:
+        raise CannotExamineError("unreadable", state_dir, _cannot(exc)) from None
+    if not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode):
+        raise CannotExamineError("not-a-dir", state_dir, "is not a directory")
+    problem = untrusted_reason(state_dir)
+    if problem is not None:
+        raise CannotExamineError("untrusted", state_dir, f"is not used by idstitch: {problem}")
+    log_path = os.path.join(state_dir, _LOG)
+    try:
+        mode = os.lstat(log_path).st_mode
+        if stat.S_ISLNK(mode):
+            raise CannotExamineError("log", log_path, "is a symlink (idstitch never follows one)")
+        if stat.S_ISDIR(mode):
+            raise CannotExamineError("log", log_path, "is a directory")
+        if not stat.S_ISREG(mode):
+            raise CannotExamineError("log", log_path, "is not a regular file")
+        os.close(os.open(log_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CannotExamineError("log", log_path, _cannot(exc)) from None
+    try:
+        os.listdir(state_dir)
+    except OSError as exc:
+        raise CannotExamineError("unreadable", state_dir, _cannot(exc)) from None
+
+
+def _cannot(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror or exc})"
+
+
 def _diagnose(state_dir: str) -> Diagnosis:
+    from idstitch.events._errors import LogDamagedError, NewerFormatError
     from idstitch.machine._fold import fold
     from idstitch.store._log import FileLog
     from idstitch.store._snapshot import read_snapshot
 
     found = Diagnosis(state_dir)
     names = sorted(os.listdir(state_dir))
-    found.kept = [name for name in names if ".damaged-" in name or ".corrupt" in name]
+    found.kept = [name for name in names if _KEPT.fullmatch(name)]
     log_path = os.path.join(state_dir, _LOG)
+    found.log_bytes = os.lstat(log_path).st_size if _LOG in names else None
     snapshot = read_snapshot(os.path.join(state_dir, _SNAPSHOT))
+    found.snapshot = snapshot.status
     held = snapshot_identity(snapshot)
     hashes: set[str] = set()
     devices: set[str] = set()
@@ -120,51 +221,56 @@ def _diagnose(state_dir: str) -> Diagnosis:
         result = fold(noting())
     except FileNotFoundError:
         result = fold(())
-    good = result.identity
-    error = result.error
-    torn = error is not None and getattr(error, "cause", None) == "torn-tail"
-    newer = error is not None and getattr(error, "cause", None) == "newer-version"
+    good, error = result.identity, result.error
+    torn = isinstance(error, LogDamagedError) and error.cause == "torn-tail"
     good_seq = 0 if good is None else good.seq
-    if newer:
-        found.problems.append(f"{_LOG} holds records of a newer idstitch ({error})")
+    damage: str | None = None
+    if isinstance(error, NewerFormatError):
+        _newer(found, f"{_LOG} holds records of a newer idstitch ({error})")
+    elif snapshot.status == "newer":
+        _newer(found, f"{_SNAPSHOT} was written by a newer idstitch ({snapshot.problem})")
     elif error is not None and not torn:
-        found.problems.append(f"{_LOG} is damaged: {error}")
-    elif held is not None and lost_records(
-        held, hashes, good_seq, reader.checkpoint.offset, snapshot
-    ):
-        found.problems.append(
-            f"{_SNAPSHOT} names seq {held.seq}, past the log's last record (seq {good_seq})"
-        )
+        damage = f"{_LOG} is damaged: {error}"
+    elif held is not None and held.h not in hashes and held.seq > good_seq:
+        damage = f"{_SNAPSHOT} names seq {held.seq}, past the log's last record (seq {good_seq})"
     elif torn and (held is None or held.h not in hashes):
-        found.problems.append(
-            f"{_LOG} ends in a cut-off record and no snapshot names one before it"
+        damage = f"{_LOG} ends in a cut-off record and no snapshot names one before it"
+    elif torn:
+        found.notes.append(f"{_LOG} ends in a cut-off write: the next change removes it")
+    if damage is not None:
+        found.problems.append(damage)
+        _plan_heal(
+            found, log_path, good=good, devices=devices, held=held, end=reader.checkpoint.offset
         )
-    if found.problems and not newer:
-        found.repair.append(_heal_step(log_path, good, devices, held, reader.checkpoint.offset))
-    elif newer:
-        found.repair.append(
-            "none: a newer idstitch must read this dir (this build never rewrites it)"
-        )
-    if torn and not found.problems:
-        found.repair.append(f"the next change removes the cut-off write at the end of {_LOG}")
-    waiting = pending_names(names)
-    found.pending = len(waiting)
-    if waiting:
-        found.problems.append(f"{len(waiting)} pending forgetting(s) not yet in the log")
-        found.repair.append(f"append the pending forgettings ({PENDING_PREFIX}*) to the log")
-    if snapshot.status in ("corrupt", "foreign") and good is not None:
-        found.problems.append(f"{_SNAPSHOT} is {snapshot.status}: {snapshot.problem or 'not ours'}")
-        found.repair.append(f"keep {_SNAPSHOT} aside and write a new one from the log")
-    identity = good if held is None or (good is not None and good.seq >= held.seq) else held
-    if identity is not None:
-        found.identity = {**identity.as_dict(), "distinct_id": identity.distinct_id}
+    elif found.storage != "read_only":
+        _check_snapshot(found, snapshot, good, held, hashes)
+    _check_pending(found, names)
+    trusted = good if held is None or (good is not None and good.seq >= held.seq) else held
+    if trusted is not None:
+        found.identity = identity_fields(trusted)
+    found.healthy = not found.problems
     return found
 
 
-def _heal_step(
-    log_path: str, good: Identity | None, devices: set[str], held: Identity | None, end: int
-) -> str:
-    """What healing the log would do, in words (the plan the service would act on)."""
+def _newer(found: Diagnosis, problem: str) -> None:
+    found.problems.append(problem)
+    found.repair.append("none: only a newer idstitch may write this dir (this build never will)")
+    found.storage, found.storage_reason = (
+        "read_only",
+        "L8: a newer build's files are never rewritten",
+    )
+
+
+def _plan_heal(
+    found: Diagnosis,
+    log_path: str,
+    *,
+    good: Identity | None,
+    devices: set[str],
+    held: Identity | None,
+    end: int,
+) -> None:
+    """What healing the log would do: the plan the service acts on, in words and as data."""
     try:
         with open(log_path, "rb") as file:
             data = file.read()
@@ -177,7 +283,103 @@ def _heal_step(
         start = f"device {plan.device_id}, user {plan.user_id or 'none'}"
         if plan.linked_user:
             start += f", aliased to {plan.linked_user}"
+    steps = [f"keep {_LOG} aside as {_LOG}.damaged-N (byte for byte)"] if data else []
+    if found.snapshot != "missing":
+        steps.append(f"keep {_SNAPSHOT} aside as {_SNAPSHOT}.damaged-N")
+    steps.append(f"start a new log from {plan.source} ({start})")
+    found.repair.append("; ".join(steps))
+    found.heal = {
+        "source": plan.source,
+        "device_id": plan.device_id,
+        "user_id": plan.user_id,
+        "linked_user": plan.linked_user,
+    }
+    found.storage, found.storage_reason = "healing", "damage: the next persistent run heals it"
+
+
+def _check_snapshot(
+    found: Diagnosis,
+    snapshot: SnapshotRead,
+    good: Identity | None,
+    held: Identity | None,
+    hashes: set[str],
+) -> None:
+    """What the next persistent run does with the snapshot (the log being sound)."""
+    status = "corrupt" if snapshot.status == "ok" and held is None else snapshot.status
+    if good is None:  # no record yet: the next persistent run writes the first one
+        if status == "foreign":
+            found.notes.append(_adoption(snapshot))
+        elif status == "corrupt":
+            found.notes.append(
+                f"{_SNAPSHOT} is corrupt ({snapshot.problem or 'no identity'}) and there is "
+                f"no log: the next persistent run keeps it as {_SNAPSHOT}.corrupt-N "
+                "and mints a new device"
+            )
+        elif found.log_bytes is None and status == "missing":
+            found.notes.append("no identity yet: the next persistent run mints a device")
+        return
+    if status in ("foreign", "corrupt") or (held is not None and held.h not in hashes):
+        why = {
+            "foreign": "another tool's state file",
+            "corrupt": f"corrupt ({snapshot.problem or 'no identity'})",
+        }.get(status, "names no record of this log (another log's snapshot)")
+        label = _SNAPSHOT_LABEL[status]
+        found.problems.append(f"{_SNAPSHOT} is {why}")
+        found.repair.append(
+            f"keep {_SNAPSHOT} aside as {_SNAPSHOT}.{label}-N and write a new one from the log"
+        )
+    elif status == "missing":
+        found.notes.append(f"{_SNAPSHOT} is missing: the next persistent run writes it")
+
+
+def _adoption(snapshot: SnapshotRead) -> str:
+    """What the next persistent run does with another tool's state file (and no log)."""
+    if snapshot.data.get("enabled") is False:
+        return (
+            f'{_SNAPSHOT} is another tool\'s state file that says "enabled": false: the '
+            "host's telemetry is off (R14), so nothing is adopted, sent or written"
+        )
+    adopted = foreign_identity(snapshot)
+    if adopted is None:
+        return (
+            f"{_SNAPSHOT} is another tool's state file without a device id PostHog would "
+            f"merge (R13): the next persistent run keeps it as {_SNAPSHOT}.pre-idstitch-N "
+            "and mints a new device"
+        )
+    device, user = adopted
     return (
-        f"keep {_LOG} aside as {_LOG}.damaged-N (byte for byte) and start a new log from "
-        f"{plan.source}: {start}"
+        f"{_SNAPSHOT} is another tool's state file: the next persistent run adopts it "
+        f"(device {device}, user {user or 'none'}) with one import record and keeps it as "
+        f"{_SNAPSHOT}.pre-idstitch-N"
     )
+
+
+def _check_pending(found: Diagnosis, names: list[str]) -> None:
+    waiting = pending_names(names)
+    if not waiting:
+        return
+    entries = read_pending(found.state_dir, waiting)
+    found.pending = [
+        {"file": entry.name, "kind": entry.kind, "new_device_id": entry.new_device_id}
+        for entry in entries
+    ]
+    if entries:
+        found.problems.append(f"{len(entries)} pending forgetting(s) not yet in the log")
+        found.repair.append("append the pending forgettings to the log and remove their files")
+    unread = sorted(set(waiting) - {entry.name for entry in entries})
+    if unread:
+        found.notes.append(
+            f"not a pending forgetting idstitch can read (left where it is): {', '.join(unread)}"
+        )
+
+
+def identity_fields(identity: Identity) -> dict[str, Any]:
+    """The identity fields of every JSON report of an identity (``doctor``, ``show``)."""
+    return {
+        "state": identity.state.value,
+        "device_id": identity.device_id,
+        "user_id": identity.user_id,
+        "distinct_id": identity.distinct_id,
+        "linked_user": identity.linked_user,
+        "last_seq": identity.seq,
+    }

