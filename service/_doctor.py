@@ -135,10 +135,9 @@ def diagnose(state_dir: str, *, repair: bool = False) -> Diagnosis:
     from ._storage import Storage
 
     stitch = IdentityStitch.open(state_dir=state_dir, runtime=Runtime.PERSISTENT, env={})
-    if stitch.persisting:
-        # A steady open trusts the snapshot; the first change of a run reads the whole
-        # log under the lock, heals and applies pending forgettings. Do that now.
-        stitch._under_lock_at_open([])
+    # A steady open trusts the snapshot; the first change of a run reads the whole log
+    # under the lock, heals and applies pending forgettings. check() does that now.
+    stitch.check()
     after = _diagnose(state_dir)
     if after.healthy and stitch.storage is Storage.HEALTHY:
         after.repaired = True
@@ -271,11 +270,9 @@ def _plan_heal(
     end: int,
 ) -> None:
     """What healing the log would do: the plan the service acts on, in words and as data."""
-    try:
-        with open(log_path, "rb") as file:
-            data = file.read()
-    except FileNotFoundError:
-        data = b""
+    from ._stitch import _log_bytes
+
+    data = _log_bytes(log_path)
     plan = heal_plan(good=good, good_devices=devices, held=held, data=data, good_end=end)
     if plan.fresh:
         start = "a new device, no user"

@@ -279,7 +279,10 @@ class IdentityStitch:
         pending = pending_names(_names(folder))
         snapshot = read_snapshot(snapshot_path)
         journal = _Journal(log_path, snapshot_path)
-        verdict = _from_snapshot(snapshot, journal)
+        try:
+            verdict = _from_snapshot(snapshot, journal)
+        except OSError:  # not a file one can read (a FIFO, a link): the rebuild says what
+            verdict = None
         if verdict is not None:
             assert journal.identity is not None
             self._identity = journal.identity
@@ -317,11 +320,19 @@ class IdentityStitch:
             self._read_unlocked(journal, snapshot, pending, event="read_only")
             return
         self._warm_up()
+        self._clear_lock_path(journal)
         try:
             with journal.log.locked():
                 self._rebuild_locked(journal, snapshot, pending)
         except TimeoutError:
             self._read_unlocked(journal, snapshot, pending, event="lock_busy")
+
+    def _clear_lock_path(self, journal: _Journal) -> None:
+        """A link or FIFO planted as the lock file is never opened: it is kept aside (no one
+        can hold a lock on it), so that the lock works again from this run on."""
+        lock_path = os.fspath(journal.log.lock_path)
+        if _odd(lock_path) is not None:
+            self._keep_aside(lock_path, ".damaged")
 
     def _why_read_only(self) -> str:
         return "opted out" if self._opted_out else f"{self._runtime} runtime"
@@ -357,6 +368,19 @@ class IdentityStitch:
             damaged = True
         if newer and event == "read_only":
             event = "newer_format"
+        adopted = foreign_identity(snapshot) if good is None and not damaged else None
+        if adopted is not None:  # a host's own state file, taken as it is, in memory only
+            decision = decide(
+                None,
+                "import",
+                runtime=self._runtime.value,
+                pid=os.getpid(),
+                device_id=adopted[0],
+                user_id=adopted[1],
+                aliased=adopted[1] is not None,
+            )
+            assert decision is not None
+            self._commit(decision, to_disk=False)
         if damaged:
             plan = heal_plan(
                 good=good,
@@ -393,6 +417,27 @@ class IdentityStitch:
             journal = _Journal(journal.log_path, None)  # never write after damage read-only
         self._read_only(journal, event, self._why_read_only(), pending)
 
+    def check(self, wait: float = LOCK_WAIT) -> bool:
+        """Read the whole state dir now, under its lock: heal damage, apply pending forgettings.
+
+        What the first change of a run does anyway, on demand (``idstitch doctor
+        --repair``). Waits at most ``wait`` seconds for the lock. Returns whether
+        the identity is now kept healthy on disk. Never raises.
+        """
+        try:
+            with self._lock:
+                journal = self._journal
+                if journal is None or self._storage.state is not Storage.HEALTHY:
+                    return self.persisting
+                self._warm_up()
+                with journal.log.locked().try_locked(wait) as held:
+                    if held and self._verify_locked():
+                        self._apply_pending_locked()
+                        self._save_snapshot()
+        except Exception as exc:  # noqa: BLE001 - R15: never break the host
+            debug(_VOICE, "idstitch: the check failed (%r)", exc)
+        return self.persisting
+
     def _under_lock_at_open(self, pending: list[str]) -> None:
         """Fold what others appended and apply pending forgettings, under the lock."""
         assert self._journal is not None
@@ -416,6 +461,12 @@ class IdentityStitch:
     ) -> None:
         """Replay the whole log under its lock, heal it if it cannot be trusted, then use it."""
         held = snapshot_identity(snapshot)
+        odd = _odd(journal.log_path)
+        if odd is not None and journal.snapshot_path is not None:
+            damage = f"{os.path.basename(journal.log_path)} is {odd}, not a regular file"
+            self._heal(journal, good=None, good_end=0, devices=set(), held=held, damage=damage)
+            self._apply_pending_locked()
+            return
         reader = journal.log.records()
         result, hashes, devices = _fold_noting(reader)
         good = result.identity
@@ -537,13 +588,13 @@ class IdentityStitch:
         """
         self._storage.fire("damage", damage)
         try:
-            with open(journal.log_path, "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
-            data = b""
-        plan = heal_plan(good=good, good_devices=devices, held=held, data=data, good_end=good_end)
-        try:
-            kept = self._keep_aside_or_raise(journal.log_path) if data else None
+            odd = _odd(journal.log_path) is not None
+            data = b"" if odd else _log_bytes(journal.log_path, missing_ok=True)
+            plan = heal_plan(
+                good=good, good_devices=devices, held=held, data=data, good_end=good_end
+            )
+            present = os.path.lexists(journal.log_path)
+            kept = self._keep_aside_or_raise(journal.log_path) if present else None
             kept_snapshot = self._keep_aside(journal.snapshot_path, ".damaged")
             kept = kept or kept_snapshot
             device_id = plan.device_id or self._new_device_id()
@@ -773,6 +824,7 @@ class IdentityStitch:
         journal = self._journal
         assert journal is not None
         self._warm_up()  # no import while holding the lock
+        self._clear_lock_path(journal)
         read_only = self._storage.state is Storage.READ_ONLY
         applied = False
         alias: Decision | None = None
@@ -1275,12 +1327,48 @@ def _read_pending_quietly(folder: str, names: list[str]) -> list[Pending]:
     return read_pending(folder, names) if names else []
 
 
-def _log_bytes(path: str) -> bytes:
+def _odd(path: str) -> str | None:
+    """What ``path`` is when something other than a regular file is there (``None``: a
+    regular file, or nothing)."""
+    import stat
+
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        mode = os.lstat(path).st_mode
     except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a directory" if stat.S_ISDIR(mode) else "a special file"
+
+
+def _log_bytes(path: str, *, missing_ok: bool = False) -> bytes:
+    """The whole file, read without following a symlink or blocking on a FIFO.
+
+    ``missing_ok``: a missing file reads as empty and any other fault raises
+    (a heal must never go on as if a log it cannot read were empty); else
+    every fault reads as empty.
+    """
+    from idstitch.store._fs import open_file
+
+    chunks = []
+    try:
+        fd = open_file(path, os.O_RDONLY)
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
         return b""
+    except OSError:
+        if missing_ok:
+            raise
+        return b""
+    return b"".join(chunks)
 
 
 def _fold_file(records: Iterable[Record], start: Identity | None = None) -> ReplayResult:

@@ -166,32 +166,23 @@ _NOT_ADOPTED_NOTE = (
     "new device"
 )
 
-#: A read-only open (ephemeral, or opted out) of a dir holding only a foreign state file
-#: mints a new device in memory instead of taking the file's, as a persistent run adopts it.
-_NOT_ADOPTED_IN_MEMORY = pytest.mark.xfail(
-    strict=True, reason="service: a read-only open does not adopt a foreign state file"
-)
-
-
 @pytest.mark.parametrize(
     ("foreign", "expected", "note"),
     [
-        pytest.param(
+        (
             '{"device_id": "d-legacy", "distinct_id": "user-a", "enabled": true}',
             ("aliased", True, "user-a", 1, None, "foreign"),
             _ADOPTED_NOTE,
-            marks=_NOT_ADOPTED_IN_MEMORY,
         ),
         (
             '{"device_id": "null", "distinct_id": "user-a"}',
             ("anonymous", False, None, 1, None, "foreign"),
             _NOT_ADOPTED_NOTE,
         ),
-        pytest.param(
+        (
             '{"device_id": "dev-1", "distinct_id": "dev-1", "enabled": false}',
             ("anonymous", True, None, 1, None, "foreign"),
             _OPTED_OUT_NOTE,
-            marks=_NOT_ADOPTED_IN_MEMORY,
         ),
     ],
     ids=["adopted", "unusable-device-id", "disabled"],

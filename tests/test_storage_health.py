@@ -418,3 +418,46 @@ def test_cold_processes_report_their_storage(tmp_path: Path) -> None:
     ]
     assert [("aliased", "user-a"), ("reset", None)] == [(r["state"], r["user"]) for r in runs]
     assert FileLog(tmp_path / "identity.jsonl").tail().record is not None
+
+
+def test_a_fifo_in_place_of_the_log_is_kept_aside_and_never_blocks(tmp_path: Path) -> None:
+    """R15: a FIFO planted as the log is damage: the heal never reads it (no blocking), keeps
+    it aside and starts a new log; with no record to check the snapshot against, on a fresh
+    device with no user (R3: an unchecked snapshot could hide an alias)."""
+    stitch = open_stitch(tmp_path, devices=DeviceIds("d"))
+    stitch.login("user-a")
+    (tmp_path / "identity.jsonl").unlink()
+    os.mkfifo(tmp_path / "identity.jsonl")
+    script = (
+        "import sys\n"
+        "from idstitch.machine import IdentityStitch\n"
+        "s = IdentityStitch.open(state_dir=sys.argv[1], runtime='persistent', env={})\n"
+        "print(s.storage, s.user_id, s.device_id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    storage, user, device = done.stdout.split()
+    assert ("healthy", "None", False) == (storage, user, device == stitch.device_id)
+    assert (tmp_path / "identity.jsonl.damaged-1").is_fifo()
+    assert "heal" == log_records(tmp_path)[0]["kind"]
+
+
+def test_a_read_only_run_takes_a_foreign_state_file_as_a_persistent_run_would(
+    tmp_path: Path,
+) -> None:
+    """R2: an ephemeral run beside a host's own state file (no log) starts from its device and
+    user, in memory, and writes nothing."""
+    foreign = b'{"device_id": "d-legacy", "distinct_id": "user-a"}'
+    (tmp_path / "telemetry.json").write_bytes(foreign)
+    stitch = open_stitch(tmp_path, runtime=Runtime.EPHEMERAL)
+    assert ("d-legacy", "user-a", Storage.READ_ONLY) == (
+        stitch.device_id,
+        stitch.distinct_id,
+        stitch.storage,
+    )
+    assert [("telemetry.json", foreign)] == [(p.name, p.read_bytes()) for p in tmp_path.iterdir()]
