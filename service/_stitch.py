@@ -463,8 +463,8 @@ class IdentityStitch:
         held = snapshot_identity(snapshot)
         odd = _odd(journal.log_path)
         if odd is not None and journal.snapshot_path is not None:
-            damage = f"{os.path.basename(journal.log_path)} is {odd}, not a regular file"
-            self._heal(journal, good=None, good_end=0, devices=set(), held=held, damage=damage)
+            what = f"{os.path.basename(journal.log_path)} is {odd}, not a regular file"
+            self._heal(journal, good=None, good_end=0, devices=set(), held=held, damage=what)
             self._apply_pending_locked()
             return
         reader = journal.log.records()
