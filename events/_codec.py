@@ -247,9 +247,9 @@ def _check(
 ) -> Record:
     """The complete check of one line: the first thing wrong with it, in a fixed order."""
     tools = _Tools.bind()
-    n = len(line)
     if line[-1:] != b"\n":
-        raise _unended(line, seq, offset)
+        line = _ended(line, seq, offset)
+    n = len(line)
     i = line.rfind(_H_KEY)
     if i < 0 or n - i != _H_TAIL_LEN:
         raise _damage(seq, offset, "bad-json", 'the line does not end with its "h" field')
@@ -309,14 +309,31 @@ def _compact(line: bytes) -> bool:
     return True
 
 
+def _ended(line: bytes, seq: int, offset: int) -> bytes:
+    """A last line with no line end, ended: a whole record that lost only its ``\\n``.
+
+    Such a line is not torn: it is checked as the whole line it was, and a
+    reader yields it (its checkpoint is where its line end goes, one byte
+    past the file's end); the next append writes the missing ``\\n``. A
+    cut-off write is a strict prefix of its line and never ends in a whole
+    ``"h"`` field, which is always the last one. Any other unended line
+    raises the damage :func:`_unended` names.
+    """
+    if line.endswith(b'"}') and line.rfind(_H_KEY) == len(line) - _H_TAIL_LEN + 1:
+        return line + b"\n"
+    raise _unended(line, seq, offset)
+
+
 def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:
     """The damage of a last line with no line end: a torn tail only if a crash can explain it.
 
-    Each record is appended in one write, so a cut-off one is a prefix of its
-    line: it starts as every record ``seq`` starts (or is shorter than that
-    start and agrees with it). A run of NUL bytes is what some filesystems
-    show after a power cut when the size was updated but the data was not.
-    Anything else is damage, kept as it is and never "repaired" away.
+    Each record is appended in one write, so a cut-off one is a strict
+    prefix of its line: it starts as every record ``seq`` starts (or is
+    shorter than that start and agrees with it). A run of NUL bytes is what
+    some filesystems show after a power cut when the size was updated but
+    the data was not. Anything else is damage, kept as it is and never
+    "repaired" away. (A whole record missing only its line end never gets
+    here: see :func:`_ended`.)
     """
     n = len(line)
     i = line.rfind(_H_KEY)
@@ -399,6 +416,10 @@ class RecordReader:
     after yielding every record before it. Once iteration stops (at the
     end, at damage, or when abandoned), :attr:`checkpoint` is the position
     after the last good record and :attr:`error` the damage found, if any.
+    A whole last record that lost only its line end is good: it is yielded,
+    and its checkpoint's offset is where its line end goes (the stream's
+    size plus one), so that reading on from it after the line is completed
+    starts at the next record.
     """
 
     def __init__(
@@ -461,6 +482,8 @@ class RecordReader:
                         sound = False
                     if not sound:
                         record = _check(line, seq + 1, prev, offset, problem)
+                        if line[-1] != 10:  # a whole last record that lost its line end:
+                            line += b"\n"  # noqa: PLW2901 - its checkpoint is where that goes
                     seq += 1
                     offset += len(line)
                     prev = line[-35:-3]

@@ -1,4 +1,4 @@
-"""Durable storage for the identity: the log, the snapshot and the process lock.
+"""Durable storage for the identity: the log, the snapshot, the process lock, the file names.
 
 Nothing here decides anything about identity; :mod:`idstitch.machine` does.
 Each name loads on first access, so the start-up path pays only for the
@@ -11,23 +11,32 @@ from idstitch.events._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from ._aside import keep_aside, kept_files
     from ._fs import DIR_MODE, FILE_MODE
-    from ._lock import ProcessLock
+    from ._lock import LOCK_WAIT, ProcessLock, at_fork_in_child
     from ._log import FileLog, IdentityLog, MemoryLog, Tail, TornTailRepair
+    from ._names import LOCK_NAME, LOG_NAME, PENDING_NAME, SNAPSHOT_NAME
     from ._snapshot import (
         MAX_SNAPSHOT_BYTES,
         SNAPSHOT_FORMAT,
         SNAPSHOT_VERSION,
         SnapshotRead,
         read_snapshot,
+        sweep_temporaries,
+        temporary_affixes,
         write_snapshot,
     )
 
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
+    "LOCK_NAME",
+    "LOCK_WAIT",
+    "LOG_NAME",
     "MAX_SNAPSHOT_BYTES",
+    "PENDING_NAME",
     "SNAPSHOT_FORMAT",
+    "SNAPSHOT_NAME",
     "SNAPSHOT_VERSION",
     "FileLog",
     "IdentityLog",
@@ -36,22 +45,31 @@ __all__ = [
     "SnapshotRead",
     "Tail",
     "TornTailRepair",
+    "at_fork_in_child",
+    "keep_aside",
+    "kept_files",
     "read_snapshot",
+    "sweep_temporaries",
+    "temporary_affixes",
     "write_snapshot",
 ]
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "._aside": ("keep_aside", "kept_files"),
         "._fs": ("DIR_MODE", "FILE_MODE"),
-        "._lock": ("ProcessLock",),
+        "._lock": ("LOCK_WAIT", "ProcessLock", "at_fork_in_child"),
         "._log": ("FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"),
+        "._names": ("LOCK_NAME", "LOG_NAME", "PENDING_NAME", "SNAPSHOT_NAME"),
         "._snapshot": (
             "MAX_SNAPSHOT_BYTES",
             "SNAPSHOT_FORMAT",
             "SNAPSHOT_VERSION",
             "SnapshotRead",
             "read_snapshot",
+            "sweep_temporaries",
+            "temporary_affixes",
             "write_snapshot",
         ),
     },

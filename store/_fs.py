@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 
     PathLike: TypeAlias = str | os.PathLike[str]
 
-__all__ = ["DIR_MODE", "FILE_MODE", "ensure_dir", "fsync_dir", "open_file", "peek_end"]
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "ensure_dir",
+    "fsync_dir",
+    "last_line",
+    "list_folder",
+    "open_file",
+    "peek_end",
+]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -44,6 +53,14 @@ def ensure_dir(path: PathLike) -> bool:
     return True
 
 
+def list_folder(path: PathLike) -> list[str]:
+    """The names in the directory ``path``; ``[]`` when it cannot be listed (or is missing)."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def fsync_dir(path: PathLike) -> None:
     """Make the directory entries in ``path`` (a create, a rename) durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
@@ -59,8 +76,24 @@ def fsync_dir(path: PathLike) -> None:
 PEEK_WINDOW = 4096
 
 
+#: How every record line ends: its hash field's key, 32 hex digits, ``"}``.
+_H_KEY = b',"h":"'
+_UNENDED_TAIL = len(_H_KEY) + 32 + 2
+
+
 def peek_end(path: PathLike) -> tuple[int, bytes]:
-    """A file's size and its last complete line; ``(0, b"")`` if it does not exist.
+    """A file's size and its last line; ``(0, b"")`` if it does not exist.
+
+    The last line is the last whole line, with its ``\\n``, unless the bytes
+    after it are shaped as a whole record that lost only its ``\\n`` (they
+    end in the ``"h"`` field, the last one of every record): that record is
+    returned as it is on disk, without a line end, since the readers and
+    appends take it as the log's last record (it is never a torn tail, and
+    it may be the one the snapshot names). The size stays the file's size;
+    that record's checkpoint offset is one more (where its line end goes).
+    Only the shape is looked at: the caller compares the line with the
+    record it expects. Anything else after the last line end (a torn
+    write) is left out.
 
     Reads one window of :data:`PEEK_WINDOW` bytes from the end, which holds
     any valid record line whole (``b""`` for a longer last line, never a
@@ -76,10 +109,17 @@ def peek_end(path: PathLike) -> tuple[int, bytes]:
         data = os.pread(fd, size - begin, begin)
     finally:
         os.close(fd)
-    end = data.rfind(b"\n")
-    if end < 0:
-        return size, b""
-    start = data.rfind(b"\n", 0, end) + 1
-    if start == 0 and begin > 0:
-        return size, b""
-    return size, data[start : end + 1]
+    return size, last_line(data, cut=begin > 0)
+
+
+def last_line(data: bytes, *, cut: bool = False) -> bytes:
+    """The last line of a log's ``data`` as :func:`peek_end` finds it (``cut``: ``data``
+    is the end of a longer file, so its first line may be a piece of one)."""
+    start = data.rfind(b"\n") + 1
+    if data.endswith(b'"}') and data.rfind(_H_KEY, start) == len(data) - _UNENDED_TAIL:
+        end = len(data)  # a whole record that lost only its line end
+    else:
+        end, start = start, data.rfind(b"\n", 0, max(0, start - 1)) + 1
+    if end == 0 or (start == 0 and cut):
+        return b""
+    return data[start:end]

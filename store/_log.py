@@ -41,11 +41,19 @@ _HEX_DIGITS = b"0123456789abcdef"
 
 class Tail(NamedTuple):
     """The end of a log: the position after its last good record, that record
-    (``None`` for an empty log) and the number of torn bytes after it."""
+    (``None`` for an empty log) and the number of torn bytes after it.
+
+    ``unended`` is true when that record is whole but lost only its line end
+    (a ``$(cat log)`` round trip does that): it is a good record, never a
+    torn tail, and ``checkpoint.offset`` is where its line end goes, one
+    byte past the file's end. The next append (or
+    :meth:`FileLog.complete_line`) writes that ``\\n``; ``torn`` is then 0.
+    """
 
     checkpoint: Checkpoint
     record: Record | None
     torn: int
+    unended: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,8 +115,7 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
         lines_from = data.find(b"\n") + 1 if begin else 0  # the first line may be cut
         body = data[lines_from:end]
         if begin == 0 and end == 0:
-            _refuse_untorn(data, START)
-            return Tail(START, None, torn)
+            return _after_last_line(data, START)
         # Lines end at b"\n" only (bytes.splitlines would also split at a b"\r").
         complete = [line + b"\n" for line in body.split(b"\n")[:-1]]
         if len(complete) >= 2 or (begin == 0 and len(complete) == 1):
@@ -136,21 +143,28 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
     record = check_line(last, after)
     checkpoint = Checkpoint(record["seq"], record["h"], begin + end)
     if torn:
-        _refuse_untorn(data[end:], checkpoint)
-    return Tail(checkpoint, record, torn)
+        return _after_last_line(data[end:], checkpoint, record)
+    return Tail(checkpoint, record, 0)
 
 
-def _refuse_untorn(rest: bytes, after: Checkpoint) -> None:
-    """Raise :class:`LogDamagedError` unless ``rest`` (after the last line end) is a cut-off write.
+def _after_last_line(rest: bytes, after: Checkpoint, record: Record | None = None) -> Tail:
+    """The tail of a log whose last line end is followed by ``rest`` (``record`` ends at ``after``).
 
-    A whole record whose line end was overwritten is damage, not a torn
-    tail: removing it would drop a record whose append returned.
+    ``rest`` is either a whole record that lost only its line end (the tail
+    is then that record, ``unended``), or a cut-off write (``torn``, removed
+    by the next append); anything else raises :class:`LogDamagedError`. A
+    whole record whose line end was overwritten, or any record that checks,
+    is never taken for a torn tail: removing it would drop a record whose
+    append returned.
     """
     try:
-        check_line(rest, after)
+        unended = check_line(rest, after)
     except LogDamagedError as exc:
         if exc.cause != "torn-tail":
             raise
+        return Tail(after, record, len(rest))
+    checkpoint = Checkpoint(unended["seq"], unended["h"], after.offset + len(rest) + 1)
+    return Tail(checkpoint, unended, 0, unended=True)
 
 
 def _tail_by_reading_all(read_at: Callable[[int, int], bytes], size: int) -> Tail:
@@ -160,7 +174,8 @@ def _tail_by_reading_all(read_at: Callable[[int, int], bytes], size: int) -> Tai
     last: Record | None = None
     for record in reader:
         last = record
-    return Tail(reader.checkpoint, last, size - reader.checkpoint.offset)
+    end = reader.checkpoint.offset
+    return Tail(reader.checkpoint, last, max(0, size - end), unended=end > size)
 
 
 class FileLog:
@@ -208,9 +223,12 @@ class FileLog:
         return RecordReader(self._open_read, since, strict=strict)
 
     def peek_end(self) -> tuple[int, bytes]:
-        """The file's size and its last complete line, read with the standard library only.
+        """The file's size and its last line, read with the standard library only.
 
-        For the start-up check against the snapshot; ``(0, b"")`` if there is no log.
+        For the start-up check against the snapshot; ``(0, b"")`` if there is
+        no log. The line is a whole line with its ``\\n``, or a last record
+        that lost only its ``\\n`` (shape only, unchecked: it ends in its
+        ``"h"`` field), returned as it is on disk; see :func:`.peek_end`.
         """
         return peek_end(self.path)
 
@@ -229,10 +247,12 @@ class FileLog:
         """Append one ``kind`` record with ``fields`` at time ``at``; return it.
 
         Under the lock: check the last record, remove a torn tail (logged and
-        kept in :attr:`repairs`), validate the new record, write it, fsync.
+        kept in :attr:`repairs`) or write the line end a whole last record
+        lost (never removing it), validate the new record, write it, fsync.
         Raises :class:`LogDamagedError` if the last record is damaged or newer
         (nothing is written), ``ValueError`` for an invalid record, and
-        :class:`OSError` for I/O faults (the file is left as it was).
+        :class:`OSError` for I/O faults (the file is left as it was, but for
+        a line end it completed).
         """
         with self._lock:
             created = ensure_dir(self.path.parent)
@@ -243,6 +263,8 @@ class FileLog:
                 tail = _tail_of(lambda at, n: os.pread(fd, n, at), size)
                 if tail.torn:
                     self._repair(fd, tail)
+                elif tail.unended:
+                    self._end_line(fd, tail)
                 line, record = encode_record(tail.checkpoint, at=at, kind=kind, fields=fields)
                 _validate(record)
                 _write_all(fd, line, restore_size=tail.checkpoint.offset)
@@ -255,6 +277,41 @@ class FileLog:
             if created or is_new:
                 fsync_dir(self.path.parent)
             return record
+
+    def complete_line(self) -> bool:
+        """Write the line end a whole last record lost; ``True`` if it wrote one.
+
+        Under the lock, with an fsync; the record itself is kept byte for
+        byte (it may be one the snapshot names, or one already acted on).
+        ``False``, writing nothing, for a missing or empty log, a log whose
+        last line is whole, or one ending in a torn tail (the next append
+        removes that). Raises :class:`LogDamagedError` when the last record
+        is damaged or newer and :class:`OSError` for I/O faults (nothing is
+        written then).
+        """
+        with self._lock:
+            try:
+                fd = open_file(self.path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                return False
+            try:
+                tail = _tail_of(lambda at, n: os.pread(fd, n, at), os.fstat(fd).st_size)
+                if tail.unended:
+                    self._end_line(fd, tail)
+                return tail.unended
+            finally:
+                os.close(fd)
+
+    def _end_line(self, fd: int, tail: Tail) -> None:
+        """Write and fsync the ``\\n`` the whole last record of ``tail`` lost."""
+        _write_all(fd, b"\n", restore_size=tail.checkpoint.offset - 1)
+        os.fsync(fd)
+        log.warning(
+            "idstitch: completed the last line of %s (record seq %d had lost its line end; "
+            "the record is kept as it was)",
+            self.path,
+            tail.checkpoint.seq,
+        )
 
     def _repair(self, fd: int, tail: Tail) -> None:
         offset = tail.checkpoint.offset

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import os
 
-from ._fs import ensure_dir, fsync_dir, open_file
+from ._fs import ensure_dir, fsync_dir, list_folder, open_file
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any, Final, Literal, TypeAlias
 
     from ._fs import PathLike
@@ -42,6 +42,8 @@ __all__ = [
     "SNAPSHOT_VERSION",
     "SnapshotRead",
     "read_snapshot",
+    "sweep_temporaries",
+    "temporary_affixes",
     "write_snapshot",
 ]
 
@@ -192,7 +194,8 @@ def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     created = ensure_dir(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    prefix, suffix = temporary_affixes(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     try:
         try:
             view = memoryview(data)
@@ -208,3 +211,48 @@ def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
     fsync_dir(directory)
     if created:
         fsync_dir(os.path.dirname(os.path.abspath(directory)))
+
+
+def temporary_affixes(name: str) -> tuple[str, str]:
+    """The prefix and suffix of :func:`write_snapshot`'s temporary files for a file named ``name``.
+
+    ``(".telemetry.json.", ".tmp")`` for ``telemetry.json``: hidden, and
+    never the name of the file itself.
+    """
+    return f".{name}.", ".tmp"
+
+
+def sweep_temporaries(path: PathLike, names: Iterable[str] | None = None) -> list[str]:
+    """Remove the temporary files of writes to ``path`` that a killed writer left behind.
+
+    Call it only while holding the state dir's lock, which every writer of
+    ``path`` holds: no temporary file found then belongs to a write still
+    in progress. ``names`` are the entries of ``path``'s directory when the
+    caller has listed it already. Returns the names removed, in the order
+    found; one that cannot be removed is left for the next sweep (logged at
+    debug level). Never raises.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    prefix, suffix = temporary_affixes(name)
+    removed = []
+    if names is None:
+        names = list_folder(folder or ".")
+    for entry in names:
+        if (
+            entry.startswith(prefix)
+            and entry.endswith(suffix)
+            and len(entry) > len(prefix + suffix)
+        ):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                import logging
+
+                logging.getLogger("idstitch").debug(
+                    "idstitch: could not remove %s (%r)", entry, exc
+                )
+                continue
+            removed.append(entry)
+    return removed

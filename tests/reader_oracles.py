@@ -16,9 +16,10 @@ import os
 
 from idstitch.events import LogDamagedError, RecordReader
 from idstitch.machine import Identity, replay
-from idstitch.machine._service import _snapshot_identity
+from idstitch.service._trust import snapshot_identity as _snapshot_identity
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
-from idstitch.store._log import _tail_of
+from idstitch.store._fs import last_line
+from idstitch.store._log import Tail, _tail_of
 
 __all__ = ["check_log_bytes", "check_snapshot_bytes"]
 
@@ -35,20 +36,27 @@ def check_log_bytes(data: bytes) -> None:
     """The log reader, replay and the tail check on arbitrary bytes.
 
     * reading raises nothing but :class:`LogDamagedError`, and what it
-      yields is exactly the whole lines before its checkpoint, seq 1..n;
+      yields is exactly the whole lines before its checkpoint, seq 1..n (a
+      last record that lost only its ``\\n`` is whole: its checkpoint is
+      one byte past the end, where that ``\\n`` goes);
+    * a missing final ``\\n`` changes neither what is read nor where it stops;
     * damage in an unended last line is ``torn-tail`` exactly when a crash
-      mid-append can explain those bytes (log-format.md), else not;
+      mid-append can explain those bytes (log-format.md), else not; an
+      unended line shaped as a whole record is never torn;
     * strict reading yields a prefix of what checked reading yields;
     * replay never raises and folds at most those records;
     * when the whole read found no damage but a torn tail, the tail check
-      (what an append trusts) agrees with it exactly; when it raises, it
-      raises :class:`LogDamagedError`.
+      (what an append trusts) agrees with it exactly, and the start-up peek
+      at the last line finds that record's line; when the tail check raises,
+      it raises :class:`LogDamagedError`.
     """
     records, reader = _read(data, strict=False)
     end = reader.checkpoint.offset
-    assert 0 <= end <= len(data)
-    assert data[:end].count(b"\n") == len(records)
-    assert end == 0 or data[end - 1 : end] == b"\n"
+    unended = end == len(data) + 1  # the last record lost only its line end
+    whole = data + b"\n" if unended else data
+    assert 0 <= end <= len(whole)
+    assert whole[:end].count(b"\n") == len(records)
+    assert end == 0 or whole[end - 1 : end] == b"\n"
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     if records:
         assert (reader.checkpoint.seq, reader.checkpoint.h) == (
@@ -57,20 +65,25 @@ def check_log_bytes(data: bytes) -> None:
         )
     error = reader.error
     if error is None:
-        assert end == len(data)
+        assert end == len(whole)
     else:
         assert (error.seq, error.offset) == (len(records) + 1, end)
+    if not data.endswith(b"\n"):
+        ended, ended_reader = _read(data + b"\n", strict=False)
+        assert (ended, ended_reader.checkpoint) == (records, reader.checkpoint)
     rest = data[end:]
-    if error is not None and b"\n" not in rest and (b'"h":"' not in rest):
+    shaped_whole = rest.endswith(b'"}') and rest.rfind(b',"h":"') == len(rest) - 40
+    if error is not None and b"\n" not in rest and (b'"h":"' not in rest or shaped_whole):
         # An unended last line is torn exactly when a crash can explain it: the start of
         # the next record as written ({"v":1,"seq":N,, or {"v":2,"seq":1, for a heal, which
-        # only starts a log), or a prefix of that, or NULs.
+        # only starts a log), or a strict prefix of its line, or NULs. A line shaped as a
+        # whole record (ending in its "h" field) is no prefix.
         seq = len(records) + 1
         starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in ((1, 2) if seq == 1 else (1,))]
         crash = not rest.strip(b"\0") or any(
             rest.startswith(start) or start.startswith(rest) for start in starts
         )
-        assert (error.cause == "torn-tail") == crash, (error, rest[:60])
+        assert (error.cause == "torn-tail") == (crash and not shaped_whole), (error, rest[:60])
 
     strict, _ = _read(data, strict=True)
     assert strict == records[: len(strict)]
@@ -86,11 +99,10 @@ def check_log_bytes(data: bytes) -> None:
         return
     if error is None or error.cause == "torn-tail":
         last = records[-1] if records else None
-        assert (tail.checkpoint, tail.record, tail.torn) == (
-            reader.checkpoint,
-            last,
-            len(data) - end,
-        )
+        torn = 0 if unended else len(data) - end
+        assert Tail(reader.checkpoint, last, torn, unended) == tail
+        line_start = whole.rfind(b"\n", 0, max(0, end - 1)) + 1
+        assert last_line(data) == (data[line_start : min(end, len(data))] if records else b"")
 
 
 def _json_or_none(data: bytes) -> tuple[bool, object]:

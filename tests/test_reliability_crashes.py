@@ -60,7 +60,9 @@ def kill_one_writer(
 def tear(log_path: Path, rng: random.Random) -> tuple[int, int]:
     """Leave what a crash in the middle of the next append would: a prefix of its line.
 
-    Returns (the good size, the number of torn bytes).
+    A strict prefix short of its ``"}``: the line missing only its ``\\n`` is a whole
+    record, which the next append completes rather than removes. Returns (the good
+    size, the number of torn bytes).
     """
     tail = FileLog(log_path).tail()
     assert tail.record is not None
@@ -72,7 +74,7 @@ def tear(log_path: Path, rng: random.Random) -> tuple[int, int]:
         kind="clear",
         fields={"device_id": device, "pid": 1},
     )
-    torn = rng.randint(1, len(line) - 1)
+    torn = rng.randint(1, len(line) - 2)
     with open(log_path, "ab") as stream:
         stream.write(line[:torn])
     return tail.checkpoint.offset, torn

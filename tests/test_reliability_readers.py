@@ -18,13 +18,16 @@ EXAMPLES = count("reader_examples", 200)
 
 @st.composite
 def mutated_logs(draw: st.DrawFn) -> bytes:
-    """A valid log of 1-6 records, then 0-3 edits: a byte set, a cut, an insertion, a lost end."""
+    """A valid log of 1-6 records, then 0-3 edits: a byte set, a cut, an insertion, a lost end,
+    a lost final line end."""
     specs: list[RecordSpec] = draw(record_sequences(min_size=1, max_size=6))
     data = bytearray(build_log(specs).data)
     for _ in range(draw(st.integers(0, 3))):
-        edit = draw(st.sampled_from(["set", "cut", "insert", "truncate"]))
+        edit = draw(st.sampled_from(["set", "cut", "insert", "truncate", "unend"]))
         at = draw(st.integers(0, len(data)))
-        if edit == "set" and at < len(data):
+        if edit == "unend":
+            del data[len(data.rstrip(b"\n")) :]
+        elif edit == "set" and at < len(data):
             data[at] = draw(st.integers(0, 255))
         elif edit == "cut":
             del data[at : at + draw(st.integers(1, 40))]

@@ -21,6 +21,8 @@ from idstitch.store import (
     SNAPSHOT_VERSION,
     SnapshotRead,
     read_snapshot,
+    sweep_temporaries,
+    temporary_affixes,
     write_snapshot,
 )
 from strategies import examples
@@ -233,6 +235,66 @@ def test_a_write_that_fails_midway_keeps_the_old_snapshot(snapshot_path: Path) -
     assert (errno.EFBIG, before) == (child.exitcode, snapshot_path.read_bytes())
     assert ["telemetry.json"] == names_in(snapshot_path.parent)
     assert SnapshotRead("ok", {**MARKER, **STATE}) == read_snapshot(snapshot_path)
+
+
+# --- temporary files a killed writer left ------------------------------------------------
+
+
+def test_write_snapshot_names_its_temporary_files_by_temporary_affixes(
+    snapshot_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file a write renames into place starts and ends as temporary_affixes says."""
+    renamed: list[str] = []
+    replace = os.replace
+
+    def recording_replace(source: str, target: str) -> None:
+        renamed.append(os.path.basename(source))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    write_snapshot(snapshot_path, STATE)
+    prefix, suffix = temporary_affixes("telemetry.json")
+    assert ((".telemetry.json.", ".tmp"), [True]) == (
+        (prefix, suffix),
+        [n.startswith(prefix) and n.endswith(suffix) and len(n) > 20 for n in renamed],
+    )
+
+
+def test_sweep_temporaries_removes_only_the_files_temporaries(snapshot_path: Path) -> None:
+    """Only .<name>.<random>.tmp files go; the snapshot, others' temporaries, look-alikes stay."""
+    write_snapshot(snapshot_path, STATE)
+    folder = snapshot_path.parent
+    left = [".telemetry.json.k1ll3d.tmp", ".telemetry.json.x.tmp"]
+    kept = [
+        ".telemetry.json.tmp",
+        ".identity.pending.abc.tmp",
+        "telemetry.json.abc.tmp",
+        ".telemetry.json.abc.tmp.bak",
+        "telemetry.json",
+    ]
+    for name in left + kept[:-1]:
+        (folder / name).write_bytes(b"{")
+    removed = sweep_temporaries(snapshot_path)
+    assert (sorted(left), sorted(kept), []) == (
+        sorted(removed),
+        names_in(folder),
+        sweep_temporaries(snapshot_path),
+    )
+
+
+def test_sweep_temporaries_takes_a_listing_and_never_raises(snapshot_path: Path) -> None:
+    """Given the folder's names it lists nothing itself; a name already gone or a missing folder
+    is no error."""
+    snapshot_path.parent.mkdir(mode=0o700)
+    (snapshot_path.parent / ".telemetry.json.a.tmp").write_bytes(b"")
+    names = [".telemetry.json.a.tmp", ".telemetry.json.gone.tmp"]
+    nothing: list[str] = []
+    expected = ([".telemetry.json.a.tmp"], nothing, nothing)
+    assert expected == (
+        sweep_temporaries(snapshot_path, names),
+        names_in(snapshot_path.parent),
+        sweep_temporaries(snapshot_path.parent / "missing" / "telemetry.json"),
+    )
 
 
 # --- R12: many writers at once -------------------------------------------------------

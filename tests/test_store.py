@@ -7,6 +7,8 @@ import logging
 import multiprocessing
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +33,16 @@ from idstitch.events import (
     Record,
     encode_record,
 )
-from idstitch.store import FileLog, MemoryLog, Tail, TornTailRepair
+from idstitch.store import (
+    LOCK_NAME,
+    LOG_NAME,
+    PENDING_NAME,
+    SNAPSHOT_NAME,
+    FileLog,
+    MemoryLog,
+    Tail,
+    TornTailRepair,
+)
 from strategies import RecordSpec, examples, record_sequences
 from workers import SHORT_WRITE, append_beyond_file_size_limit, append_once_when_told
 
@@ -249,24 +260,27 @@ def test_a_symlink_at_the_log_path_is_refused(tmp_path: Path) -> None:
 
 
 def test_truncation_at_every_byte_yields_the_longest_valid_prefix(log_path: Path) -> None:
-    """Cut a 5-record log at every offset: reads yield the whole lines before the cut, then stop."""
+    """Cut a 5-record log at every offset: reads yield every record whose bytes are all there
+    (a last one missing only its line end included), then stop at a torn tail."""
     built = build_log(sample_specs(5))
     ends = [sum(len(line) for line in built.lines[:n]) for n in range(6)]
     log = FileLog(log_path)
     log_path.parent.mkdir(mode=0o700)
     for cut in range(len(built.data) + 1):
         log_path.write_bytes(built.data[:cut])
-        whole = max(n for n in range(6) if ends[n] <= cut)
+        whole = max(n for n in range(6) if ends[n] <= cut + 1)
+        unended = ends[whole] == cut + 1
         at = checkpoint_after(built.lines, built.records, whole)
         outcome = drain(log.records())
         assert (built.records[:whole], at) == (outcome.records, outcome.checkpoint), cut
         last = built.records[whole - 1] if whole else None
-        last_line = built.lines[whole - 1] if whole else b""
-        assert (Tail(at, last, cut - at.offset), (cut, last_line)) == (
+        last_line = built.lines[whole - 1][: -1 if unended else None] if whole else b""
+        torn = 0 if unended else cut - at.offset
+        assert (Tail(at, last, torn, unended), (cut, last_line)) == (
             log.tail(),
             log.peek_end(),
         ), cut
-        if cut == at.offset:
+        if cut == at.offset or unended:
             assert outcome.error is None, cut
         else:
             assert outcome.error is not None, cut
@@ -276,7 +290,7 @@ def test_truncation_at_every_byte_yields_the_longest_valid_prefix(log_path: Path
 
 
 @pytest.mark.parametrize("good", [0, 3], ids=["first-line-torn", "after-3"])
-@pytest.mark.parametrize("keep", [1, 2, 0.5, -2, -1], ids=["1", "2", "half", "len-2", "len-1"])
+@pytest.mark.parametrize("keep", [1, 2, 0.5, -2], ids=["1", "2", "half", "len-2"])
 def test_a_torn_tail_is_reported_then_removed_by_the_next_append(
     log_path: Path, caplog: pytest.LogCaptureFixture, good: int, keep: float
 ) -> None:
@@ -321,6 +335,142 @@ def test_a_torn_tail_is_reported_then_removed_by_the_next_append(
     assert prefix + new_line == log_path.read_bytes()
     end = Checkpoint(good + 1, added["h"], len(prefix) + len(new_line))
     assert ([*kept, added], None, end) == drain(log.records())
+
+
+#: One log ending in each kind of record: (how many sample records come first, the last one).
+_LAST_OF_EACH_KIND: list[tuple[int, Spec]] = [
+    *((index, sample_specs(index + 1)[index]) for index in range(6)),
+    (0, ("import", {"device_id": "d-imported", "user_id": None, "aliased": False}, AT)),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "last"),
+    _LAST_OF_EACH_KIND,
+    ids=[spec[0] for _, spec in _LAST_OF_EACH_KIND],
+)
+def test_a_whole_last_record_missing_its_line_end_is_read_then_completed(
+    log_path: Path, caplog: pytest.LogCaptureFixture, before: int, last: Spec
+) -> None:
+    """A whole last record that lost only its \\n is read as good, then kept byte for byte:
+    the next append writes the \\n and chains its record after it (genesis alone included)."""
+    log = FileLog(log_path)
+    records = append_all(log, [*sample_specs(before), last])
+    whole = log_path.read_bytes()
+    log_path.write_bytes(whole[:-1])
+    end = Checkpoint(records[-1]["seq"], records[-1]["h"], len(whole))
+    assert (records, None, end) == drain(log.records())
+    assert (records, None, end) == drain(log.records(strict=True))
+    last_line = split_lines(whole)[-1]
+    assert (Tail(end, records[-1], 0, True), (len(whole) - 1, last_line[:-1])) == (
+        log.tail(),
+        log.peek_end(),
+    )
+
+    with caplog.at_level(logging.WARNING, logger="idstitch"):
+        added = log.append("clear", {"device_id": "d-after", "pid": 9}, at=AT)
+
+    new_line, _ = encode_record(end, at=AT, kind="clear", fields={"device_id": "d-after", "pid": 9})
+    message = (
+        f"idstitch: completed the last line of {log_path} (record seq {len(records)} had lost "
+        "its line end; the record is kept as it was)"
+    )
+    assert (whole + new_line, [], [("idstitch", logging.WARNING, message)]) == (
+        log_path.read_bytes(),
+        log.repairs,
+        caplog.record_tuples,
+    )
+    after = Checkpoint(added["seq"], added["h"], len(whole) + len(new_line))
+    assert ([*records, added], None, after) == drain(log.records(strict=True))
+    assert (after, Tail(after, added, 0)) == (log.end, log.tail())
+
+
+def test_reading_on_from_an_unended_records_checkpoint_finds_the_next_record(
+    log_path: Path,
+) -> None:
+    """The checkpoint of a record missing its \\n is where the next record starts once completed."""
+    log = FileLog(log_path)
+    records = append_all(log, sample_specs(2))
+    log_path.write_bytes(log_path.read_bytes()[:-1])
+    reader = log.records()
+    assert records == list(reader)
+    other = FileLog(log_path)  # another process appends after it
+    added = other.append("clear", {"device_id": "d", "pid": 3}, at=AT)
+    assert ([added], None, other.end) == drain(log.records(since=reader.checkpoint))
+
+
+def test_complete_line_writes_only_the_missing_line_end(log_path: Path) -> None:
+    """complete_line() writes one \\n after a whole unended record, once; otherwise nothing."""
+    log = FileLog(log_path)
+    assert (False, False) == (log.complete_line(), log_path.exists())
+    append_all(log, sample_specs(3))
+    whole = log_path.read_bytes()
+    assert (False, whole) == (log.complete_line(), log_path.read_bytes())
+    log_path.write_bytes(whole[:-1])
+    assert (True, whole) == (log.complete_line(), log_path.read_bytes())
+    assert (False, whole, []) == (log.complete_line(), log_path.read_bytes(), log.repairs)
+    torn = whole + b'{"v":1,"seq":4,"at"'
+    log_path.write_bytes(torn)
+    assert (False, torn) == (log.complete_line(), log_path.read_bytes())
+
+
+def test_complete_line_refuses_a_damaged_last_record(log_path: Path) -> None:
+    """complete_line() raises LogDamagedError for a damaged last record and writes nothing."""
+    log = FileLog(log_path)
+    append_all(log, sample_specs(3))
+    damaged = _damage_last_line(log_path.read_bytes(), "hash")[:-1]
+    log_path.write_bytes(damaged)
+    with pytest.raises(LogDamagedError) as caught:
+        log.complete_line()
+    assert ((3, "hash-chain"), damaged) == (
+        (caught.value.seq, caught.value.cause),
+        log_path.read_bytes(),
+    )
+
+
+@pytest.mark.parametrize("how", ["body-byte", "hash"])
+def test_an_unended_whole_line_that_does_not_check_is_damage_not_torn(
+    log_path: Path, how: str
+) -> None:
+    """A whole-length last line without \\n whose hash fails is no cut-off write: kept, refused."""
+    log = FileLog(log_path)
+    kept = append_all(log, sample_specs(3))[:2]
+    damaged = _damage_last_line(log_path.read_bytes(), how)[:-1]
+    log_path.write_bytes(damaged)
+    outcome = drain(log.records())
+    assert outcome.error is not None
+    assert (kept, 3, "hash-chain") == (outcome.records, outcome.error.seq, outcome.error.cause)
+    with pytest.raises(LogDamagedError):
+        log.append("clear", {"device_id": "d", "pid": 1}, at=AT)
+    assert (damaged, []) == (log_path.read_bytes(), log.repairs)
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(specs=record_sequences(min_size=1, max_size=4), data=st.data())
+def test_an_append_after_any_cut_never_removes_a_whole_record(
+    specs: list[RecordSpec], data: st.DataObject
+) -> None:
+    """Cut a valid log anywhere and append: every record whose bytes were all there (its \\n
+    aside) stays byte for byte, and only a strict prefix of the next record is removed."""
+    built = build_log(specs)
+    cut = data.draw(st.integers(0, len(built.data)), label="cut")
+    ends = [sum(len(line) for line in built.lines[:n]) for n in range(len(specs) + 1)]
+    whole = max(n for n in range(len(specs) + 1) if ends[n] <= cut + 1)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "identity.jsonl"
+        path.write_bytes(built.data[:cut])
+        log = FileLog(path)
+        added = log.append("clear", {"device_id": "d-after", "pid": 9}, at=AT)
+        at = checkpoint_after(built.lines, built.records, whole)
+        new_line, _ = encode_record(
+            at, at=AT, kind="clear", fields={"device_id": "d-after", "pid": 9}
+        )
+        torn = [TornTailRepair(str(path), at.offset, cut - at.offset, whole + 1)]
+        assert (built.data[: at.offset] + new_line, torn if cut > at.offset else []) == (
+            path.read_bytes(),
+            log.repairs,
+        )
+        assert [*built.records[:whole], added] == list(log.records(strict=True))
 
 
 def _damage_last_line(data: bytes, how: str) -> bytes:
@@ -502,3 +652,36 @@ def test_the_lock_file_is_never_the_log_itself(tmp_path: Path, name: str, lock: 
     log = FileLog(tmp_path / name)
     log.append("genesis", {"device_id": "d-1", "runtime": "persistent"}, at=AT)
     assert (tmp_path / lock, 1) == (log.lock_path, len(list(log.records(strict=True))))
+
+
+# --- the state dir's file names ----------------------------------------------------------
+
+
+def test_the_state_dir_file_names_are_the_specs(tmp_path: Path) -> None:
+    """The names are those of log-format.md, and a FileLog of LOG_NAME locks LOCK_NAME."""
+    log = FileLog(tmp_path / LOG_NAME)
+    names = (LOG_NAME, SNAPSHOT_NAME, LOCK_NAME, PENDING_NAME, log.lock_path.name)
+    expected = ("identity.jsonl", "telemetry.json", "identity.lock", "identity.pending")
+    assert (*expected, "identity.lock") == names
+
+
+def test_the_file_names_load_nothing_heavy() -> None:
+    """Importing the names (on every start-up path) loads neither pathlib, logging nor the log."""
+    script = (
+        "import sys\n"
+        "from idstitch.store import LOCK_NAME, LOG_NAME, PENDING_NAME, SNAPSHOT_NAME\n"
+        "heavy = ('pathlib', 'logging', 'weakref', 'idstitch.store._log', 'orjson')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (0, "[]\n", "") == (result.returncode, result.stdout, result.stderr)
+
+
+def test_peek_end_knows_the_line_shape_the_codec_writes() -> None:
+    """The start-up peek's "h" field shape is the codec's (one format fact, checked here)."""
+    from idstitch.events import _codec
+    from idstitch.store import _fs
+
+    assert (_codec._H_KEY, _codec._H_TAIL_LEN - 1) == (_fs._H_KEY, _fs._UNENDED_TAIL)

@@ -25,6 +25,7 @@ __all__ = [
     "audit_log_response",
     "audit_log_response_beyond_file_size_limit",
     "hold_lock",
+    "keep_files_aside",
     "notice_beyond_file_size_limit",
     "read_snapshots_until",
     "record_time",
@@ -189,3 +190,29 @@ def hold_lock(path: str, held: Event, release: Event) -> None:
     held.set()
     release.wait(WAIT)
     os.close(fd)
+
+
+def keep_files_aside(path: str, writer: int, count: int, start: Barrier) -> None:
+    """Put ``count`` files of this writer's at ``path`` in turn, keeping aside whatever is there.
+
+    Another writer does the same at once, so both keep files (their own and
+    each other's) under the same names: every file must be kept exactly once.
+    """
+    from idstitch.store import keep_aside
+
+    start.wait(WAIT)
+    for index in range(count):
+        source = f"{path}.source-{writer}-{index}"
+        with open(source, "wb") as stream:
+            stream.write(b"writer %d, file %d\n" % (writer, index))
+        while True:
+            try:
+                os.link(source, path)  # put it in place only where nothing is
+            except FileExistsError:
+                with contextlib.suppress(FileNotFoundError):  # the other writer kept it first
+                    keep_aside(path)
+                continue
+            break
+        os.unlink(source)
+        with contextlib.suppress(FileNotFoundError):
+            keep_aside(path)
