@@ -43,7 +43,7 @@ from idstitch.store import (
     Tail,
     TornTailRepair,
 )
-from strategies import RecordSpec, examples, record_sequences
+from strategies import KIND_STRATEGIES, RecordSpec, examples, record_sequences, record_specs
 from workers import SHORT_WRITE, append_beyond_file_size_limit, append_once_when_told
 
 Spec = tuple[str, Mapping[str, object], str]
@@ -445,8 +445,13 @@ def test_an_unended_whole_line_that_does_not_check_is_damage_not_torn(
     assert (damaged, []) == (log_path.read_bytes(), log.repairs)
 
 
+#: Records of every kind but a heal, which only ever starts a log (its cut-off start,
+#: ``{"v":2,"seq":N,``, is torn only as seq 1).
+_MID_LOG_SPECS = record_specs(st.sampled_from(sorted(set(KIND_STRATEGIES) - {"heal"})))
+
+
 @settings(max_examples=examples(40), deadline=None)
-@given(specs=record_sequences(min_size=1, max_size=4), data=st.data())
+@given(specs=st.lists(_MID_LOG_SPECS, min_size=1, max_size=4), data=st.data())
 def test_an_append_after_any_cut_never_removes_a_whole_record(
     specs: list[RecordSpec], data: st.DataObject
 ) -> None:
