@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import re
 
+from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
+
 from ._pending import pending_names, read_pending
-from ._trust import foreign_identity, heal_plan, snapshot_identity
+from ._trust import foreign_identity, heal_plan, log_damage, snapshot_identity
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -26,8 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CannotExamineError", "Diagnosis", "diagnose", "identity_fields"]
 
-_LOG = "identity.jsonl"
-_SNAPSHOT = "telemetry.json"
+_LOG = LOG_NAME
+_SNAPSHOT = SNAPSHOT_NAME
 
 #: Files kept aside by a heal or an adoption: ``<name>.<label>-<n>`` (store/_aside.py).
 _KEPT = re.compile(r"(identity\.jsonl|telemetry\.json)\.(damaged|corrupt|pre-idstitch)-[0-9]+")
@@ -228,13 +230,18 @@ def _diagnose(state_dir: str) -> Diagnosis:
         _newer(found, f"{_LOG} holds records of a newer idstitch ({error})")
     elif snapshot.status == "newer":
         _newer(found, f"{_SNAPSHOT} was written by a newer idstitch ({snapshot.problem})")
-    elif error is not None and not torn:
-        damage = f"{_LOG} is damaged: {error}"
-    elif held is not None and held.h not in hashes and held.seq > good_seq:
-        damage = f"{_SNAPSHOT} names seq {held.seq}, past the log's last record (seq {good_seq})"
-    elif torn and (held is None or held.h not in hashes):
-        damage = f"{_LOG} ends in a cut-off record and no snapshot names one before it"
-    elif torn:
+    else:
+        damage = log_damage(
+            error=error,
+            held=held,
+            hashes=hashes,
+            good_seq=good_seq,
+            log_end=reader.checkpoint.offset,
+            snapshot=snapshot,
+        )
+        if damage is not None:
+            damage = f"{_LOG} is damaged: {damage}"
+    if damage is None and torn:
         found.notes.append(f"{_LOG} ends in a cut-off write: the next change removes it")
     if damage is not None:
         found.problems.append(damage)

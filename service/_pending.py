@@ -20,6 +20,7 @@ import os
 
 from idstitch.events._voice import debug
 from idstitch.store._fs import fsync_dir, open_file
+from idstitch.store._names import PENDING_NAME
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -31,11 +32,14 @@ __all__ = [
     "pending_names",
     "read_pending",
     "remove_pending",
+    "sweep_stale_pending",
     "write_pending",
 ]
 
 #: Each pending forgetting is ``identity.pending-<token>`` in the state dir.
-PENDING_PREFIX = "identity.pending-"
+PENDING_PREFIX = PENDING_NAME + "-"
+#: A pending writer's temporary file older than this was left by a killed writer.
+STALE_SECONDS = 60.0
 _MAX_BYTES = 4096
 _KINDS = ("logout", "clear")
 
@@ -131,6 +135,24 @@ def remove_pending(folder: str, pendings: list[Pending]) -> None:
         # The records are in the log: a file seen again is not applied twice (see module).
         with contextlib.suppress(OSError):
             fsync_dir(folder)
+
+
+def sweep_stale_pending(folder: str, names: list[str]) -> None:
+    """Remove pending writers' temporary files older than :data:`STALE_SECONDS` (a writer
+    killed between its write and its rename). A younger one may belong to a live writer,
+    which holds no lock, so it is left alone."""
+    import time
+
+    prefix = f".{PENDING_PREFIX}"
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            path = os.path.join(folder, name)
+            try:
+                stale = time.time() - os.lstat(path).st_mtime > STALE_SECONDS
+            except OSError:
+                continue
+            if stale:
+                _remove(path)
 
 
 def _load(path: str) -> dict[str, Any] | None:

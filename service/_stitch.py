@@ -33,16 +33,23 @@ from idstitch.machine._decide import Decision, decide
 from idstitch.machine._fold import Identity, ReplayResult, fold
 from idstitch.machine._table import State
 from idstitch.store._fs import peek_end
+from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
 from ._dirs import state_folder
-from ._pending import pending_names, read_pending, remove_pending, write_pending
+from ._pending import (
+    pending_names,
+    read_pending,
+    remove_pending,
+    sweep_stale_pending,
+    write_pending,
+)
 from ._runtime import Runtime, detect_runtime, is_truthy, runtime_override
 from ._storage import Storage, StorageMachine
 from ._trust import (
     foreign_identity,
     heal_plan,
-    lost_records,
+    log_damage,
     names_line,
     snapshot_identity,
     snapshot_offset,
@@ -62,13 +69,10 @@ if TYPE_CHECKING:
     from ._pending import Pending
     from ._protocol import Sink
 
-__all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "LOG_NAME", "SNAPSHOT_NAME", "IdentityStitch"]
+__all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "OPEN_WAIT", "IdentityStitch"]
 
 _VOICE = "idstitch.service"
 
-#: File names inside a state dir.
-LOG_NAME = "identity.jsonl"
-SNAPSHOT_NAME = "telemetry.json"
 
 #: Seconds a change waits for another process's lock before it takes the
 #: ``lock_busy`` edge (a change holds it for milliseconds; a stopped holder forever).
@@ -362,10 +366,14 @@ class IdentityStitch:
         result, hashes, devices = _fold_noting(reader)
         good, held = result.identity, snapshot_identity(snapshot)
         newer = isinstance(result.error, NewerFormatError)
-        damaged = result.error is not None and not _is_torn(result.error) and not newer
-        good_seq = 0 if good is None else good.seq
-        if lost_records(held, hashes, good_seq, result.checkpoint_offset, snapshot):
-            damaged = True
+        damaged = None is not log_damage(
+            error=result.error,
+            held=held,
+            hashes=hashes,
+            good_seq=0 if good is None else good.seq,
+            log_end=result.checkpoint_offset,
+            snapshot=snapshot,
+        )
         if newer and event == "read_only":
             event = "newer_format"
         adopted = foreign_identity(snapshot) if good is None and not damaged else None
@@ -484,19 +492,17 @@ class IdentityStitch:
             self._storage.fire("newer_format", str(result.error))
             self._apply_pending_in_memory(journal.folder, pending)
             return
-        torn = result.error is not None and _is_torn(result.error)
         good_seq = 0 if good is None else good.seq
-        damage: str | None = None
-        if result.error is not None and not torn:
-            damage = str(result.error)
-        elif held is not None and lost_records(
-            held, hashes, good_seq, reader.checkpoint.offset, snapshot
-        ):
-            damage = (
-                f"its snapshot names seq {held.seq}, past the log's last record (seq {good_seq})"
-            )
-        elif torn and journal.snapshot_path is not None and (held is None or held.h not in hashes):
-            damage = f"{result.error}, and no snapshot names a record before it"
+        damage = log_damage(
+            error=result.error,
+            held=held,
+            hashes=hashes,
+            good_seq=good_seq,
+            log_end=reader.checkpoint.offset,
+            snapshot=snapshot,
+        )
+        if damage is not None and journal.snapshot_path is None and _is_torn(result.error):
+            damage = None  # an audit log's cut-off write: removed by the next append
         if damage is not None and journal.snapshot_path is not None:
             self._heal(
                 journal,
@@ -1444,7 +1450,9 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
     if identity is None or not offset:
         return None
     size, last = peek_end(journal.log_path)
-    if size >= offset and names_line(identity, last):
+    # A last record that lost only its newline ends one byte short of what the snapshot
+    # saw; the next append writes that newline back (store/).
+    if size + (not last.endswith(b"\n")) >= offset and names_line(identity, last):
         # The named record is the last whole line: what follows it, if anything, is a
         # torn last write (the next change's append removes it). The steady state.
         journal.identity, journal.offset, journal.seen = identity, offset, size
@@ -1466,21 +1474,13 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
 
 
 def _sweep_temporaries(folder: str, names: list[str]) -> None:
-    """Remove temporary files that writers killed mid-write left behind (snapshot, pending).
+    """Remove temporary files that writers killed mid-write left behind (under the file lock):
+    the snapshot's (every snapshot writer holds the lock), and pending writers' old enough
+    that no live writer can still be renaming them."""
+    from idstitch.store._snapshot import sweep_temporaries
 
-    Only under the state dir's file lock: every such writer that can leave
-    one... a snapshot writer holds it, and a pending writer's file is
-    useless once half-written (it is renamed into place only when whole).
-    """
-    prefixes = (f".{SNAPSHOT_NAME}.",)
-    for entry in names:
-        if entry.startswith(prefixes) and entry.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, entry))
-            except OSError as exc:
-                debug(_VOICE, "idstitch: could not remove %s (%r)", entry, exc)
-            else:
-                debug(_VOICE, "idstitch: removed %s, left by a writer that was killed", entry)
+    sweep_temporaries(os.path.join(folder, SNAPSHOT_NAME), names)
+    sweep_stale_pending(folder, names)
 
 
 def _corrupt(problem: str) -> SnapshotRead:

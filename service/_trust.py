@@ -31,6 +31,7 @@ __all__ = [
     "HealPlan",
     "foreign_identity",
     "heal_plan",
+    "log_damage",
     "lost_records",
     "names_line",
     "snapshot_identity",
@@ -69,6 +70,30 @@ def snapshot_offset(snapshot: SnapshotRead) -> int:
     """The log size the snapshot says it saw (0 when it says nothing usable)."""
     offset = snapshot.data.get("offset") if snapshot.status == "ok" else None
     return offset if type(offset) is int and offset > 0 else 0
+
+
+def log_damage(
+    *,
+    error: Exception | None,
+    held: Identity | None,
+    hashes: set[str],
+    good_seq: int,
+    log_end: int,
+    snapshot: SnapshotRead,
+) -> str | None:
+    """Why a state dir's log (read whole, with ``error`` where the read stopped) must be
+    healed, in words; ``None`` when it can be used as it is. The one verdict the service
+    acts on and ``idstitch doctor`` reports. A newer format is not damage (L8)."""
+    cause = getattr(error, "cause", None)
+    if error is not None and cause not in ("torn-tail", "newer-version"):
+        return str(error)
+    if held is not None and lost_records(held, hashes, good_seq, log_end, snapshot):
+        return f"its snapshot names seq {held.seq}, past the log's last record (seq {good_seq})"
+    if cause == "torn-tail" and (held is None or held.h not in hashes):
+        # A crash cuts a write whose snapshot never came: the snapshot names the record
+        # before it. With none, the cut-off bytes may be a record that was acted on.
+        return f"{error}, and no snapshot names a record before it"
+    return None
 
 
 def lost_records(

@@ -9,7 +9,6 @@ would write, and both are read by the one checked reader of
 from __future__ import annotations
 
 import io
-import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -27,13 +26,13 @@ from idstitch.events import (
     check_line,
     encode_record,
 )
+from idstitch.events._voice import warn
 
 from ._fs import ensure_dir, fsync_dir, open_file, peek_end
 from ._lock import ProcessLock
 
 __all__ = ["FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"]
 
-log = logging.getLogger("idstitch")
 
 _TAIL_CHUNK = 8192
 _HEX_DIGITS = b"0123456789abcdef"
@@ -306,7 +305,8 @@ class FileLog:
         """Write and fsync the ``\\n`` the whole last record of ``tail`` lost."""
         _write_all(fd, b"\n", restore_size=tail.checkpoint.offset - 1)
         os.fsync(fd)
-        log.warning(
+        warn(
+            "idstitch.store",
             "idstitch: completed the last line of %s (record seq %d had lost its line end; "
             "the record is kept as it was)",
             self.path,
@@ -319,7 +319,8 @@ class FileLog:
         os.fsync(fd)
         repair = TornTailRepair(str(self.path), offset, tail.torn, tail.checkpoint.seq + 1)
         self.repairs.append(repair)
-        log.warning(
+        warn(
+            "idstitch.store",
             "idstitch: removed %d torn bytes at offset %d of %s (record seq %d was never "
             "completed; every record before it is intact)",
             repair.length,

@@ -248,11 +248,9 @@ def sweep_temporaries(path: PathLike, names: Iterable[str] | None = None) -> lis
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                import logging
+                from idstitch.events._voice import debug
 
-                logging.getLogger("idstitch").debug(
-                    "idstitch: could not remove %s (%r)", entry, exc
-                )
+                debug("idstitch.store", "idstitch: could not remove %s (%r)", entry, exc)
                 continue
             removed.append(entry)
     return removed

@@ -325,7 +325,7 @@ def test_a_torn_tail_is_reported_then_removed_by_the_next_append(
         f"idstitch: removed {torn} torn bytes at offset {len(prefix)} of {log_path} "
         f"(record seq {good + 1} was never completed; every record before it is intact)"
     )
-    assert [("idstitch", logging.WARNING, message)] == caplog.record_tuples
+    assert [("idstitch.store", logging.WARNING, message)] == caplog.record_tuples
     new_line = encode_record(
         checkpoint_after(split_lines(prefix), kept, good),
         at=AT,
@@ -375,7 +375,7 @@ def test_a_whole_last_record_missing_its_line_end_is_read_then_completed(
         f"idstitch: completed the last line of {log_path} (record seq {len(records)} had lost "
         "its line end; the record is kept as it was)"
     )
-    assert (whole + new_line, [], [("idstitch", logging.WARNING, message)]) == (
+    assert (whole + new_line, [], [("idstitch.store", logging.WARNING, message)]) == (
         log_path.read_bytes(),
         log.repairs,
         caplog.record_tuples,
