@@ -201,3 +201,23 @@ def test_writers_killed_at_random_moments_lose_nothing(
     assert set() == temporaries(state_dir)
     stats["torn_repaired"] += 1
     print(f"\nSIGKILL runs: {KILL_RUNS}, {stats}")  # the figures docs/reliability.md quotes
+
+
+def test_every_later_open_starts_past_a_snapshot_a_kill_left_behind(tmp_path: Path) -> None:
+    """A writer killed after its logout's record but before its snapshot (the snapshot one
+    change behind the log): every later open, read-only ones included, starts without the
+    user, on the logout's new device (R16), and none of them appends to the log."""
+    state_dir = tmp_path / "state"
+    writer = IdentityStitch.open(state_dir=state_dir, runtime="persistent", sink=NullSink(), env={})
+    writer.login("user-a")
+    behind = (state_dir / "telemetry.json").read_bytes()
+    writer.logout()
+    (state_dir / "telemetry.json").write_bytes(behind)  # what the kill left
+    log = (state_dir / "identity.jsonl").read_bytes()
+    opens = [("ephemeral", {}), ("persistent", {"DO_NOT_TRACK": "1"}), ("persistent", {})]
+    found = []
+    for runtime, env in opens:
+        reader = IdentityStitch.open(state_dir=state_dir, runtime=runtime, sink=NullSink(), env=env)
+        found.append((reader.state.value, reader.user_id, reader.device_id))
+        assert log == (state_dir / "identity.jsonl").read_bytes(), runtime
+    assert [("reset", None, writer.device_id)] * len(opens) == found

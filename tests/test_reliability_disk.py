@@ -105,8 +105,8 @@ def test_a_state_dir_that_cannot_be_created(tmp_path: Path) -> None:
     before = tree(tmp_path)
     run = run_host(blocker / "state", *CYCLES)
     warning = (
-        f"WARNING:idstitch:idstitch: not using the state dir {blocker / 'state'}: "
-        "cannot inspect it: Not a directory; identity is in memory\n"
+        f"WARNING:idstitch.service:idstitch: not using the state dir {blocker / 'state'}: "
+        "cannot inspect it: Not a directory; this run keeps the identity in memory\n"
     )
     report = assert_ran_normally(run, CYCLES, warning)
     assert (False, "reset") == (report["persisting"], report["state"])

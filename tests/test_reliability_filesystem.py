@@ -49,25 +49,32 @@ def test_a_symlink_in_the_state_dir_is_never_written_through(
 
     Six cases, each opened and driven through login, command, notice and
     logout: the target keeps its bytes and mode, and the identity keeps
-    working (in memory when the log or its lock is the link).
+    working on disk. A linked snapshot is replaced (the link itself); a
+    linked log or lock is kept aside as the link it is (never followed)
+    and a regular file of our own takes its place, the log's records kept.
     """
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700)
+    seeded = seed_state_dir(state_dir) if existing else b""
     if existing:
-        seed_state_dir(state_dir)
         (state_dir / name).unlink()
+    if name == "identity.jsonl":
+        seeded = b""  # the log itself is the link: its records went with the file
     (state_dir / name).symlink_to(precious)
     before = tree(precious.parent)
     sink = RecordingSink()
     stitch = open_and_use(state_dir, sink)
     assert before == tree(precious.parent)
-    assert (State.RESET, None) == (stitch.state, stitch.user_id)
+    assert (State.RESET, None, True) == (stitch.state, stitch.user_id, stitch.persisting)
+    assert (state_dir / "identity.jsonl").read_bytes().startswith(seeded)
     if name == "telemetry.json":
-        assert stitch.persisting
         assert "ok" == read_snapshot(state_dir / name).status  # the link itself was replaced
     else:
-        assert not stitch.persisting
-        assert (state_dir / name).is_symlink()
+        kept = state_dir / f"{name}.damaged-1"
+        assert (str(precious), stat.S_IFREG) == (
+            os.readlink(kept),
+            stat.S_IFMT(os.lstat(state_dir / name).st_mode),
+        )
 
 
 @pytest.mark.parametrize("name", ["telemetry.json", "identity.jsonl", "identity.lock"])
@@ -94,7 +101,10 @@ def test_a_symlinked_state_dir_is_refused(
     stitch = open_and_use(link)
     assert (before, False) == (tree(real), stitch.persisting)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    expected = f"idstitch: not using the state dir {link}: it is a symlink; identity is in memory"
+    expected = (
+        f"idstitch: not using the state dir {link}: it is a symlink; "
+        "this run keeps the identity in memory"
+    )
     assert [expected] == warnings
 
 
@@ -109,7 +119,9 @@ def test_a_fifo_in_the_state_dir_never_hangs_the_host(
     """A named pipe in place of each file (6 cases): the host script finishes, exit 0, in time.
 
     Opening a FIFO for reading blocks until a writer appears; before the
-    fix this hung the host CLI at start-up forever.
+    fix this hung the host CLI at start-up forever. A FIFO as the log is
+    damage: kept aside unread (still a FIFO) and healed, with one warning;
+    the other files' FIFOs pass silently. Either way the run persists.
     """
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700)
@@ -118,11 +130,21 @@ def test_a_fifo_in_the_state_dir_never_hangs_the_host(
         (state_dir / name).unlink()
     os.mkfifo(state_dir / name, 0o600)
     run = run_host(state_dir, "login:user-z", "logout", timeout=20)
-    assert (0, "") == (run.returncode, run.stderr)
     assert run.report is not None
-    assert "reset" == run.report["state"]
+    assert (0, "reset", True) == (run.returncode, run.report["state"], run.report["persisting"])
     if name != "identity.jsonl":
+        assert "" == run.stderr
         assert (state_dir / "identity.jsonl").read_bytes().startswith(seeded)
+        return
+    kept = state_dir / "identity.jsonl.damaged-1"
+    healed = (
+        f"WARNING:idstitch.service:idstitch: the identity log {state_dir / name} was damaged "
+        f"({name} is a FIFO, not a regular file); it was kept as {kept}, byte for byte"
+    )
+    assert ([healed], True) == (
+        [line.split(", and a new log")[0] for line in run.stderr.splitlines()],
+        stat.S_ISFIFO(os.lstat(kept).st_mode),
+    )
 
 
 # --- temporary files -------------------------------------------------------------------
@@ -183,7 +205,8 @@ def test_files_are_0600_and_dirs_0700_under_umask_0(tmp_path: Path) -> None:
     """Under umask 0, a first run in a default state dir three levels deep creates only 0600/0700.
 
     One run through open (genesis, snapshot), login, notice, a corrupt
-    snapshot kept aside and rebuilt, and logout.
+    snapshot kept aside byte for byte (``telemetry.json.corrupt-1``) and
+    rebuilt, and logout.
     """
     env = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": ""}
     (tmp_path / "home").mkdir(mode=0o755)
@@ -209,7 +232,9 @@ def test_files_are_0600_and_dirs_0700_under_umask_0(tmp_path: Path) -> None:
         ".local/state/mycli/identity.lock": ("file", "0o600"),
         ".local/state/mycli/notice-shown": ("file", "0o600"),
         ".local/state/mycli/telemetry.json": ("file", "0o600"),
+        ".local/state/mycli/telemetry.json.corrupt-1": ("file", "0o600"),
     } == found
+    assert b"garbage" == (state_dir / "telemetry.json.corrupt-1").read_bytes()
 
 
 # --- state dirs that are not ours ------------------------------------------------------
@@ -243,7 +268,9 @@ def test_a_state_dir_that_is_not_ours_is_refused_with_one_line(
     stitch = open_and_use(state_dir, sink)
     assert before == tree(state_dir)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert [f"idstitch: not using the state dir {state_dir}: {reason}; identity is in memory"] == (
-        warnings
+    expected = (
+        f"idstitch: not using the state dir {state_dir}: {reason}; "
+        "this run keeps the identity in memory"
     )
+    assert [expected] == warnings
     assert (False, None, []) == (stitch.persisting, stitch.state_dir, sink.aliases)
