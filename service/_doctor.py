@@ -224,7 +224,6 @@ def _diagnose(state_dir: str) -> Diagnosis:
         result = fold(())
     good, error = result.identity, result.error
     torn = isinstance(error, LogDamagedError) and error.cause == "torn-tail"
-    good_seq = 0 if good is None else good.seq
     damage: str | None = None
     if isinstance(error, NewerFormatError):
         _newer(found, f"{_LOG} holds records of a newer idstitch ({error})")
@@ -235,7 +234,7 @@ def _diagnose(state_dir: str) -> Diagnosis:
             error=error,
             held=held,
             hashes=hashes,
-            good_seq=good_seq,
+            good=good,
             log_end=reader.checkpoint.offset,
             snapshot=snapshot,
         )

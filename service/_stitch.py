@@ -185,6 +185,8 @@ class IdentityStitch:
         self._alias_failures = 0
         #: Whether the identity is the whole log's fold (not a snapshot's word for it).
         self._log_verified = False
+        #: Why ids were refused in this process (each is warned about once).
+        self._refusals: set[str] = set()
         #: Files this process kept aside while healing (for reports).
         self.kept: list[str] = []
         _LIVE_STITCHES.append(self)
@@ -370,7 +372,7 @@ class IdentityStitch:
             error=result.error,
             held=held,
             hashes=hashes,
-            good_seq=0 if good is None else good.seq,
+            good=good,
             log_end=result.checkpoint_offset,
             snapshot=snapshot,
         )
@@ -497,7 +499,7 @@ class IdentityStitch:
             error=result.error,
             held=held,
             hashes=hashes,
-            good_seq=good_seq,
+            good=good,
             log_end=reader.checkpoint.offset,
             snapshot=snapshot,
         )
@@ -791,7 +793,10 @@ class IdentityStitch:
         except IllegalUserIdError as exc:
             if self._strict:
                 raise
-            warn(_VOICE, "idstitch: %s refused: %s; nothing changed", kind, exc.reason)
+            # One warning per problem: a server that keeps sending "null" is reported once.
+            say = debug if exc.reason in self._refusals else warn
+            self._refusals.add(exc.reason)
+            say(_VOICE, "idstitch: %s refused: %s; nothing changed", kind, exc.reason)
             return False
         assert isinstance(user_id, str)
         try:
@@ -811,9 +816,15 @@ class IdentityStitch:
             return False
         if storage in (Storage.HEALTHY, Storage.DEFERRED):
             return True
-        # Read-only (opted out): only forgetting a user the dir holds (R14, R16).
-        holds = journal.identity if journal.identity is not None else self._identity
-        return storage is Storage.READ_ONLY and event in FORGETTINGS and holds.user_id is not None
+        # Read-only (opted out): only forgetting a user the dir holds (R14, R16); never
+        # one this run stamped in memory only.
+        holds = journal.identity
+        return (
+            storage is Storage.READ_ONLY
+            and event in FORGETTINGS
+            and holds is not None
+            and holds.user_id is not None
+        )
 
     def _change(self, event: str, **args: Any) -> None:  # noqa: ANN401
         """Decide and make one change: on disk under the file lock when it may, else in memory."""
@@ -1084,11 +1095,20 @@ class IdentityStitch:
         assert journal is not None
         reader = journal.log.records()
         result = _fold_file(reader)
-        if result.error is not None and not _is_torn(result.error):
-            if isinstance(result.error, NewerFormatError) or (
-                self._storage.state is Storage.READ_ONLY
-            ):
-                return self._catch_up()  # reports the newer format, or refuses (opted out)
+        torn = _is_torn(result.error)
+        if (
+            result.error is not None
+            and not torn
+            and (
+                isinstance(result.error, NewerFormatError)
+                or self._storage.state is Storage.READ_ONLY
+            )
+        ):
+            return self._catch_up()  # reports the newer format, or refuses (opted out)
+        if (result.error is not None and not torn) or (
+            torn and journal.snapshot_path is not None and self._storage.state is Storage.HEALTHY
+        ):
+            # Damage, or a cut-off write: the snapshot decides whether that was a crash.
             self._rebuild_locked(journal, read_snapshot(journal.snapshot_path or ""), [])
             return self._storage.state is Storage.HEALTHY
         self._log_verified = True
@@ -1467,8 +1487,11 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
         result = fold(reader, identity)
         grown = reader.checkpoint.offset != offset and result.identity is not None
         if grown and (result.error is None or _is_torn(result.error)):
-            # Stale but sound: start from the snapshot; the open folds the rest under the lock.
-            journal.identity, journal.offset, journal.seen = identity, offset, size
+            # Stale but sound: start from the records after it (a run that may write reads
+            # the whole log under the lock next, and writes the snapshot anew).
+            assert result.identity is not None
+            journal.identity, journal.offset = result.identity, reader.checkpoint.offset
+            journal.seen = size
             return "stale"
     return None
 

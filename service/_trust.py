@@ -77,7 +77,7 @@ def log_damage(
     error: Exception | None,
     held: Identity | None,
     hashes: set[str],
-    good_seq: int,
+    good: Identity | None,
     log_end: int,
     snapshot: SnapshotRead,
 ) -> str | None:
@@ -85,14 +85,16 @@ def log_damage(
     healed, in words; ``None`` when it can be used as it is. The one verdict the service
     acts on and ``idstitch doctor`` reports. A newer format is not damage (L8)."""
     cause = getattr(error, "cause", None)
+    good_seq = 0 if good is None else good.seq
     if error is not None and cause not in ("torn-tail", "newer-version"):
         return str(error)
     if held is not None and lost_records(held, hashes, good_seq, log_end, snapshot):
         return f"its snapshot names seq {held.seq}, past the log's last record (seq {good_seq})"
-    if cause == "torn-tail" and (held is None or held.h not in hashes):
-        # A crash cuts a write whose snapshot never came: the snapshot names the record
-        # before it. With none, the cut-off bytes may be a record that was acted on.
-        return f"{error}, and no snapshot names a record before it"
+    if cause == "torn-tail" and (held is None or good is None or held.h != good.h):
+        # A crash cuts the write of the record after the one the snapshot names (each
+        # change writes the snapshot after its record). Otherwise the cut-off bytes may be
+        # a record that was acted on (an alias PostHog has), and cannot be read.
+        return f"{error}, and the snapshot does not name the record before it"
     return None
 
 

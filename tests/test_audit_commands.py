@@ -166,6 +166,7 @@ _NOT_ADOPTED_NOTE = (
     "new device"
 )
 
+
 @pytest.mark.parametrize(
     ("foreign", "expected", "note"),
     [
