@@ -96,13 +96,11 @@ STORAGE_TRANSITIONS: Final[tuple[StorageTransition, ...]] = (
     _T(H, "newer_format", R, "another process wrote a newer format meanwhile"),
     _T(D, "lock_taken", H, "the lock came free: pending changes applied, then this one"),
     _T(D, "lock_busy", D, "still held: the change waits in memory or the pending file"),
-    _T(D, "damage", X, "damage found once the lock came free"),
     _T(D, "disk_fault", M, "a write failed"),
-    _T(D, "newer_format", R, "another process wrote a newer format meanwhile"),
     _T(X, "healed", H, "damaged file kept aside; a new log carries the trusted identity"),
     _T(X, "heal_failed", M, "the damaged file could not be kept aside or the new log written"),
     _T(R, "lock_busy", R, "a forgetting waits in the pending file"),
-    _T(R, "disk_fault", M, "the forgetting could not be written"),
+    # A read-only run's failed forgetting stays read-only: it goes to a pending file.
 )
 
 _TABLE: Final = {(row.source, row.event): row for row in STORAGE_TRANSITIONS}
