@@ -1236,10 +1236,10 @@ class IdentityStitch:
         ``$merge_dangerously``) are refused: idstitch alone decides merges (R3, R10).
         Never raises.
         """
-        if event in _MERGING_EVENTS:
-            warn(_VOICE, "idstitch: capture(%r) refused: idstitch alone merges persons", event)
-            return False
         try:
+            if event in _MERGING_EVENTS:
+                warn(_VOICE, "idstitch: capture(%r) refused: idstitch alone merges persons", event)
+                return False
             identity = self._identity
             props = dict(properties or {})
             props.setdefault("$device_id", identity.device_id)

@@ -93,6 +93,19 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "temporary_affixes",
         "write_snapshot",
     },
+    "idstitch.service": {
+        "ALIAS_ATTEMPTS",
+        "LOCK_WAIT",
+        "STORAGE_TRANSITIONS",
+        "Diagnosis",
+        "IdentityStitch",
+        "NullSink",
+        "Runtime",
+        "Storage",
+        "detect_runtime",
+        "diagnose",
+        "storage_mermaid",
+    },
     "idstitch.audit": set(),
 }
 
@@ -181,3 +194,51 @@ def test_the_console_script_has_help() -> None:
     )
     expected = (0, "usage: idstitch", "")
     assert expected == (result.returncode, result.stdout[: len("usage: idstitch")], result.stderr)
+
+
+#: Each code folder's floor: a package may import its own floor and those below it only.
+FLOORS = {"events": 0, "store": 1, "machine": 2, "service": 3, "adapters": 4, "audit": 5}
+
+
+def _imported_packages(path: Path) -> list[tuple[str, int]]:
+    """``(package, line)`` for each ``idstitch.<package>`` a module imports, anywhere in it."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "idstitch" and len(parts) > 1 and parts[1] in FLOORS:
+                found.append((parts[1], node.lineno))
+    return found
+
+
+def test_no_package_imports_one_above_it() -> None:
+    """Imports only go downward (style.md): events, store, machine, service, adapters, audit.
+    The one exception is machine/__init__.py re-exporting IdentityStitch, the contract's
+    name: lazily (PEP 562 __getattr__), and for type checkers only otherwise."""
+    upward = []
+    for folder, floor in FLOORS.items():
+        for path in sorted((REPO / folder).glob("*.py")):
+            for package, line in _imported_packages(path):
+                allowed = path.name == "__init__.py" and (folder, package) == ("machine", "service")
+                if FLOORS[package] > floor and not allowed:
+                    upward.append(f"{folder}/{path.name}:{line} imports idstitch.{package}")
+    assert [] == upward
+
+
+def test_importing_the_machine_loads_nothing_above_it_and_opens_no_file() -> None:
+    """idstitch.machine is pure: importing it loads only events and machine modules."""
+    script = (
+        "import sys, idstitch.machine\n"
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('idstitch.')}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "['events', 'machine']" == done.stdout.strip()
