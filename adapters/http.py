@@ -144,13 +144,10 @@ def _log_once(message: str, *, debug: bool = False) -> None:
     if message in _LOGGED:
         return
     _LOGGED.add(message)
-    import logging
+    from idstitch.events._voice import debug as say_debug
+    from idstitch.events._voice import warn
 
-    logger = logging.getLogger("idstitch")
-    if debug:
-        logger.debug(message)
-    else:
-        logger.warning(message)
+    (say_debug if debug else warn)("idstitch.adapters", "%s", message)
 
 
 # ----------------------------------------------------------------- httpx

@@ -276,9 +276,9 @@ def _plan_heal(
     end: int,
 ) -> None:
     """What healing the log would do: the plan the service acts on, in words and as data."""
-    from ._stitch import _log_bytes
+    from ._files import read_whole
 
-    data = _log_bytes(log_path)
+    data = read_whole(log_path)
     plan = heal_plan(good=good, good_devices=devices, held=held, data=data, good_end=end)
     if plan.fresh:
         start = "a new device, no user"

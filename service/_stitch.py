@@ -37,6 +37,7 @@ from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
 from ._dirs import state_folder
+from ._files import odd_kind, read_whole
 from ._pending import (
     pending_names,
     read_pending,
@@ -337,7 +338,7 @@ class IdentityStitch:
         """A link or FIFO planted as the lock file is never opened: it is kept aside (no one
         can hold a lock on it), so that the lock works again from this run on."""
         lock_path = os.fspath(journal.log.lock_path)
-        if _odd(lock_path) is not None:
+        if odd_kind(lock_path) is not None:
             self._keep_aside(lock_path, ".damaged")
 
     def _why_read_only(self) -> str:
@@ -396,7 +397,7 @@ class IdentityStitch:
                 good=good,
                 good_devices=devices,
                 held=held,
-                data=_log_bytes(journal.log_path),
+                data=read_whole(journal.log_path),
                 good_end=result.checkpoint_offset,
             )
             decision = decide(
@@ -471,7 +472,7 @@ class IdentityStitch:
     ) -> None:
         """Replay the whole log under its lock, heal it if it cannot be trusted, then use it."""
         held = snapshot_identity(snapshot)
-        odd = _odd(journal.log_path)
+        odd = odd_kind(journal.log_path)
         if odd is not None and journal.snapshot_path is not None:
             what = f"{os.path.basename(journal.log_path)} is {odd}, not a regular file"
             self._heal(journal, good=None, good_end=0, devices=set(), held=held, damage=what)
@@ -596,8 +597,8 @@ class IdentityStitch:
         """
         self._storage.fire("damage", damage)
         try:
-            odd = _odd(journal.log_path) is not None
-            data = b"" if odd else _log_bytes(journal.log_path, missing_ok=True)
+            odd = odd_kind(journal.log_path) is not None
+            data = b"" if odd else read_whole(journal.log_path, strict=True)
             plan = heal_plan(
                 good=good, good_devices=devices, held=held, data=data, good_end=good_end
             )
@@ -993,7 +994,7 @@ class IdentityStitch:
         pending = read_pending(journal.folder, pending_names(names))
         if not pending:
             return
-        logged = _log_bytes(journal.log_path)
+        logged = read_whole(journal.log_path)
         for entry in pending:
             if entry.kind == "logout":
                 assert entry.new_device_id is not None
@@ -1351,50 +1352,6 @@ def _names(folder: str) -> list[str]:
 
 def _read_pending_quietly(folder: str, names: list[str]) -> list[Pending]:
     return read_pending(folder, names) if names else []
-
-
-def _odd(path: str) -> str | None:
-    """What ``path`` is when something other than a regular file is there (``None``: a
-    regular file, or nothing)."""
-    import stat
-
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    return "a directory" if stat.S_ISDIR(mode) else "a special file"
-
-
-def _log_bytes(path: str, *, missing_ok: bool = False) -> bytes:
-    """The whole file, read without following a symlink or blocking on a FIFO.
-
-    ``missing_ok``: a missing file reads as empty and any other fault raises
-    (a heal must never go on as if a log it cannot read were empty); else
-    every fault reads as empty.
-    """
-    from idstitch.store._fs import open_file
-
-    chunks = []
-    try:
-        fd = open_file(path, os.O_RDONLY)
-        try:
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-    except FileNotFoundError:
-        return b""
-    except OSError:
-        if missing_ok:
-            raise
-        return b""
-    return b"".join(chunks)
 
 
 def _fold_file(records: Iterable[Record], start: Identity | None = None) -> ReplayResult:

@@ -206,11 +206,12 @@ def _imported_packages(path: Path) -> list[tuple[str, int]]:
 
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        else:
+            continue
         for name in names:
             parts = name.split(".")
             if parts[0] == "idstitch" and len(parts) > 1 and parts[1] in FLOORS:

@@ -327,12 +327,13 @@ def test_a_forked_child_never_hangs_on_a_lock_another_thread_held(tmp_path: Path
 
 
 def test_an_id_from_the_network_never_raises_even_opted_out(tmp_path: Path) -> None:
-    """R13: the docs' login example with "null" or a 201-character id returns False, raises
-    nothing, with and without opt-out."""
+    """R13, R15: the docs' login example with "null" or a 201-character id returns False,
+    raises nothing, with and without opt-out; nor does a capture of a nonsense event name."""
     for env in ({}, {"DO_NOT_TRACK": "1"}):
         stitch = open_stitch(tmp_path, env=env)
         assert [False, False] == [stitch.login("null"), stitch.login("x" * 201)]
         assert None is stitch.user_id
+        assert False is stitch.capture(["not", "a", "name"])  # type: ignore[arg-type]
 
 
 def test_nothing_reaches_stderr_unless_the_host_configures_logging(tmp_path: Path) -> None:
