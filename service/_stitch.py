@@ -33,6 +33,7 @@ from idstitch.machine._decide import Decision, decide
 from idstitch.machine._fold import Identity, ReplayResult, fold
 from idstitch.machine._table import State
 from idstitch.store._fs import peek_end
+from idstitch.store._lock import LOCK_WAIT
 from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
@@ -74,10 +75,6 @@ __all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "OPEN_WAIT", "IdentityStitch"]
 
 _VOICE = "idstitch.service"
 
-
-#: Seconds a change waits for another process's lock before it takes the
-#: ``lock_busy`` edge (a change holds it for milliseconds; a stopped holder forever).
-LOCK_WAIT = 1.0
 
 #: Seconds an open waits for the lock when it has pending forgettings or a stale snapshot
 #: to write: a start never waits for a stuck holder (the next change tries again).
@@ -186,6 +183,8 @@ class IdentityStitch:
         self._alias_failures = 0
         #: Whether the identity is the whole log's fold (not a snapshot's word for it).
         self._log_verified = False
+        #: The user a read-only run found in the state dir (a forgetting of theirs is durable).
+        self._dir_user: str | None = None
         #: Why ids were refused in this process (each is warned about once).
         self._refusals: set[str] = set()
         #: Files this process kept aside while healing (for reports).
@@ -347,6 +346,7 @@ class IdentityStitch:
     def _read_only(self, journal: _Journal, event: str, reason: str, pending: list[str]) -> None:
         """Keep the identity read from the dir in memory; an opted-out run may still forget."""
         self._storage.fire(event, reason)
+        self._dir_user = self._identity.user_id
         if (
             event == "read_only"
             and self._opted_out
@@ -493,6 +493,7 @@ class IdentityStitch:
                 result.error,
             )
             self._storage.fire("newer_format", str(result.error))
+            self._dir_user = self._identity.user_id
             self._apply_pending_in_memory(journal.folder, pending)
             return
         good_seq = 0 if good is None else good.seq
@@ -832,11 +833,25 @@ class IdentityStitch:
         try:
             with self._lock:
                 if not self._writes(event):
-                    self._apply_in_memory(event, args)
+                    if self._forgets_on_disk(event):
+                        self._defer(event, args)  # the log cannot take it: a pending file can
+                    else:
+                        self._apply_in_memory(event, args)
                     return
                 self._change_on_disk(event, args)
         except Exception as exc:  # noqa: BLE001 - R15: never break the host
             debug(_VOICE, "idstitch: %s failed (%r); identity unchanged", event, exc)
+
+    def _forgets_on_disk(self, event: str) -> bool:
+        """Whether a forgetting must still be made durable though the log cannot take it (a
+        newer format, damage an opted-out run may not heal): the dir holds a user (R16)."""
+        return (
+            event in FORGETTINGS
+            and self._dir_user is not None
+            and self._state_dir is not None
+            and self._runtime is Runtime.PERSISTENT
+            and self._storage.state is Storage.READ_ONLY
+        )
 
     def _change_on_disk(self, event: str, args: dict[str, Any]) -> None:
         journal = self._journal
@@ -972,6 +987,7 @@ class IdentityStitch:
         if result.error is not None and not _is_torn(result.error):
             if isinstance(result.error, NewerFormatError):
                 self._storage.fire("newer_format", str(result.error))
+                self._dir_user = self._identity.user_id
                 self._journal = None
                 return False
             if self._storage.state is Storage.READ_ONLY:

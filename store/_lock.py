@@ -50,7 +50,7 @@ __all__ = ["LOCK_WAIT", "ProcessLock", "at_fork_in_child"]
 
 #: Seconds the identity service waits for another process's change (each takes
 #: milliseconds, fsyncs included; a CLI makes one or two).
-LOCK_WAIT = 3.0
+LOCK_WAIT = 1.0
 
 
 class ProcessLock:

@@ -119,4 +119,4 @@ def test_a_sentinel_token_reaches_no_file_no_log_message_and_no_payload(
         if secret in text
     }
     assert set() == found
-    assert any(r.name == "idstitch" for r in caplog.records)  # idstitch did log something
+    assert any(r.name.startswith("idstitch") for r in caplog.records)  # idstitch did log something

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -313,12 +314,18 @@ def test_a_forked_child_never_hangs_on_a_lock_another_thread_held(tmp_path: Path
     """R15: fork while a thread is inside a change; the child's logout returns (and is written)."""
     parent_end, child_end = multiprocessing.Pipe()
     worker = multiprocessing.get_context("fork").Process(
-        target=fork_during_a_change, args=(str(tmp_path), child_end)
+        target=fork_during_a_change, args=(str(tmp_path), child_end), daemon=True
     )
-    worker.start()
-    reports = [parent_end.recv() for _ in range(2)] if parent_end.poll(60) else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
+        worker.start()
+    reports = []
+    while len(reports) < 2 and parent_end.poll(60):  # a hung child reports nothing: fail
+        reports.append(parent_end.recv())
     worker.join(60)
-    assert 0 == worker.exitcode
+    if worker.exitcode is None:
+        worker.kill()
+    assert (0, 2) == (worker.exitcode, len(reports))
     child = next(r for r in reports if r[0] == "child")
     parent = next(r for r in reports if r[0] == "parent")
     assert ("reset", "healthy") == (child[1], child[3])
@@ -462,3 +469,26 @@ def test_a_read_only_run_takes_a_foreign_state_file_as_a_persistent_run_would(
         stitch.storage,
     )
     assert [("telemetry.json", foreign)] == [(p.name, p.read_bytes()) for p in tmp_path.iterdir()]
+
+
+def test_a_logout_past_a_newer_log_is_pending_and_the_next_run_opens_logged_out(
+    tmp_path: Path,
+) -> None:
+    """R16, L8: this build never writes a log holding a newer build's record, so a logout
+    goes to a pending file; the next run of this build opens logged out, the log untouched."""
+    open_stitch(tmp_path).login("user-a")
+    log = tmp_path / "identity.jsonl"
+    last = log_records(tmp_path)[-1]
+    newer = {"v": 3, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
+    data = log.read_bytes() + forge_line(newer, last["h"])
+    log.write_bytes(data)
+    stitch = open_stitch(tmp_path)
+    assert ("user-a", Storage.READ_ONLY) == (stitch.user_id, stitch.storage)
+    stitch.logout()
+    after = open_stitch(tmp_path)
+    assert (None, stitch.device_id, data, 1) == (
+        after.user_id,
+        after.device_id,
+        log.read_bytes(),
+        len(_pending(tmp_path)),
+    )
