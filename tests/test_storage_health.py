@@ -319,7 +319,7 @@ def test_a_forked_child_never_hangs_on_a_lock_another_thread_held(tmp_path: Path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
         worker.start()
-    reports = []
+    reports: list[tuple[object, ...]] = []
     while len(reports) < 2 and parent_end.poll(60):  # a hung child reports nothing: fail
         reports.append(parent_end.recv())
     worker.join(60)
