@@ -28,6 +28,7 @@ __all__ = [
     "AT",
     "BuiltLog",
     "ReadOutcome",
+    "bare_environment",
     "build_log",
     "checkpoint_after",
     "drain",
@@ -38,6 +39,16 @@ __all__ = [
     "sample_specs",
     "split_lines",
 ]
+
+
+def bare_environment() -> dict[str, str]:
+    """This environment without coverage's own variables: for a fresh interpreter whose
+    loaded modules a test checks (under ``make test`` coverage measures every process a test
+    starts, and its start-up loads modules of its own)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+
 
 #: A fixed record time for hand-written examples.
 AT = "2026-11-27T17:00:00.000000Z"

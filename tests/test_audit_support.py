@@ -35,6 +35,7 @@ __all__ = [
     "healed",
     "idstitch",
     "imported",
+    "in_process",
     "json_lines",
     "logout",
     "script",
@@ -81,6 +82,26 @@ def idstitch(*args: str, env: Mapping[str, str] | None = None, timeout: float = 
         env=environ,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def in_process(*args: str) -> Result:
+    """Run ``idstitch`` with ``args`` in this process (its ``main``), output captured.
+
+    The same entry point as the console script, measured by coverage; tests that
+    prove the installed script itself use :func:`idstitch`.
+    """
+    import contextlib
+    import io
+
+    from idstitch.audit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors and --help
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

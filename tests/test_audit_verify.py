@@ -25,6 +25,7 @@ from test_audit_support import (
     healed,
     idstitch,
     imported,
+    in_process,
     json_lines,
     logout,
     stamp,
@@ -166,7 +167,7 @@ def test_verify_catches_what_the_library_never_writes(tmp_path: Path, name: str)
     specs, expected = CASES[name]
     log = tmp_path / "identity.jsonl"
     write_log(log, specs)
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     objects = json_lines(result.stdout)
     ids = sorted({rule for rule, _, _ in expected}, key=lambda r: (r == "T", r))
     summary = {
@@ -190,7 +191,7 @@ def test_an_undone_realias_breaks_l4_but_leaves_one_standing_alias(tmp_path: Pat
     log = tmp_path / "identity.jsonl"
     specs = [genesis(), alias("user-a"), clear(), alias("user-b"), enqueue_failure("user-b")]
     write_log(log, specs)
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     expected = [
         (
             "L4",
@@ -213,7 +214,7 @@ def test_an_edited_record_breaks_l1_and_stops_the_check(tmp_path: Path) -> None:
     log = tmp_path / "identity.jsonl"
     data = write_log(log, [genesis(), stamp("null"), alias("user-a"), clear()])
     log.write_bytes(data.replace(b'"user-a"', b'"user-b"'))
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     offset = _offset_of(data, 3)
     expected = [
         ("L7", 2, f"user id 'null' is illegal: {PLACEHOLDER}"),
@@ -246,7 +247,7 @@ def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
     """A record whose seq skips a number (hash intact) is L1."""
     log = tmp_path / "identity.jsonl"
     data = write_log(log, [genesis(), clear(), clear()], skip_seq_after=2)
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     expected = [("L1", 3, f"at byte {_offset_of(data, 3)}: gap in seq: seq 4 where 3 was expected")]
     assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
 
@@ -266,7 +267,7 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: obj
         )
     else:
         detail = f"format version {version!r} is not one this build reads (1 to 2)"
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
         result.code,
         violations(json_lines(result.stdout)),
@@ -280,7 +281,7 @@ def test_a_heal_claiming_version_1_breaks_l8(tmp_path: Path) -> None:
     extra = {"v": 1, "seq": 1, "at": "2026-11-27T17:00:00.000000Z", "kind": "heal", **fields}
     write_lines(log, [], extra)
     detail = "format version 1 cannot hold a heal record (the kind exists from version 2 on)"
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     objects = json_lines(result.stdout)
     assert (1, [("L8", 1, f"at byte 0: {detail}")], 0) == (
         result.code,
@@ -295,7 +296,7 @@ def test_a_version_2_record_of_a_first_release_kind_verifies(tmp_path: Path) -> 
     extra = {"v": 2, "seq": 2, "at": "2026-11-27T17:00:01.000000Z", "kind": "clear",
              "device_id": D1, "pid": 7}  # fmt: skip
     write_lines(log, [genesis()], extra)
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     assert (0, []) == (result.code, violations(json_lines(result.stdout)))
 
 
@@ -346,7 +347,7 @@ def test_damage_that_is_no_record_breaks_l1_not_l8(tmp_path: Path, name: str) ->
     _, error = damage_of(data)
     assert error is not None
     message = f"at byte {error.offset}: {cause_name(error.cause)}: {error.detail}"
-    result = idstitch("verify", "--json", str(log))
+    result = in_process("verify", "--json", str(log))
     assert (1, [("L1", 3, message)]) == (result.code, violations(json_lines(result.stdout)))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from helpers import forge_line
 from service_support import DeviceIds, log_records, open_stitch
-from test_audit_support import idstitch, json_lines
+from test_audit_support import idstitch, in_process, json_lines
 from test_storage_health import _holding
 
 _HASH_MISMATCH = (
@@ -45,7 +45,7 @@ def _flip(state: Path, seq: int) -> int:
 
 
 def _doctor(state: Path, *flags: str) -> tuple[int, dict[str, Any], str]:
-    result = idstitch("doctor", str(state), "--json", *flags)
+    result = in_process("doctor", str(state), "--json", *flags)
     [found] = json_lines(result.stdout)
     return result.code, found, result.stderr
 
@@ -159,9 +159,9 @@ def test_repair_keeps_the_damaged_log_and_starts_a_new_one_with_a_heal(tmp_path:
     devices = _logged_in(tmp_path)
     _flip(tmp_path, 2)
     damaged = (tmp_path / "identity.jsonl").read_bytes()
-    repaired = idstitch("doctor", str(tmp_path), "--repair")
+    repaired = in_process("doctor", str(tmp_path), "--repair")
     kept = tmp_path / "identity.jsonl.damaged-1"
-    again = idstitch("doctor", str(tmp_path), "--json")
+    again = in_process("doctor", str(tmp_path), "--json")
     expected = (
         0,
         f"{tmp_path}: repaired",
@@ -190,7 +190,7 @@ def test_repair_says_what_was_wrong_what_it_did_and_how_to_read_the_kept_log(
     """The text of a repair: what was wrong, what was done, each kept file and how to read it."""
     devices = _logged_in(tmp_path)
     offset = _flip(tmp_path, 2)
-    result = idstitch("doctor", str(tmp_path), "--repair")
+    result = in_process("doctor", str(tmp_path), "--repair")
     heal = log_records(tmp_path)[0]
     kept = tmp_path / "identity.jsonl.damaged-1"
     expected = (

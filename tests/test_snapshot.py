@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import bare_environment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from idstitch.store import (
@@ -165,6 +166,7 @@ def test_corrupt_snapshots_never_raise_in_a_fresh_interpreter(tmp_path: Path) ->
         capture_output=True,
         text=True,
         timeout=60,
+        env=bare_environment(),
     )
     expected = (0, "False " + " ".join(["corrupt"] * len(CORRUPT)) + "\n", "")
     assert expected == (result.returncode, result.stdout, result.stderr)

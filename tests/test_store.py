@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     AT,
+    bare_environment,
     build_log,
     checkpoint_after,
     drain,
@@ -679,7 +680,12 @@ def test_the_file_names_load_nothing_heavy() -> None:
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=bare_environment(),
     )
     assert (0, "[]\n", "") == (result.returncode, result.stdout, result.stderr)
 
