@@ -294,14 +294,20 @@ def test_a_snapshot_past_the_logs_end_heals_from_the_snapshot(tmp_path: Path) ->
     assert before_logout == (tmp_path / "identity.jsonl.damaged-1").read_bytes()
 
 
-def test_a_newer_log_stays_read_only_and_untouched(tmp_path: Path) -> None:
-    """L8: a log holding a newer build's record is never healed or rewritten."""
-    open_stitch(tmp_path).login("user-a")
-    log = tmp_path / "identity.jsonl"
-    last = log_records(tmp_path)[-1]
+def _logged_in_then_newer(state_dir: Path) -> tuple[Path, bytes]:
+    """user-a logged in, then a newer build's record appended (chained); the log and its bytes."""
+    open_stitch(state_dir).login("user-a")
+    log = state_dir / "identity.jsonl"
+    last = log_records(state_dir)[-1]
     newer = {"v": 3, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
     data = log.read_bytes() + forge_line(newer, last["h"])
     log.write_bytes(data)
+    return log, data
+
+
+def test_a_newer_log_stays_read_only_and_untouched(tmp_path: Path) -> None:
+    """L8: a log holding a newer build's record is never healed or rewritten."""
+    log, data = _logged_in_then_newer(tmp_path)
     stitch = open_stitch(tmp_path)
     stitch.logout()
     assert (Storage.READ_ONLY, data) == (stitch.storage, log.read_bytes())
@@ -476,12 +482,7 @@ def test_a_logout_past_a_newer_log_is_pending_and_the_next_run_opens_logged_out(
 ) -> None:
     """R16, L8: this build never writes a log holding a newer build's record, so a logout
     goes to a pending file; the next run of this build opens logged out, the log untouched."""
-    open_stitch(tmp_path).login("user-a")
-    log = tmp_path / "identity.jsonl"
-    last = log_records(tmp_path)[-1]
-    newer = {"v": 3, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
-    data = log.read_bytes() + forge_line(newer, last["h"])
-    log.write_bytes(data)
+    log, data = _logged_in_then_newer(tmp_path)
     stitch = open_stitch(tmp_path)
     assert ("user-a", Storage.READ_ONLY) == (stitch.user_id, stitch.storage)
     stitch.logout()
