@@ -52,6 +52,7 @@ from ._trust import (
     foreign_identity,
     heal_plan,
     log_damage,
+    looks_torn,
     names_line,
     snapshot_identity,
     snapshot_offset,
@@ -346,7 +347,7 @@ class IdentityStitch:
     def _read_only(self, journal: _Journal, event: str, reason: str, pending: list[str]) -> None:
         """Keep the identity read from the dir in memory; an opted-out run may still forget."""
         self._storage.fire(event, reason)
-        self._dir_user = self._identity.user_id
+        self._dir_user = self._dir_user or self._identity.user_id
         if (
             event == "read_only"
             and self._opted_out
@@ -368,6 +369,9 @@ class IdentityStitch:
         reader = journal.log.records()
         result, hashes, devices = _fold_noting(reader)
         good, held = result.identity, snapshot_identity(snapshot)
+        # Whom the dir may hold (a heal under way may have moved the log aside): a forgetting
+        # of theirs must outlive this run even though it writes nothing else (R16).
+        self._dir_user = next((i.user_id for i in (good, held) if i and i.user_id), None)
         newer = isinstance(result.error, NewerFormatError)
         damaged = None is not log_damage(
             error=result.error,
@@ -421,12 +425,14 @@ class IdentityStitch:
             self._storage.fire("lock_busy", "another process holds the lock")
             self._apply_pending_in_memory(journal.folder, pending)
             return
+        reason = self._why_read_only()
         if event == "lock_busy":
             event = "newer_format" if newer else "read_only"
+            reason = "the log needs healing and another process holds the lock"
         journal.identity, journal.offset = good, result.checkpoint_offset
         if damaged or newer:
             journal = _Journal(journal.log_path, None)  # never write after damage read-only
-        self._read_only(journal, event, self._why_read_only(), pending)
+        self._read_only(journal, event, reason, pending)
 
     def check(self, wait: float = LOCK_WAIT) -> bool:
         """Read the whole state dir now, under its lock: heal damage, apply pending forgettings.
@@ -452,6 +458,7 @@ class IdentityStitch:
     def _under_lock_at_open(self, pending: list[str]) -> None:
         """Fold what others appended and apply pending forgettings, under the lock."""
         assert self._journal is not None
+        self._clear_lock_path(self._journal)
         lock = self._journal.log.locked()
         with lock.try_locked(0) as free:
             pass  # a probe: a start that cannot write now imports nothing for it
@@ -844,13 +851,14 @@ class IdentityStitch:
 
     def _forgets_on_disk(self, event: str) -> bool:
         """Whether a forgetting must still be made durable though the log cannot take it (a
-        newer format, damage an opted-out run may not heal): the dir holds a user (R16)."""
+        newer format, damage an opted-out run may not heal, a disk fault): the dir may hold
+        a user (R16). Once one forgetting is durable, the dir holds none (R14's one write)."""
         return (
             event in FORGETTINGS
             and self._dir_user is not None
             and self._state_dir is not None
             and self._runtime is Runtime.PERSISTENT
-            and self._storage.state is Storage.READ_ONLY
+            and self._storage.state in (Storage.READ_ONLY, Storage.MEMORY)
         )
 
     def _change_on_disk(self, event: str, args: dict[str, Any]) -> None:
@@ -861,9 +869,12 @@ class IdentityStitch:
         read_only = self._storage.state is Storage.READ_ONLY
         applied = False
         alias: Decision | None = None
+        # Known to be stuck (deferred): try briefly, so that calls queued behind this one in
+        # other threads do not each wait the whole LOCK_WAIT again.
+        wait = OPEN_WAIT if self._storage.state is Storage.DEFERRED else LOCK_WAIT
         try:
-            with journal.log.locked():
-                self._ready_locked(read_only=read_only)
+            with journal.log.locked().try_locked(wait) as held:
+                self._ready_locked(read_only=read_only, held=held)
                 self._apply_pending_locked()
                 before = self._identity
                 applied = True
@@ -885,11 +896,14 @@ class IdentityStitch:
         if alias is not None:  # recorded under the lock, handed over after it (no sink call
             self._hand_over(alias)  # holds another process up)
 
-    def _ready_locked(self, *, read_only: bool) -> None:
+    def _ready_locked(self, *, read_only: bool, held: bool = True) -> None:
         """Under the file lock: continue from the disk, with everything other processes wrote.
 
-        Raises :class:`_UnwritableError` when the log is no longer this build's to write.
+        Raises :class:`TimeoutError` when the lock was not ``held``, and
+        :class:`_UnwritableError` when the log is no longer this build's to write.
         """
+        if not held:
+            raise TimeoutError("another process holds the state dir's lock")
         if self._storage.state is Storage.DEFERRED:
             self._storage.fire("lock_taken")
             self._resume_from_disk()
@@ -947,24 +961,28 @@ class IdentityStitch:
 
     def _defer(self, event: str, args: dict[str, Any]) -> None:
         """The change is made in memory; a forgetting is also made durable in a pending file."""
-        folder = self._state_dir
-        if event in FORGETTINGS and folder is not None and self._runtime is Runtime.PERSISTENT:
-            try:
-                write_pending(
-                    folder,
-                    kind=event,
-                    new_device_id=args.get("device_id"),
-                    at=_format(self._clock()),
-                )
-            except OSError as exc:
-                warn(
-                    _VOICE,
-                    "idstitch: the %s could not be recorded in %s (%r); it holds for this run only",
-                    event,
-                    folder,
-                    exc,
-                )
+        self._write_pending(event, args.get("device_id"))
         self._apply_in_memory(event, args)
+
+    def _write_pending(self, event: str, new_device_id: str | None) -> None:
+        """Make a forgetting the log could not take durable in a pending file (R16)."""
+        folder = self._state_dir
+        if event not in FORGETTINGS or folder is None or self._runtime is not Runtime.PERSISTENT:
+            return
+        try:
+            write_pending(
+                folder, kind=event, new_device_id=new_device_id, at=_format(self._clock())
+            )
+        except OSError as exc:
+            warn(
+                _VOICE,
+                "idstitch: the %s could not be recorded in %s (%r); it holds for this run only",
+                event,
+                folder,
+                exc,
+            )
+        else:
+            self._dir_user = None  # forgotten for every later run
 
     def _apply_forgetting_read_only(self, event: str, args: dict[str, Any]) -> None:
         """Opted out: append only the forgetting, then keep the identity in memory."""
@@ -972,6 +990,7 @@ class IdentityStitch:
         if decision is not None:  # the one write opt-out allows
             self._commit(decision, to_disk=True)
             self._save_snapshot(to_disk=True)
+        self._dir_user = None
 
     def _catch_up(self) -> bool:
         """Fold what other processes appended (under the file lock); ``False`` if the log is
@@ -981,6 +1000,13 @@ class IdentityStitch:
         identity = journal.identity
         from idstitch.events import START, Checkpoint
 
+        if identity is not None and not _still_ends_with(
+            journal.log_path, identity, journal.offset
+        ):
+            # The log this process read was replaced (a heal by another process): read it anew.
+            self._log_verified = False
+            journal.identity, journal.offset = None, 0
+            return self._verify_locked()
         since = START if identity is None else Checkpoint(identity.seq, identity.h, journal.offset)
         reader = journal.log.records(since=since)
         result = _fold_file(reader, identity)
@@ -1027,7 +1053,10 @@ class IdentityStitch:
 
     def _apply_pending_in_memory(self, folder: str, names: list[str]) -> None:
         """Start from the identity the pending forgettings leave (this run cannot write them)."""
-        for entry in _read_pending_quietly(folder, names):
+        entries = _read_pending_quietly(folder, names)
+        if entries:
+            self._dir_user = None  # already forgotten durably, by the pending files
+        for entry in entries:
             if entry.kind == "logout" and entry.new_device_id == self._identity.device_id:
                 continue
             args = {"device_id": entry.new_device_id} if entry.kind == "logout" else {}
@@ -1174,6 +1203,8 @@ class IdentityStitch:
             self._to_memory("disk_fault", repr(exc))
             if kind in ("genesis", "import", "heal"):
                 return False
+            if kind in FORGETTINGS:  # the log could not take it: a pending file may (R16)
+                self._write_pending(kind, fields.get("new_device_id"))
             again = self._decide(kind, **_args_of(decision))
             if again is not None:
                 self._commit(again)
@@ -1446,8 +1477,11 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
     # A last record that lost only its newline ends one byte short of what the snapshot
     # saw; the next append writes that newline back (store/).
     if size + (not last.endswith(b"\n")) >= offset and names_line(identity, last):
-        # The named record is the last whole line: what follows it, if anything, is a
-        # torn last write (the next change's append removes it). The steady state.
+        # The named record is the last whole line. What follows it, if anything, must be a
+        # cut-off write of the next record (the next change's append removes it); anything
+        # else (a whole record whose newline was damaged) needs the whole read.
+        if size > offset and not _only_torn_after(journal.log_path, identity, offset):
+            return None
         journal.identity, journal.offset, journal.seen = identity, offset, size
         return "steady"
     if size > offset:
@@ -1467,6 +1501,44 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
             journal.seen = size
             return "stale"
     return None
+
+
+def _only_torn_after(path: str, identity: Identity, offset: int) -> bool:
+    """Whether the bytes after ``offset`` can only be a cut-off write of the next record (read
+    with the standard library: this is the start-up path)."""
+    from idstitch.store._fs import open_file
+
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        tail = os.pread(fd, 4097, offset)
+    finally:
+        os.close(fd)
+    return len(tail) <= 4096 and looks_torn(tail)
+
+
+def _still_ends_with(path: str, identity: Identity, offset: int) -> bool:
+    """Whether the record ``identity`` was folded up to still ends at ``offset`` of the log
+    (another process's heal replaces the file; the records after it only follow it)."""
+    from idstitch.store._fs import open_file
+
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        end = min(offset, size)  # a last record that lost its newline ends one byte short
+        begin = max(0, end - 4096)
+        data = os.pread(fd, end - begin, begin)
+    finally:
+        os.close(fd)
+    if size + 1 < offset:
+        return False
+    start = data.rstrip(b"\n").rfind(b"\n") + 1
+    return names_line(identity, data[start:])
 
 
 def _sweep_temporaries(folder: str, names: list[str]) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "foreign_identity",
     "heal_plan",
     "log_damage",
+    "looks_torn",
     "lost_records",
     "names_line",
     "snapshot_identity",
@@ -110,6 +111,17 @@ def lost_records(
         and held.seq > good_seq
         and log_end < snapshot_offset(snapshot)
     )
+
+
+def looks_torn(tail: bytes) -> bool:
+    """Whether bytes after the last whole record can be a write cut off by a crash: NULs, or
+    the start of a record line with no line end and no hash field yet (a whole record whose
+    newline was damaged has its hash field, and is damage, not a tear)."""
+    if not tail.strip(b"\x00"):
+        return True
+    head = b'{"v":'
+    started = tail.startswith(head) or head.startswith(tail)
+    return started and b"\n" not in tail and b'"h":"' not in tail
 
 
 def names_line(identity: Identity, line: bytes) -> bool:
@@ -211,7 +223,13 @@ def heal_plan(
                 data[named_at:],
                 "the snapshot, whose record the log holds",
             )
-        elif good is not None and _agrees(held, good, set(good_devices)):
+        elif (
+            good is not None
+            and _agrees(held, good, set(good_devices))
+            and _last_seq(data[good_end:]) <= held.seq
+        ):
+            # Its record is lost or damaged, but nothing after the good records claims a
+            # later record than it saw (that one could be a logout it never knew of).
             trusted, after, source = held, b"", "the snapshot, consistent with the good records"
     if trusted is None:
         return _fresh("no record and no snapshot could be trusted")
@@ -248,6 +266,13 @@ def _agrees(held: Identity, good: Identity, devices: set[str]) -> bool:
     if held.device_id == good.device_id:
         return good.linked_user is None or held.linked_user == good.linked_user
     return held.device_id not in devices
+
+
+def _last_seq(data: bytes) -> int:
+    """The highest ``seq`` any line of damaged bytes claims (0 if none can be read)."""
+    import re
+
+    return max((int(n) for n in re.findall(rb'"seq":(\d{1,18})[,}]', data)), default=0)
 
 
 def _holds_more(after: bytes) -> bool:

@@ -24,10 +24,11 @@ from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import IdentityStitch, State
 from idstitch.service import STORAGE_TRANSITIONS, Storage, storage_mermaid
+from idstitch.service._pending import write_pending
 from idstitch.store import FileLog
 from service_support import DeviceIds, log_records, open_stitch
 from storage_workers import fork_during_a_change
-from workers import hold_lock
+from workers import hold_lock, logout_beyond_file_size_limit
 
 HERE = Path(__file__).parent
 
@@ -492,4 +493,106 @@ def test_a_logout_past_a_newer_log_is_pending_and_the_next_run_opens_logged_out(
         after.device_id,
         log.read_bytes(),
         len(_pending(tmp_path)),
+    )
+
+
+# ------------------------------------------------------------ found by a review
+
+
+def test_a_logout_the_log_cannot_take_goes_to_a_pending_file(tmp_path: Path) -> None:
+    """R16: the log cannot grow by a record (a full disk, RLIMIT_FSIZE in a real process) but
+    a small pending file fits: the logout is durable and the next run opens logged out."""
+    _logged_in(tmp_path)
+    child = multiprocessing.get_context("spawn").Process(
+        target=logout_beyond_file_size_limit, args=(str(tmp_path), 120)
+    )
+    child.start()
+    child.join(60)
+    after = open_stitch(tmp_path)
+    assert (0, None, Storage.HEALTHY) == (child.exitcode, after.user_id, after.storage)
+    assert "logout" == log_records(tmp_path)[-1]["kind"]
+
+
+def test_a_damaged_newline_after_the_snapshots_record_is_no_steady_start(tmp_path: Path) -> None:
+    """R16: the logout record (the last) lost its newline to another byte and the snapshot is
+    one change older: a start must not take the older snapshot for the steady state."""
+    stitch = open_stitch(tmp_path)
+    stitch.login("user-a")
+    older = (tmp_path / "telemetry.json").read_bytes()
+    stitch.logout()
+    log = tmp_path / "identity.jsonl"
+    log.write_bytes(log.read_bytes()[:-1] + b"\x0b")
+    (tmp_path / "telemetry.json").write_bytes(older)
+    assert None is open_stitch(tmp_path).user_id
+
+
+def test_a_heal_never_trusts_a_snapshot_older_than_records_after_the_damage(
+    tmp_path: Path,
+) -> None:
+    """R16: login, logout; the snapshot from before the logout comes back and the login's
+    record is damaged: the intact logout after it rules out the snapshot's user."""
+    stitch = open_stitch(tmp_path)
+    stitch.login("user-a")
+    older = (tmp_path / "telemetry.json").read_bytes()
+    stitch.logout()
+    log = tmp_path / "identity.jsonl"
+    data = bytearray(log.read_bytes())
+    second_end = data.index(b"\n", data.index(b"\n") + 1)
+    data[second_end] = 0x0B  # the login's line end
+    log.write_bytes(bytes(data))
+    (tmp_path / "telemetry.json").write_bytes(older)
+    assert [None, None, None] == [open_stitch(tmp_path).user_id for _ in range(3)]
+
+
+@pytest.mark.parametrize("planted", ["symlink", "dir"])
+def test_a_planted_lock_with_pending_files_heals_and_applies_them(
+    tmp_path: Path, planted: str
+) -> None:
+    """R15, R16: a link or directory planted as the lock file, with a pending clear waiting:
+    the run keeps the planted one aside, applies the clear, and persists."""
+    _logged_in(tmp_path)
+    write_pending(str(tmp_path), kind="clear", new_device_id=None, at="2026-12-07T00:00:00Z")
+    lock = tmp_path / "identity.lock"
+    lock.unlink()
+    if planted == "symlink":
+        lock.symlink_to(tmp_path / "elsewhere")
+    else:
+        lock.mkdir()
+    stitch = open_stitch(tmp_path)
+    assert (None, Storage.HEALTHY, []) == (stitch.user_id, stitch.storage, _pending(tmp_path))
+    assert os.path.lexists(tmp_path / "identity.lock.damaged-1")
+
+
+def test_a_long_lived_process_follows_a_log_another_process_healed(tmp_path: Path) -> None:
+    """L6: a process that read the log before another process healed it (a new, shorter log)
+    reads the new log before its next change, never chaining onto the old one."""
+    long_lived = open_stitch(tmp_path, devices=DeviceIds("long"))
+    long_lived.login("user-a")
+    long_lived.logout()
+    long_lived.login("user-b")
+    (tmp_path / "telemetry.json").unlink()
+    log = tmp_path / "identity.jsonl"
+    data = bytearray(log.read_bytes())
+    data[40] ^= 1
+    log.write_bytes(bytes(data))
+    healer = open_stitch(tmp_path, devices=DeviceIds("healer"))
+    assert "heal" == log_records(tmp_path)[0]["kind"]
+    long_lived.login("user-c")
+    records = log_records(tmp_path)
+    assert [healer.device_id] * len(records) == [r["device_id"] for r in records]
+    assert "user-c" == records[-1]["user_id"]
+
+
+def test_an_opted_out_run_forgets_once(tmp_path: Path) -> None:
+    """R14: an opted-out logout, then clear, then logout again: one record in all, no pending
+    file (the dir held one user, forgotten once)."""
+    _logged_in(tmp_path)
+    count = len(log_records(tmp_path))
+    opted = open_stitch(tmp_path, env={"DO_NOT_TRACK": "1"})
+    opted.logout()
+    opted.clear_distinct_id()
+    opted.logout()
+    assert (["logout"], []) == (
+        [r["kind"] for r in log_records(tmp_path)[count:]],
+        _pending(tmp_path),
     )

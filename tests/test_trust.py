@@ -12,7 +12,7 @@ import pytest
 from idstitch.machine import Identity, State
 from idstitch.service._pending import Pending, pending_names, read_pending, write_pending
 from idstitch.service._storage import OPENING, STORAGE_TRANSITIONS, Storage, StorageMachine
-from idstitch.service._trust import HealPlan, heal_plan, lost_records, names_line
+from idstitch.service._trust import HealPlan, heal_plan, looks_torn, lost_records, names_line
 from idstitch.store import SnapshotRead
 
 D1, D2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -186,3 +186,32 @@ def test_the_storage_machine_moves_only_along_its_table() -> None:
     sources = {str(row.source) for row in STORAGE_TRANSITIONS}
     # memory is the one state a process never leaves: the next process starts afresh.
     assert {OPENING, *map(str, Storage)} - {"memory"} == sources
+
+
+def test_a_snapshot_older_than_a_record_after_the_damage_is_not_trusted() -> None:
+    """R16: the snapshot (seq 2) agrees with the good records, but a readable line after the
+    damage claims seq 3 (a logout it never saw): a fresh device, not the snapshot's user."""
+    good = _identity(seq=1)
+    held = _identity(seq=2, user="user-a", linked="user-a")
+    damaged = b'{"v":1,"seq":2,"kind":"login"\x0b'
+    logout = _line(_identity(seq=3), '"kind":"logout"')
+    data = _line(good) + damaged + logout
+    plan = heal_plan(good=good, good_devices={D1}, held=held, data=data, good_end=len(_line(good)))
+    assert (True, None) == (plan.fresh, plan.user_id)
+
+
+@pytest.mark.parametrize(
+    ("tail", "torn"),
+    [
+        (b"", True),
+        (b"\x00\x00", True),
+        (b'{"v":1,"se', True),
+        (b'{"v', True),
+        (b'{"v":1,"seq":3,"kind":"logout","h":"' + b"0" * 32 + b'"}\x0b', False),
+        (b"# a comment", False),
+        (b'{"v":1}\n', False),
+    ],
+)
+def test_looks_torn_accepts_only_what_a_crash_leaves(tail: bytes, torn: bool) -> None:
+    """A cut-off write: NULs, or a record's start with no line end and no hash field yet."""
+    assert torn == looks_torn(tail)

@@ -26,6 +26,7 @@ __all__ = [
     "audit_log_response_beyond_file_size_limit",
     "hold_lock",
     "keep_files_aside",
+    "logout_beyond_file_size_limit",
     "notice_beyond_file_size_limit",
     "read_snapshots_until",
     "record_time",
@@ -216,3 +217,15 @@ def keep_files_aside(path: str, writer: int, count: int, start: Barrier) -> None
         os.unlink(source)
         with contextlib.suppress(FileNotFoundError):
             keep_aside(path)
+
+
+def logout_beyond_file_size_limit(state_dir: str, room: int) -> None:
+    """Log out when the log can grow by only ``room`` bytes (its append fails, a small pending
+    file still fits): exit 0 unless something raised."""
+    from idstitch.machine import IdentityStitch
+
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", env={})
+    limit = os.path.getsize(os.path.join(state_dir, "identity.jsonl")) + room
+    with _file_size_limit(limit):
+        stitch.logout()
+    sys.exit(0 if stitch.user_id is None else 1)
