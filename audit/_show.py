@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 SNAPSHOT_NAME = "telemetry.json"
-_IN_MEMORY = "every host run starts a new identity in memory"
+_IN_MEMORY = (
+    "the next persistent run keeps it aside, unread, and starts a new log (see idstitch doctor)"
+)
 _W = len("was wrong  ")  # the width of the doctor's row labels
 
 
@@ -80,7 +82,7 @@ def examine_state_dir(state_dir: str, *, repair: bool = False, show: bool = Fals
     from idstitch.service._doctor import CannotExamineError, diagnose
 
     try:
-        return diagnose(state_dir, repair=repair)
+        return diagnose(state_dir, repair=repair, odd_log=not show)
     except CannotExamineError as exc:
         if exc.kind == "log":
             raise UnusableInputError(f"{'no state: ' * show}{exc}: {_IN_MEMORY}") from None

@@ -16,6 +16,7 @@ import re
 
 from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 
+from ._files import odd_kind
 from ._pending import pending_names, read_pending
 from ._trust import foreign_identity, heal_plan, log_damage, snapshot_identity
 
@@ -122,13 +123,16 @@ class Diagnosis:
         }
 
 
-def diagnose(state_dir: str, *, repair: bool = False) -> Diagnosis:
+def diagnose(state_dir: str, *, repair: bool = False, odd_log: bool = True) -> Diagnosis:
     """Diagnose ``state_dir``; with ``repair``, heal it now and diagnose it again.
 
     Reads only, unless ``repair``. Raises :class:`CannotExamineError` when
-    it is not a state dir idstitch would use.
+    it is not a state dir idstitch would use. A link, FIFO or directory in
+    place of the log is damage the service heals (kept aside unread); with
+    ``odd_log=False`` it is refused instead (``idstitch show`` has nothing
+    to show then).
     """
-    examine(state_dir)
+    examine(state_dir, odd_log=odd_log)
     found = _diagnose(state_dir)
     if not repair or found.healthy or found.storage == "read_only":
         return found  # a newer build's files: nothing this build may repair
@@ -153,8 +157,9 @@ def diagnose(state_dir: str, *, repair: bool = False) -> Diagnosis:
     return after
 
 
-def examine(state_dir: str) -> None:
-    """Raise :class:`CannotExamineError` unless ``state_dir`` is a dir idstitch would open."""
+def examine(state_dir: str, *, odd_log: bool = False) -> None:
+    """Raise :class:`CannotExamineError` unless ``state_dir`` is a dir idstitch would open
+    (``odd_log``: a log that is no regular file counts as damage to heal, not a refusal)."""
     import stat
 
     from ._dirs import untrusted_reason
@@ -173,13 +178,12 @@ def examine(state_dir: str) -> None:
     log_path = os.path.join(state_dir, _LOG)
     try:
         mode = os.lstat(log_path).st_mode
-        if stat.S_ISLNK(mode):
-            raise CannotExamineError("log", log_path, "is a symlink (idstitch never follows one)")
-        if stat.S_ISDIR(mode):
-            raise CannotExamineError("log", log_path, "is a directory")
         if not stat.S_ISREG(mode):
-            raise CannotExamineError("log", log_path, "is not a regular file")
-        os.close(os.open(log_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
+            if not odd_log:
+                raise CannotExamineError("log", log_path, _odd_refusal(mode))
+            # else: the service keeps it aside unread and heals; _diagnose says so
+        else:
+            os.close(os.open(log_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)))
     except FileNotFoundError:
         pass
     except OSError as exc:
@@ -188,6 +192,14 @@ def examine(state_dir: str) -> None:
         os.listdir(state_dir)
     except OSError as exc:
         raise CannotExamineError("unreadable", state_dir, _cannot(exc)) from None
+
+
+def _odd_refusal(mode: int) -> str:
+    import stat
+
+    if stat.S_ISLNK(mode):
+        return "is a symlink (idstitch never follows one)"
+    return "is a directory" if stat.S_ISDIR(mode) else "is not a regular file"
 
 
 def _cannot(exc: OSError) -> str:
@@ -208,6 +220,8 @@ def _diagnose(state_dir: str) -> Diagnosis:
     snapshot = read_snapshot(os.path.join(state_dir, _SNAPSHOT))
     found.snapshot = snapshot.status
     held = snapshot_identity(snapshot)
+    if _odd_log(found, log_path, held, names):
+        return found
     hashes: set[str] = set()
     devices: set[str] = set()
     reader = FileLog(log_path).records()
@@ -257,6 +271,18 @@ def _diagnose(state_dir: str) -> Diagnosis:
     return found
 
 
+def _odd_log(found: Diagnosis, log_path: str, held: Identity | None, names: list[str]) -> bool:
+    """A link, FIFO or directory in place of the log: damage the service heals unread."""
+    odd = odd_kind(log_path)
+    if odd is None:
+        return False
+    found.problems.append(f"{_LOG} is {odd}, not a regular file")
+    _plan_heal(found, log_path, good=None, devices=set(), held=held, end=0)
+    _check_pending(found, names)
+    found.healthy = False
+    return True
+
+
 def _newer(found: Diagnosis, problem: str) -> None:
     found.problems.append(problem)
     found.repair.append("none: only a newer idstitch may write this dir (this build never will)")
@@ -286,7 +312,8 @@ def _plan_heal(
         start = f"device {plan.device_id}, user {plan.user_id or 'none'}"
         if plan.linked_user:
             start += f", aliased to {plan.linked_user}"
-    steps = [f"keep {_LOG} aside as {_LOG}.damaged-N (byte for byte)"] if data else []
+    present = bool(data) or os.path.lexists(log_path)
+    steps = [f"keep {_LOG} aside as {_LOG}.damaged-N (byte for byte)"] if present else []
     if found.snapshot != "missing":
         steps.append(f"keep {_SNAPSHOT} aside as {_SNAPSHOT}.damaged-N")
     steps.append(f"start a new log from {plan.source} ({start})")

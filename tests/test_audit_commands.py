@@ -241,7 +241,9 @@ def test_show_exits_2_when_there_is_no_state(tmp_path: Path) -> None:
     assert expected == [tuple(idstitch("show", *args)) for args, _ in cases]
 
 
-_IN_MEMORY = "every host run starts a new identity in memory"
+_IN_MEMORY = (
+    "the next persistent run keeps it aside, unread, and starts a new log (see idstitch doctor)"
+)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -270,23 +271,12 @@ def test_a_newer_format_log_needs_a_newer_build_and_repair_leaves_every_byte(
 
 
 def test_a_dir_it_cannot_open_exits_2_with_one_line(tmp_path: Path) -> None:
-    """A missing dir, a file in its place, a symlinked log: one line on stderr, exit 2."""
+    """A missing dir, a file in its place: one line on stderr, exit 2."""
     file = tmp_path / "file"
     file.write_text("not a dir")
-    state = tmp_path / "state"
-    _logged_in(state)
-    (state / "identity.jsonl").rename(state / "real.jsonl")
-    (state / "identity.jsonl").symlink_to("real.jsonl")
     cases = [
         (tmp_path / "none", f"{tmp_path / 'none'} does not exist"),
         (file, f"{file} is not a directory"),
-        (
-            state,
-            (
-                f"{state / 'identity.jsonl'} is a symlink (idstitch never follows one): "
-                "every host run starts a new identity in memory"
-            ),
-        ),
     ]
     expected = [(2, "", f"idstitch: error: {message}\n") for _, message in cases]
     assert expected == [tuple(idstitch("doctor", str(path))) for path, _ in cases]
@@ -307,4 +297,37 @@ def test_another_tools_state_file_is_healthy_and_noted(tmp_path: Path) -> None:
         found["healthy"],
         found["notes"],
         found["snapshot"],
+    )
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo", "dir"])
+def test_a_log_that_is_no_file_needs_repair_and_repair_heals_it(
+    tmp_path: Path, planted: str
+) -> None:
+    """A link, FIFO or directory in place of the log: exit 1 (the service heals it, unread);
+    --repair keeps it aside and starts a new log: exit 0, and the link's target untouched."""
+    state = tmp_path / "state"
+    _logged_in(state)
+    log = state / "identity.jsonl"
+    (state / "identity.jsonl").rename(tmp_path / "real.jsonl")
+    target = (tmp_path / "real.jsonl").read_bytes()
+    if planted == "symlink":
+        log.symlink_to(tmp_path / "real.jsonl")
+    elif planted == "fifo":
+        os.mkfifo(log)
+    else:
+        log.mkdir()
+    before = in_process("doctor", str(state), "--json")
+    repaired = in_process("doctor", str(state), "--repair", "--json")
+    found = json_lines(before.stdout)[0]
+    assert (1, False, 0, True) == (
+        before.code,
+        found["healthy"],
+        repaired.code,
+        json_lines(repaired.stdout)[0]["healthy"],
+    )
+    assert (True, "heal", target) == (
+        os.path.lexists(state / "identity.jsonl.damaged-1"),
+        log_records(state)[0]["kind"],
+        (tmp_path / "real.jsonl").read_bytes(),
     )
