@@ -18,7 +18,7 @@ from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 
 from ._files import odd_kind
 from ._pending import pending_names, read_pending
-from ._trust import foreign_identity, heal_plan, log_damage, snapshot_identity
+from ._trust import fold_noting, foreign_identity, heal_plan, log_damage, snapshot_identity
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -208,7 +208,6 @@ def _cannot(exc: OSError) -> str:
 
 def _diagnose(state_dir: str) -> Diagnosis:
     from idstitch.events._errors import LogDamagedError, NewerFormatError
-    from idstitch.machine._fold import fold
     from idstitch.store._log import FileLog
     from idstitch.store._snapshot import read_snapshot
 
@@ -222,20 +221,8 @@ def _diagnose(state_dir: str) -> Diagnosis:
     held = snapshot_identity(snapshot)
     if _odd_log(found, log_path, held, names):
         return found
-    hashes: set[str] = set()
-    devices: set[str] = set()
     reader = FileLog(log_path).records()
-
-    def noting() -> Any:  # noqa: ANN401 - a generator of records
-        for record in reader:
-            hashes.add(record["h"])
-            devices.update(record[k] for k in ("device_id", "new_device_id") if k in record)
-            yield record
-
-    try:
-        result = fold(noting())
-    except FileNotFoundError:
-        result = fold(())
+    result, hashes, devices = fold_noting(reader)
     good, error = result.identity, result.error
     torn = isinstance(error, LogDamagedError) and error.cause == "torn-tail"
     damage: str | None = None

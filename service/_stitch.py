@@ -49,6 +49,7 @@ from ._pending import (
 from ._runtime import Runtime, detect_runtime, is_truthy, runtime_override
 from ._storage import Storage, StorageMachine
 from ._trust import (
+    fold_noting,
     foreign_identity,
     heal_plan,
     log_damage,
@@ -60,7 +61,7 @@ from ._trust import (
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from datetime import datetime
     from typing import Any
 
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
     from idstitch.store import FileLog, IdentityLog, MemoryLog, SnapshotRead
 
     from ._command import Command
-    from ._pending import Pending
     from ._protocol import Sink
 
 __all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "OPEN_WAIT", "IdentityStitch"]
@@ -367,7 +367,7 @@ class IdentityStitch:
         what a heal would not.
         """
         reader = journal.log.records()
-        result, hashes, devices = _fold_noting(reader)
+        result, hashes, devices = fold_noting(reader)
         good, held = result.identity, snapshot_identity(snapshot)
         # Whom the dir may hold (a heal under way may have moved the log aside): a forgetting
         # of theirs must outlive this run even though it writes nothing else (R16).
@@ -486,7 +486,7 @@ class IdentityStitch:
             self._apply_pending_locked()
             return
         reader = journal.log.records()
-        result, hashes, devices = _fold_noting(reader)
+        result, hashes, devices = fold_noting(reader)
         good = result.identity
         if isinstance(result.error, NewerFormatError):
             journal.identity, journal.offset = good, reader.checkpoint.offset
@@ -572,8 +572,11 @@ class IdentityStitch:
         self._commit(decision)
         self._save_snapshot()
 
-    def _keep_aside(self, path: str | None, suffix: str) -> str | None:
-        """Keep a file that is about to be replaced, byte for byte; never replace a kept one."""
+    def _keep_aside(self, path: str | None, suffix: str, *, required: bool = False) -> str | None:
+        """Keep a file that is about to be replaced, byte for byte; never replace a kept one.
+
+        ``required``: a failure raises ``OSError`` (a heal must not go on); else it is logged.
+        """
         if path is None or not os.path.lexists(path):
             return None
         from idstitch.store._aside import keep_aside
@@ -581,6 +584,8 @@ class IdentityStitch:
         try:
             kept = keep_aside(path, label=suffix.lstrip("."))
         except OSError as exc:
+            if required:
+                raise
             debug(_VOICE, "idstitch: could not keep %s aside: %r", path, exc)
             return None
         self.kept.append(kept)
@@ -610,8 +615,7 @@ class IdentityStitch:
             plan = heal_plan(
                 good=good, good_devices=devices, held=held, data=data, good_end=good_end
             )
-            present = os.path.lexists(journal.log_path)
-            kept = self._keep_aside_or_raise(journal.log_path) if present else None
+            kept = self._keep_aside(journal.log_path, ".damaged", required=True)
             kept_snapshot = self._keep_aside(journal.snapshot_path, ".damaged")
             kept = kept or kept_snapshot
             device_id = plan.device_id or self._new_device_id()
@@ -665,13 +669,6 @@ class IdentityStitch:
             f", aliased to {identity.linked_user}" if identity.linked_user else "",
             journal.folder,
         )
-
-    def _keep_aside_or_raise(self, path: str) -> str:
-        from idstitch.store._aside import keep_aside
-
-        kept = keep_aside(path, label="damaged")
-        self.kept.append(kept)
-        return kept
 
     # ------------------------------------------------------------- reading
 
@@ -1053,7 +1050,7 @@ class IdentityStitch:
 
     def _apply_pending_in_memory(self, folder: str, names: list[str]) -> None:
         """Start from the identity the pending forgettings leave (this run cannot write them)."""
-        entries = _read_pending_quietly(folder, names)
+        entries = read_pending(folder, names)
         if entries:
             self._dir_user = None  # already forgotten durably, by the pending files
         for entry in entries:
@@ -1397,44 +1394,12 @@ def _names(folder: str) -> list[str]:
         return []
 
 
-def _read_pending_quietly(folder: str, names: list[str]) -> list[Pending]:
-    return read_pending(folder, names) if names else []
-
-
 def _fold_file(records: Iterable[Record], start: Identity | None = None) -> ReplayResult:
     """Fold records read from a log file; a file that does not exist (yet) folds as empty."""
     try:
         return fold(records, start)
     except FileNotFoundError:
         return fold((), start)
-
-
-class _Folded:
-    """A fold's result plus the reader's end (``checkpoint_offset``)."""
-
-    __slots__ = ("checkpoint_offset", "error", "identity")
-
-    def __init__(self, result: ReplayResult, offset: int) -> None:
-        self.identity = result.identity
-        self.error = result.error
-        self.checkpoint_offset = offset
-
-
-def _fold_noting(reader: Any) -> tuple[_Folded, set[str], set[str]]:  # noqa: ANN401
-    """Fold a whole log, noting every record's hash and every device id it names."""
-    hashes: set[str] = set()
-    devices: set[str] = set()
-
-    def noting(records: Iterable[Record]) -> Iterator[Record]:
-        for record in records:
-            hashes.add(record["h"])
-            for key in ("device_id", "new_device_id"):
-                if key in record:
-                    devices.add(record[key])
-            yield record
-
-    result = _fold_file(noting(reader))
-    return _Folded(result, reader.checkpoint.offset), hashes, devices
 
 
 def _size(path: str | os.PathLike[str]) -> int:

@@ -23,12 +23,15 @@ from idstitch.machine._fold import Identity
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
+    from idstitch.events import Record, RecordReader
     from idstitch.store import SnapshotRead
 
 __all__ = [
+    "Folded",
     "HealPlan",
+    "fold_noting",
     "foreign_identity",
     "heal_plan",
     "log_damage",
@@ -41,6 +44,39 @@ __all__ = [
 
 _HEX = frozenset("0123456789abcdef")
 _H_SLICE = slice(-35, -3)  # the hash inside a line's '..."h":"<32 hex>"}\n'
+
+
+class Folded:
+    """A whole log's fold (its identity and where it stopped, ``error``) and the byte offset
+    just past its last good record."""
+
+    __slots__ = ("checkpoint_offset", "error", "identity")
+
+    def __init__(self, identity: Identity | None, error: Exception | None, offset: int) -> None:
+        self.identity = identity
+        self.error = error
+        self.checkpoint_offset = offset
+
+
+def fold_noting(reader: RecordReader) -> tuple[Folded, set[str], set[str]]:
+    """Fold a whole log from ``reader``, noting every record's hash and every device id it
+    names (the facts a heal plan weighs). A log that does not exist folds as empty."""
+    from idstitch.machine._fold import fold
+
+    hashes: set[str] = set()
+    devices: set[str] = set()
+
+    def noting(records: Iterable[Record]) -> Iterator[Record]:
+        for record in records:
+            hashes.add(record["h"])
+            devices.update(record[k] for k in ("device_id", "new_device_id") if k in record)
+            yield record
+
+    try:
+        result = fold(noting(reader))
+    except FileNotFoundError:
+        result = fold(())
+    return Folded(result.identity, result.error, reader.checkpoint.offset), hashes, devices
 
 
 def snapshot_identity(snapshot: SnapshotRead) -> Identity | None:
