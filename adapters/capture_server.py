@@ -1,10 +1,13 @@
 """A local stand-in for PostHog's capture endpoint, for tests and the demo.
 
-It listens on 127.0.0.1 (an ephemeral port), accepts ``POST /batch/``
-(gzip or not), and keeps every message it receives, so a test can point the
-real ``posthog`` client at it and assert on what arrived on the wire. It can
-also misbehave on purpose: answer 500, or hold requests without answering.
-No network beyond the loopback interface is ever used.
+It listens on 127.0.0.1 (an ephemeral port, or the one asked for), accepts
+``POST /batch/`` and the other paths posthog-python can post events to
+(``/capture/``, ``/e/``, ``/i/v0/e/``), gzip or not, and keeps every message
+it receives, so a test can point the real ``posthog`` client at it and
+assert on what arrived on the wire. It can also misbehave on purpose: answer
+500 or any other status (with a ``Retry-After``), hold requests without
+answering, refuse a batch holding a "poison" event with 400, or stall before
+reading a request. No network beyond the loopback interface is ever used.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from typing import Any, Literal
 
 __all__ = ["CaptureServer"]
 
-Mode = Literal["ok", "error", "hang"]
+Mode = Literal["ok", "error", "hang", "status"]
+
+#: The paths events are posted to (posthog-python's batch endpoint and the others it can use).
+EVENT_PATHS = ("/batch", "/capture", "/e", "/i/v0/e")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -30,9 +36,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
+        owner._note_request(self.path)
+        if owner.stall_seconds:  # the request is in flight, its body not yet taken
+            owner._stalled.set()
+            owner._hold.wait(owner.stall_seconds)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        owner._note_request(self.path)
+        if len(body) < length:
+            return  # the client went away mid-request: nothing was received
         if owner.mode == "hang":
             owner._hold.wait(owner.hang_seconds)
             self.close_connection = True
@@ -40,7 +51,10 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.mode == "error":
             self._answer(500, {"error": "the capture server was told to fail"})
             return
-        if self.path.rstrip("/") not in ("/batch", "/capture", "/e"):
+        if owner.mode == "status":
+            self._answer(owner.status, {"detail": "the capture server was told to refuse"})
+            return
+        if self.path.rstrip("/") not in EVENT_PATHS:
             self._answer(404, {"error": f"no endpoint {self.path}"})
             return
         try:
@@ -50,12 +64,17 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError) as exc:
             self._answer(400, {"error": str(exc)})
             return
+        if owner.poison is not None and owner._poisoned(payload):
+            self._answer(400, {"detail": f"the batch holds the event {owner.poison!r}"})
+            return
         owner._keep(payload)
         self._answer(200, {"status": 1})
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        if status in (429, 503) and self.server.owner.retry_after is not None:
+            self.send_header("Retry-After", str(self.server.owner.retry_after))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -72,20 +91,41 @@ class CaptureServer:
 
     ``messages`` holds every message received (each batch flattened, in
     arrival order), ``batches`` the raw request bodies, ``paths`` every
-    request path. ``mode`` is ``"ok"``, ``"error"`` (answer 500) or
-    ``"hang"`` (hold each request for ``hang_seconds``, then drop it).
+    request path. ``mode`` is ``"ok"``, ``"error"`` (answer 500),
+    ``"hang"`` (hold each request for ``hang_seconds``, then drop it) or
+    ``"status"`` (answer ``status``, with ``Retry-After: retry_after`` on a
+    429 or 503). ``poison`` names an event a batch is refused for (400), as
+    PostHog refuses a malformed one. ``stall_seconds`` holds every request
+    before its body is read (:meth:`wait_stalled` says when one is held).
+    ``port`` asks for a fixed port (``0``: any free one). Every attribute
+    may be changed while it serves.
     """
 
-    def __init__(self, mode: Mode = "ok", *, hang_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        mode: Mode = "ok",
+        *,
+        hang_seconds: float = 30.0,
+        status: int = 500,
+        retry_after: int | None = None,
+        poison: str | None = None,
+        stall_seconds: float = 0.0,
+        port: int = 0,
+    ) -> None:
         self.mode: Mode = mode
         self.hang_seconds = hang_seconds
+        self.status = status
+        self.retry_after = retry_after
+        self.poison = poison
+        self.stall_seconds = stall_seconds
+        self._stalled = threading.Event()
         self.messages: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._hold = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -137,6 +177,29 @@ class CaptureServer:
                     break
                 self._arrived.wait(left)
             return list(self.messages)
+
+    def _poisoned(self, payload: dict[str, Any]) -> bool:
+        batch = payload.get("batch")
+        messages = batch if isinstance(batch, list) else [payload]
+        return any(isinstance(m, dict) and m.get("event") == self.poison for m in messages)
+
+    def wait_stalled(self, timeout: float = 10.0) -> bool:
+        """Wait until a request is held by ``stall_seconds``; ``True`` if one is."""
+        return self._stalled.wait(timeout)
+
+    def release(self) -> None:
+        """Let held requests go on now (hung or stalled ones)."""
+        self._hold.set()
+
+    def uuids(self) -> dict[str, int]:
+        """How many times each event ``uuid`` arrived."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for message in self.messages:
+                uuid = message.get("uuid")
+                if isinstance(uuid, str):
+                    counts[uuid] = counts.get(uuid, 0) + 1
+        return counts
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The messages received for event ``name``."""

@@ -1,7 +1,10 @@
-"""Where identity events go: the sink protocol and its test doubles.
+"""Where identity events go: the sinks.
 
 A sink has three methods; ``False`` from ``alias`` or ``capture`` means
-"not queued" (rule R9 for an alias). :class:`NullSink` sends nothing and
+"not queued" (rule R9 for an alias). :class:`SpoolSink` is the one to use:
+it appends every event to a durable spool and a detached sender delivers
+it, so a command never waits for PostHog (R17). :class:`PostHogSink` sends
+from the host's own process. :class:`NullSink` sends nothing and
 :class:`RecordingSink` keeps what it was given, for tests and dry runs.
 """
 
@@ -27,6 +30,7 @@ __all__ = [
     "RecordedCapture",
     "RecordingSink",
     "Sink",
+    "SpoolSink",
 ]
 
 
@@ -184,7 +188,291 @@ def _wire_properties(distinct_id: str, properties: Mapping[str, Any]) -> dict[st
     return props
 
 
-class PostHogSink:
+class _PostHogDestination:
+    """A PostHog project key and host, and the ``IDSTITCH_DEBUG`` dry run, for the real sinks."""
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str | None,
+        env: Mapping[str, str] | None,
+        client_options: dict[str, Any],
+    ) -> None:
+        import os
+
+        from .runtime import is_truthy
+
+        self._api_key = api_key
+        self._host = host
+        self._options = {"is_server": False, **client_options}
+        environ = os.environ if env is None else env
+        self._env = environ
+        self._dry_run = PrintSink() if is_truthy(environ.get("IDSTITCH_DEBUG")) else None
+
+    @property
+    def sends(self) -> bool:
+        """Whether anything can be sent: ``False`` with an empty key or ``disabled=True``.
+
+        The posthog client then drops every event (it returns ``None``), so the
+        service stamps and never tries an alias that would only fail (rule R9).
+        Nor in ``IDSTITCH_DEBUG`` mode: a dry run sends nothing, so it spends no
+        alias and appends no record for one; its captures are printed.
+        """
+        if self._dry_run is not None:
+            return False
+        return bool(self._api_key.strip()) and not self._options.get("disabled", False)
+
+
+class SpoolSink(_PostHogDestination):
+    """Events go to a durable spool; a detached sender delivers them to PostHog (rule R17).
+
+    ``capture`` and ``alias`` append one line (a ``uuid`` and a timestamp
+    fixed now, the distinct id, properties and groups) to the spool and
+    return: ``True`` means "durably in the spool". At :meth:`flush` (the
+    command wrapper's exit, :meth:`IdentityStitch.close`, or the end of the
+    process) a sender is started in the background when the spool holds
+    events; the command does not wait for it. Where a background process
+    would not outlive the host (a container whose first process is the CLI),
+    :meth:`flush` delivers in-process instead, for at most ``in_process_bound``
+    seconds (``delivery="detached"`` or ``"in_process"`` chooses for the host;
+    ``"auto"`` decides per run). A detached sender runs for at most
+    ``sender_budget`` seconds (default 30).
+
+    The service attaches the sink to the state dir when it opens it: the
+    spool is the state dir's ``spool/`` folder (persistent runtime), or a
+    folder of the system's temporary directory for an ephemeral run. Opting
+    out deletes what the spool holds. ``max_bytes`` and ``max_age`` (seconds)
+    bound the spool: the oldest events are dropped first, and counted.
+    ``client_options`` go to ``posthog.Posthog`` in the sender (JSON values
+    only: they are written in the spool), for example ``gzip=True``.
+    ``IDSTITCH_DEBUG`` prints instead, as :class:`PostHogSink` does.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        max_bytes: int = 10 * 1024 * 1024,
+        max_age: float = 14 * 24 * 3600.0,
+        in_process_bound: float = 1.0,
+        delivery: str = "auto",
+        sender_budget: float | None = None,
+        **client_options: Any,  # noqa: ANN401 - passed through to posthog.Posthog, as JSON
+    ) -> None:
+        if delivery not in ("auto", "detached", "in_process"):
+            raise ValueError(
+                f"SpoolSink: delivery={delivery!r}; use 'auto', 'detached' or 'in_process'"
+            )
+        for name, value in client_options.items():
+            if not isinstance(value, str | int | float | bool | type(None)):
+                raise TypeError(
+                    f"SpoolSink: client option {name}={value!r} is not a JSON scalar; the "
+                    "sender runs in another process and reads its options from the spool"
+                )
+        super().__init__(api_key, host, env, client_options)
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.in_process_bound = in_process_bound
+        self.delivery = delivery
+        self.sender_budget = sender_budget
+        #: The spool folder once attached (``None`` before, or when nothing is spooled).
+        self.folder: str | None = None
+        #: ``"detached"``, ``"in_process"`` or ``"off"`` (opted out, or inside a sender).
+        self.mode = "detached"
+        #: The senders this process started (for tests and long-lived hosts).
+        self.sender_pids: list[int] = []
+        self._writer: Any = None
+        self._state_dir: str | None = None
+        self._at_exit = False
+        self._lock = _thread.allocate_lock()
+
+    def attach(
+        self, *, state_dir: str | None, persistent: bool, opted_out: bool, root: str = "/"
+    ) -> None:
+        """Called by :meth:`IdentityStitch.open`: where the spool is, and whether to use it."""
+        import os
+
+        from idstitch.delivery._spawn import SENDER_VARIABLE, can_outlive
+
+        if opted_out:
+            self.mode, self.folder = "off", None
+            if state_dir is not None:
+                from idstitch.delivery._spool import purge
+
+                purge(os.path.join(state_dir, "spool"))  # opt-out is retroactive
+            return
+        if self._env.get(SENDER_VARIABLE):
+            self.mode, self.folder = "off", None
+            return
+        self._state_dir = state_dir if persistent else None
+        if persistent and state_dir is not None:
+            self.folder = os.path.join(state_dir, "spool")
+        else:
+            self.folder = _temporary_spool(state_dir, self._env)
+        if self.delivery != "auto":
+            self.mode = self.delivery
+        else:
+            self.mode = "detached" if can_outlive(root) else "in_process"
+
+    def _writer_for(self) -> Any:  # noqa: ANN401 - a SpoolWriter, imported lazily
+        if self._writer is None:
+            if self.folder is None and self.mode != "off":
+                self.attach(state_dir=None, persistent=False, opted_out=False)
+            if self.folder is None:
+                return None
+            from idstitch.delivery._spool import SpoolWriter
+
+            header = {
+                "api_key": self._api_key,
+                "host": self._host,
+                "options": self._options,
+                "state_dir": self._state_dir,
+                "max_bytes": self.max_bytes,
+                "max_age": self.max_age,
+            }
+            self._writer = SpoolWriter(self.folder, header, max_bytes=self.max_bytes)
+        return self._writer
+
+    def _append(self, entry: dict[str, Any]) -> bool:
+        with self._lock:
+            writer = self._writer_for()
+            if writer is None:
+                return False
+            if not self._at_exit:
+                import atexit
+
+                atexit.register(self._flush_at_exit)
+                self._at_exit = True
+        return bool(writer.append(entry))
+
+    def alias(self, *, user_id: str, device_id: str) -> bool:
+        """Spool the ``$create_alias`` merging ``device_id``'s history into ``user_id``.
+
+        ``False`` (not queued: R9) when the spool cannot take it: a full or
+        read-only disk, a spool over its bound.
+        """
+        if self._dry_run is not None:
+            return self._dry_run.alias(user_id=user_id, device_id=device_id)
+        from idstitch.delivery._spool import iso_now, new_uuid
+
+        return self._append(
+            {
+                "type": "alias",
+                "uuid": new_uuid(),
+                "timestamp": iso_now(),
+                "user_id": user_id,
+                "device_id": device_id,
+            }
+        )
+
+    def capture(
+        self,
+        *,
+        distinct_id: str,
+        event: str,
+        properties: Mapping[str, Any],
+        groups: Mapping[str, str],
+    ) -> bool:
+        """Spool ``event`` under ``distinct_id``; device-only events create no person."""
+        if self._dry_run is not None:
+            return self._dry_run.capture(
+                distinct_id=distinct_id, event=event, properties=properties, groups=groups
+            )
+        from idstitch.delivery._spool import iso_now, new_uuid
+
+        return self._append(
+            {
+                "type": "capture",
+                "uuid": new_uuid(),
+                "timestamp": iso_now(),
+                "event": event,
+                "distinct_id": distinct_id,
+                "properties": _wire_properties(distinct_id, properties),
+                "groups": dict(groups),
+            }
+        )
+
+    def flush(self, timeout: float) -> None:
+        """Hand the spool to a sender and return: detached, or in-process for a bounded time.
+
+        A sender is started when this process spooled something or the spool
+        still holds events of earlier runs, unless one is running already (or
+        a failed run asked for a pause). Never raises.
+        """
+        import os
+
+        from idstitch.delivery._spawn import reap, spawn_sender
+
+        with self._lock:
+            writer, folder = self._writer, self.folder
+            appended = writer is not None and writer.appended > 0
+            if writer is not None:
+                writer.close()
+                writer.appended = 0
+        if folder is None or self.mode == "off":
+            return
+        if not appended and not any(name.startswith("seg-") for name in _names(folder)):
+            return
+        try:
+            reap(self.sender_pids)
+            if self.mode == "in_process":
+                self._deliver_here(folder, min(timeout, self.in_process_bound))
+                return
+            pid = spawn_sender(
+                folder,
+                env=self._env if self._env is not os.environ else None,
+                budget=self.sender_budget,
+            )
+        except OSError as exc:
+            from idstitch.events._voice import debug
+
+            debug("idstitch.adapters", "idstitch: could not start the sender (%r)", exc)
+            return
+        if pid is not None:
+            self.sender_pids.append(pid)
+
+    def _deliver_here(self, folder: str, bound: float) -> None:
+        """Deliver from this process in a daemon thread, waiting at most ``bound`` seconds."""
+        import threading
+
+        from idstitch.delivery._sender import run_sender
+
+        worker = threading.Thread(
+            target=run_sender,
+            args=(folder,),
+            kwargs={"budget": bound},
+            name="idstitch-send",
+            daemon=True,
+        )
+        worker.start()
+        worker.join(bound)
+
+    def _flush_at_exit(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.appended > 0:
+            self.flush(self.in_process_bound)
+
+
+def _names(folder: str) -> list[str]:
+    from idstitch.store._fs import list_folder
+
+    return list_folder(folder)
+
+
+def _temporary_spool(state_dir: str | None, env: Mapping[str, str]) -> str:
+    """An ephemeral run's spool: a folder of the temporary directory, one per user and app."""
+    import os
+    import zlib
+
+    base = env.get("TMPDIR") or "/tmp"  # noqa: S108 - a 0700 folder of our own, checked
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    key = zlib.crc32((state_dir or "").encode("utf-8", "surrogateescape"))
+    return os.path.join(base, f"idstitch-spool-{uid}-{key:08x}")
+
+
+class PostHogSink(_PostHogDestination):
     """The real PostHog client behind the sink protocol.
 
     The ``posthog`` package is imported, and its client built (with
@@ -203,30 +491,9 @@ class PostHogSink:
         env: Mapping[str, str] | None = None,
         **client_options: Any,  # noqa: ANN401 - passed through to posthog.Posthog
     ) -> None:
-        import os
-
-        from .runtime import is_truthy
-
-        self._api_key = api_key
-        self._host = host
-        self._options = {"is_server": False, **client_options}
+        super().__init__(api_key, host, env, client_options)
         self._client: Any = None
         self._lock = _thread.allocate_lock()
-        environ = os.environ if env is None else env
-        self._dry_run = PrintSink() if is_truthy(environ.get("IDSTITCH_DEBUG")) else None
-
-    @property
-    def sends(self) -> bool:
-        """Whether anything can be sent: ``False`` with an empty key or ``disabled=True``.
-
-        The posthog client then drops every event (it returns ``None``), so the
-        service stamps and never tries an alias that would only fail (rule R9).
-        Nor in ``IDSTITCH_DEBUG`` mode: a dry run sends nothing, so it spends no
-        alias and appends no record for one; its captures are printed.
-        """
-        if self._dry_run is not None:
-            return False
-        return bool(self._api_key.strip()) and not self._options.get("disabled", False)
 
     def _posthog(self) -> Any:  # noqa: ANN401 - posthog.Posthog, imported lazily
         with self._lock:

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import ClassVar
 
-__all__ = ["CI_VARIABLES", "Runtime", "detect_runtime", "is_truthy", "runtime_override"]
+__all__ = [
+    "CI_VARIABLES",
+    "Runtime",
+    "detect_runtime",
+    "in_container",
+    "is_truthy",
+    "runtime_override",
+]
 
 
 class Runtime(Names):
@@ -132,7 +139,8 @@ def _read(root: str, name: str) -> bytes:
         return b""
 
 
-def _in_container(root: str) -> bool:
+def in_container(root: str = "/") -> bool:
+    """Whether this process runs in a container, as seen from the filesystem ``root``."""
     if any(os.path.exists(os.path.join(root, marker)) for marker in _CONTAINER_MARKERS):
         return True
     # Only this process's own cgroup path and its root mount count: a host that
@@ -181,7 +189,7 @@ def detect_runtime(
         return override
     if (
         _in_ci(env)
-        or _in_container(root)
+        or in_container(root)
         or _one_shot(env, sys.prefix if prefix is None else prefix)
     ):
         return Runtime.EPHEMERAL

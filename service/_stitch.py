@@ -238,6 +238,17 @@ class IdentityStitch:
                 os.path.exists(log_path) or os.path.exists(snapshot_path)
             )
             runtime = detect_runtime(env=env, root=root, is_tty=is_tty, has_state=has_state)
+        attach = getattr(sink, "attach", None)
+        if attach is not None:  # a sink with a spool: where it is, and whether it may be used
+            try:
+                attach(
+                    state_dir=folder if problem is None else None,
+                    persistent=runtime is Runtime.PERSISTENT,
+                    opted_out=opted_out,
+                    root=root,
+                )
+            except Exception as exc:  # noqa: BLE001 - R15
+                debug(_VOICE, "idstitch: the sink could not attach to %s (%r)", folder, exc)
         if opted_out or sink is None:
             from ._sinks import NullSink
 

@@ -1,0 +1,72 @@
+"""A small host CLI that sends through the spool, for the delivery tests.
+
+    python delivery_host.py STATE_DIR CAPTURE_URL [STEP ...]
+
+Steps: ``response:<user>``, ``login:<user>``, ``logout``, ``capture:<event>``,
+``events:<n>`` (n captures named ``e0``...). It runs them inside
+``stitch.command("run")`` (so ``cli_command_executed`` is sent at exit and the
+sender started), then prints one JSON line: the spool folder, the delivery
+mode, the senders started, and which of the heavy packages were imported.
+
+Environment: ``HOST_RUNTIME`` (default ``persistent``); ``HOST_DELIVERY``
+(``auto``, ``detached``, ``in_process``); ``HOST_MAX_BYTES``;
+``HOST_SENDER_BUDGET`` (seconds, default 2: a test's offline sender gives up
+soon); ``HOST_ROOT`` (the filesystem root runtime detection looks under);
+``DO_NOT_TRACK`` as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from idstitch.adapters.sinks import SpoolSink
+from idstitch.machine import IdentityStitch
+
+HEAVY = ("posthog", "pydantic", "transitions", "orjson", "subprocess", "uuid", "requests")
+
+
+def main() -> int:
+    state_dir, url, *steps = sys.argv[1:]
+    runtime = os.environ.get("HOST_RUNTIME")
+    sink = SpoolSink(
+        "phc_test",
+        host=url,
+        delivery=os.environ.get("HOST_DELIVERY", "auto"),
+        max_bytes=int(os.environ.get("HOST_MAX_BYTES", str(10 * 1024 * 1024))),
+        sender_budget=float(os.environ.get("HOST_SENDER_BUDGET", "2")),
+    )
+    stitch = IdentityStitch.open(
+        state_dir=state_dir,
+        runtime=runtime or "persistent",
+        sink=sink,
+        root=os.environ.get("HOST_ROOT", "/"),
+    )
+    with stitch.command("run"):
+        for step in steps:
+            name, _, arg = step.partition(":")
+            if name == "response":
+                stitch.observe_authenticated_response(arg)
+            elif name == "login":
+                stitch.login(arg)
+            elif name == "logout":
+                stitch.logout()
+            elif name == "capture":
+                stitch.capture(arg, {"step": step})
+            elif name == "events":
+                for index in range(int(arg)):
+                    stitch.capture(f"e{index}", {"index": index})
+    report = {
+        "folder": sink.folder,
+        "mode": sink.mode,
+        "senders": sink.sender_pids,
+        "imported": sorted(name for name in HEAVY if name in sys.modules),
+        "distinct_id": stitch.distinct_id,
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
