@@ -299,16 +299,18 @@ class SpoolSink(_PostHogDestination):
         if opted_out:
             self.mode, self.folder = "off", None
             if state_dir is not None:
-                from idstitch.delivery._spool import purge
+                from idstitch.delivery._spool import SPOOL_FOLDER, purge
 
-                purge(os.path.join(state_dir, "spool"))  # opt-out is retroactive
+                purge(os.path.join(state_dir, SPOOL_FOLDER))  # opt-out is retroactive
             return
         if self._env.get(SENDER_VARIABLE):
             self.mode, self.folder = "off", None
             return
         self._state_dir = state_dir if persistent else None
         if persistent and state_dir is not None:
-            self.folder = os.path.join(state_dir, "spool")
+            from idstitch.delivery._spool import SPOOL_FOLDER
+
+            self.folder = os.path.join(state_dir, SPOOL_FOLDER)
         else:
             self.folder = _temporary_spool(state_dir, self._env)
         if self.delivery != "auto":

@@ -25,6 +25,7 @@ from ._source import LOG_NAME, UnusableInputError
 
 if TYPE_CHECKING:
     from idstitch.adapters.runtime import Runtime
+    from idstitch.delivery import SpoolStatus
     from idstitch.machine import Identity
     from idstitch.service import Diagnosis
 
@@ -37,6 +38,7 @@ __all__ = [
     "report_json",
     "resolve_state_dir",
     "show_rows",
+    "spool_status",
 ]
 
 SNAPSHOT_NAME = "telemetry.json"
@@ -131,6 +133,15 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     )
 
 
+def spool_status(state_dir: str) -> SpoolStatus | None:
+    """What the state dir's spool holds (events waiting, dropped, the last sender run);
+    ``None`` when the dir has no spool (nothing was ever sent through one)."""
+    from idstitch.delivery import SPOOL_FOLDER, read_status
+
+    folder = os.path.join(state_dir, SPOOL_FOLDER)
+    return read_status(folder) if os.path.isdir(folder) else None
+
+
 def report_json(report: StateReport) -> dict[str, Any]:
     """The ``show --json`` object (without the identity fields, added by the caller)."""
     found = report.diagnosis
@@ -143,6 +154,7 @@ def report_json(report: StateReport) -> dict[str, Any]:
         "healthy": found.healthy,
         "pending": len(found.pending),
         "kept": found.kept,
+        "spool": _spool_json(found.state_dir),
         "notes": report.notes,
     }
 
@@ -162,7 +174,15 @@ def show_rows(report: StateReport) -> list[tuple[str, str]]:
         rows.append(("pending", f"{len(found.pending)} forgetting(s)"))
     if found.kept:
         rows.append(("kept", ", ".join(found.kept)))
+    spool = spool_status(found.state_dir)
+    if spool is not None:
+        rows.append(("spool", spool.summary()))
     return rows
+
+
+def _spool_json(state_dir: str) -> dict[str, Any] | None:
+    spool = spool_status(state_dir)
+    return None if spool is None else spool.as_dict()
 
 
 def doctor_json(found: Diagnosis) -> dict[str, Any]:
@@ -173,6 +193,7 @@ def doctor_json(found: Diagnosis) -> dict[str, Any]:
     value["pending"] = [
         {**entry, "file": printable(entry["file"] or "")} for entry in found.pending
     ]
+    value["spool"] = _spool_json(found.state_dir)
     return value
 
 
@@ -183,6 +204,19 @@ def doctor_report(found: Diagnosis, out: Output) -> int:
         return 0 if found.healthy else 1
     out.lines(_doctor_lines(found))
     return 0 if found.healthy else 1
+
+
+def _holding_lines(found: Diagnosis) -> Iterable[list[Part]]:
+    """The doctor's rows for what the dir holds: the identity, the next run, the spool."""
+    if found.identity is not None:
+        held = found.identity
+        who = held["user_id"] or "no user"
+        said = f"{held['state']}, {who}, device {held['device_id']}, seq {held['last_seq']}"
+        yield [f"  {'identity':<{_W}}", said]
+    yield [f"  {'next run':<{_W}}", f"{found.storage} ({found.storage_reason})"]
+    spool = spool_status(found.state_dir)
+    if spool is not None:
+        yield [f"  {'spool':<{_W}}", spool.summary()]
 
 
 def _doctor_lines(found: Diagnosis) -> Iterable[list[Part]]:
@@ -212,11 +246,6 @@ def _doctor_lines(found: Diagnosis) -> Iterable[list[Part]]:
         else:
             how = "a snapshot (JSON) as it was"
         yield [f"  {'kept':<{_W}}", (name, "cyan"), f": {how}"]
-    if found.identity is not None:
-        held = found.identity
-        who = held["user_id"] or "no user"
-        said = f"{held['state']}, {who}, device {held['device_id']}, seq {held['last_seq']}"
-        yield [f"  {'identity':<{_W}}", said]
-    yield [f"  {'next run':<{_W}}", f"{found.storage} ({found.storage_reason})"]
+    yield from _holding_lines(found)
     if not found.healthy and found.storage != "read_only":
         yield [f"repair it now: idstitch doctor --repair {found.state_dir}"]

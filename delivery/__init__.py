@@ -8,13 +8,21 @@ and exits. See ``docs/delivery.md``.
 
 from __future__ import annotations
 
-from ._spool import MAX_AGE, MAX_BYTES, SpoolStatus, purge, read_status
+from ._spool import MAX_AGE, MAX_BYTES, SPOOL_FOLDER, SpoolStatus, purge, read_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._sender import run_sender
 
-__all__ = ["MAX_AGE", "MAX_BYTES", "SpoolStatus", "purge", "read_status", "run_sender"]
+__all__ = [
+    "MAX_AGE",
+    "MAX_BYTES",
+    "SPOOL_FOLDER",
+    "SpoolStatus",
+    "purge",
+    "read_status",
+    "run_sender",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_AGE",
     "MAX_BYTES",
+    "SPOOL_FOLDER",
     "SPOOL_VERSION",
     "Segment",
     "SpoolStatus",
@@ -65,6 +66,8 @@ MAX_BYTES = 10 * 1024 * 1024
 #: Default bound on an event's age in the spool (seconds): 14 days, older ones are dropped.
 MAX_AGE = 14 * 24 * 3600.0
 
+#: The spool's folder in a state dir.
+SPOOL_FOLDER = "spool"
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".jsonl"
 SENT_SUFFIX = ".sent"
@@ -365,6 +368,24 @@ class SpoolStatus:
         self.oldest = oldest
         self.dropped = dropped
         self.last_run = last_run
+
+    def summary(self) -> str:
+        """One line for ``idstitch show`` and ``doctor``."""
+        if self.oldest is None:
+            said = "empty"
+        else:
+            said = f"{self.waiting} event(s) waiting since {iso_now(self.oldest)[:19]}Z"
+        if self.dropped:
+            counts = ", ".join(f"{why} {count}" for why, count in sorted(self.dropped.items()))
+            said += f"; dropped {sum(self.dropped.values())} ({counts})"
+        run = self.last_run
+        if run:
+            said += f"; last sender run {run.get('result')}"
+            if run.get("error"):
+                said += f" ({run['error']})"
+            if run.get("last_delivery"):
+                said += f", last delivery {str(run['last_delivery'])[:19]}Z"
+        return said
 
     def as_dict(self) -> dict[str, Any]:
         return {

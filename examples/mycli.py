@@ -18,13 +18,15 @@ import os
 import click
 import httpx
 from idstitch.adapters.http import httpx_hooks
-from idstitch.adapters.sinks import PostHogSink
+from idstitch.adapters.sinks import SpoolSink
 from idstitch.machine import IdentityStitch
 
 # One identity per process, shared by every HTTP client and command.
 stitch = IdentityStitch.open(
     app="mycli",
-    sink=PostHogSink(
+    # Events go to a spool in the state dir; a sender started in the background at exit
+    # delivers them, so no command waits for PostHog, online or offline (R17).
+    sink=SpoolSink(
         # No key (a development build): nothing is sent and no alias is spent (sink.sends).
         os.environ.get("MYCLI_POSTHOG_KEY", ""),
         host=os.environ.get("MYCLI_POSTHOG_HOST", "https://us.i.posthog.com"),

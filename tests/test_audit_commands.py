@@ -58,6 +58,7 @@ def test_show_reads_a_state_dir_without_changing_it(tmp_path: Path) -> None:
         "healthy": True,
         "pending": 0,
         "kept": [],
+        "spool": None,
         "notes": [],
     }
     assert (0, [expected], "", before) == (

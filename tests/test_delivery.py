@@ -615,3 +615,33 @@ def test_a_detached_sender_is_only_used_where_it_can_outlive_the_host(tmp_path: 
     assert not can_outlive(str(container), pid=1, ppid=0)  # the container's first process
     assert not can_outlive(str(container), pid=7, ppid=1)  # under tini or docker --init
     assert can_outlive(str(container), pid=7, ppid=3)  # under a shell in the container
+
+
+# ------------------------------------------------------------------ the reports
+
+
+def test_show_and_doctor_report_the_spool(tmp_path: Path) -> None:
+    from test_audit_support import in_process, json_lines
+
+    port = free_port()
+    report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:2")
+    wait_senders_gone(report)
+    shown = in_process("show", "--state-dir", str(tmp_path / "state"))
+    assert shown.code == 0
+    [row] = [line for line in shown.stdout.splitlines() if line.lstrip().startswith("spool")]
+    assert "3 event(s) waiting since" in row
+    assert "last sender run failed (ConnectionError)" in row
+    doctor = in_process("doctor", str(tmp_path / "state"), "--json")
+    [found] = json_lines(doctor.stdout)
+    spool = found["spool"]
+    assert (3, "failed", None) == (
+        spool["waiting"],
+        spool["last_run"]["result"],
+        spool["last_run"]["last_delivery"],
+    )
+    with CaptureServer(port=port) as back:
+        assert run_sender(report["folder"]).delivered == 3
+        assert len(back.messages) == 3
+    after = in_process("doctor", str(tmp_path / "state"))
+    [row] = [line for line in after.stdout.splitlines() if line.lstrip().startswith("spool")]
+    assert "empty; last sender run drained, last delivery 20" in row

@@ -91,6 +91,7 @@ def test_the_json_object_carries_every_fact(tmp_path: Path) -> None:
         },
         "log_bytes": (tmp_path / "identity.jsonl").stat().st_size,
         "snapshot": "ok",
+        "spool": None,
     }
     assert (0, expected, "") == (code, found, stderr)
 

@@ -109,6 +109,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
     "idstitch.delivery": {
         "MAX_AGE",
         "MAX_BYTES",
+        "SPOOL_FOLDER",
         "SpoolStatus",
         "purge",
         "read_status",
