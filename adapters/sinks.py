@@ -338,6 +338,8 @@ class SpoolSink(_PostHogDestination):
         return self._writer
 
     def _append(self, entry: dict[str, Any]) -> bool:
+        if not self.sends:  # no key, or disabled: PostHog would take none of it
+            return False
         with self._lock:
             writer = self._writer_for()
             if writer is None:

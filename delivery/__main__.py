@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if os.name == "posix":
         # Descriptors the host's own parent passed down (a build tool's pipes) are closed:
-        # nothing that waits on them waits for the sender.
+        # nothing that waits on them waits for the sender. Nor does it keep the host's
+        # working directory busy (a drive the user wants to unmount).
         os.closerange(3, 1 << 16)
+        os.chdir("/")
     sys.exit(main())

@@ -645,3 +645,37 @@ def test_show_and_doctor_report_the_spool(tmp_path: Path) -> None:
     after = in_process("doctor", str(tmp_path / "state"))
     [row] = [line for line in after.stdout.splitlines() if line.lstrip().startswith("spool")]
     assert "empty; last sender run drained, last delivery 20" in row
+
+
+def test_a_host_that_never_closes_still_starts_a_sender_at_exit(
+    tmp_path: Path, server: CaptureServer
+) -> None:
+    script = (
+        "import sys\n"
+        "from idstitch.adapters.sinks import SpoolSink\n"
+        "from idstitch.machine import IdentityStitch\n"
+        "sink = SpoolSink('phc_test', host=sys.argv[2], sender_budget=2)\n"
+        "stitch = IdentityStitch.open(state_dir=sys.argv[1], runtime='persistent', sink=sink)\n"
+        "assert stitch.capture('forgotten')\n"
+        "print(sink.folder)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "state"), server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    wait_drained(done.stdout.strip())
+    assert ["forgotten"] == [m["event"] for m in server.wait_for(1)]
+
+
+def test_a_sink_without_a_key_spools_nothing(tmp_path: Path) -> None:
+    sink = SpoolSink("", host="http://127.0.0.1:9")
+    stitch = IdentityStitch.open(state_dir=tmp_path / "s", runtime="persistent", sink=sink)
+    assert not stitch.capture("nowhere")
+    assert stitch.observe_authenticated_response("user-1")
+    assert stitch.state is State.STAMPED  # never aliased: a keyed build may alias later
+    stitch.close()
+    assert not (tmp_path / "s" / "spool").exists()
+    assert sink.sender_pids == []
