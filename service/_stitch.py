@@ -213,6 +213,11 @@ class IdentityStitch:
     ) -> IdentityStitch:
         """The identity of this process, read from ``state_dir`` (or ``app``'s default dir).
 
+        ``sink`` is where events go: for a CLI, a
+        :class:`~idstitch.adapters.sinks.SpoolSink` (events are spooled in the
+        state dir and delivered by a detached sender: no command waits for the
+        network); a sink with an ``attach`` method is told here where the state
+        dir is, the runtime, and whether the user opted out.
         ``runtime`` (or ``IDSTITCH_RUNTIME``) overrides detection. In an
         ephemeral runtime nothing is written unless ``audit_log`` names a
         file to keep the log in. ``DO_NOT_TRACK`` or any of ``opt_out_vars``
