@@ -12,6 +12,7 @@ Environment: ``HOST_RUNTIME`` (default ``persistent``); ``HOST_DELIVERY``
 (``auto``, ``detached``, ``in_process``); ``HOST_MAX_BYTES``;
 ``HOST_SENDER_BUDGET`` (seconds, default 2: a test's offline sender gives up
 soon); ``HOST_ROOT`` (the filesystem root runtime detection looks under);
+``HOST_FSIZE_LIMIT`` (bytes: no file may grow past it, as on a full disk);
 ``DO_NOT_TRACK`` as usual.
 """
 
@@ -29,6 +30,13 @@ HEAVY = ("posthog", "pydantic", "transitions", "orjson", "subprocess", "uuid", "
 
 def main() -> int:
     state_dir, url, *steps = sys.argv[1:]
+    limit = os.environ.get("HOST_FSIZE_LIMIT")
+    if limit:  # a full disk for this process: writes past the limit fail with EFBIG
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.RLIM_INFINITY))
     runtime = os.environ.get("HOST_RUNTIME")
     sink = SpoolSink(
         "phc_test",
@@ -43,6 +51,7 @@ def main() -> int:
         sink=sink,
         root=os.environ.get("HOST_ROOT", "/"),
     )
+    captured: list[bool] = []
     with stitch.command("run"):
         for step in steps:
             name, _, arg = step.partition(":")
@@ -53,7 +62,7 @@ def main() -> int:
             elif name == "logout":
                 stitch.logout()
             elif name == "capture":
-                stitch.capture(arg, {"step": step})
+                captured.append(stitch.capture(arg, {"step": step}))
             elif name == "events":
                 for index in range(int(arg)):
                     stitch.capture(f"e{index}", {"index": index})
@@ -63,6 +72,7 @@ def main() -> int:
         "senders": sink.sender_pids,
         "imported": sorted(name for name in HEAVY if name in sys.modules),
         "distinct_id": stitch.distinct_id,
+        "captured": captured,
     }
     print(json.dumps(report))
     return 0

@@ -679,3 +679,28 @@ def test_a_sink_without_a_key_spools_nothing(tmp_path: Path) -> None:
     stitch.close()
     assert not (tmp_path / "s" / "spool").exists()
     assert sink.sender_pids == []
+
+
+def test_a_full_disk_refuses_events_and_breaks_nothing(
+    tmp_path: Path, server: CaptureServer
+) -> None:
+    first = run_host(tmp_path / "state", server.url, "response:user-1")
+    wait_drained(first["folder"])
+    full = run_host(
+        tmp_path / "state",
+        server.url,
+        "capture:a",
+        "capture:b",
+        env={"HOST_FSIZE_LIMIT": "64"},
+    )
+    assert full["captured"] == [False, False]  # not queued, said so; no traceback, exit 0
+    assert full["distinct_id"] == "user-1"
+    assert read_status(first["folder"]).waiting == 0
+
+
+def test_a_name_that_does_not_resolve_ends_the_run_soon(tmp_path: Path) -> None:
+    folder = str(tmp_path / "spool")
+    spool_events(folder, "http://posthog.example.invalid", 2)
+    report = run_sender(folder, sleep=lambda _: None)
+    assert (report.result, report.error, report.tries) == ("failed", "ConnectionError", 4)
+    assert read_status(folder).waiting == 2
