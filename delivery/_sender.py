@@ -24,11 +24,13 @@ device counts as not aliased and a later login aliases it again (R9).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from idstitch.store._fs import list_folder
 from idstitch.store._lock import ProcessLock
 
 from ._spool import (
@@ -38,7 +40,9 @@ from ._spool import (
     MAX_BYTES,
     RETRY_NAME,
     RUN_NAME,
+    SENT_SUFFIX,
     SPOOL_VERSION,
+    TEMP_PREFIX,
     Segment,
     iso_now,
     iter_lines,
@@ -352,8 +356,18 @@ class _Run:
             else:
                 return
 
+    def sweep(self) -> None:
+        """Remove what a killed sender left: its temporaries, progress files of gone segments."""
+        names = set(list_folder(self.folder))
+        for name in names:
+            orphan = name.endswith(SENT_SUFFIX) and name[: -len(SENT_SUFFIX)] not in names
+            if name.startswith(TEMP_PREFIX) or orphan:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.folder, name))
+
     def run(self) -> RunReport:
         """Pass over the spool until a pass finds nothing new (other CLIs may append meanwhile)."""
+        self.sweep()
         while True:
             before = (self.report.delivered, sum(self.report.dropped.values()))
             for segment in self.enforce_bounds(segments(self.folder)):

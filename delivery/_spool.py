@@ -75,7 +75,7 @@ LEASE_NAME = "sender.lock"
 RUN_NAME = "sender.json"
 RETRY_NAME = "retry-after"
 DROPPED_NAME = "dropped.json"
-_TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".tmp-"
 
 
 def new_uuid() -> str:
@@ -277,7 +277,7 @@ def segments(folder: str) -> list[Segment]:
 def write_small(path: str, data: bytes) -> None:
     """Replace the small file ``path`` with ``data`` atomically (a temporary, then rename)."""
     folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f"{_TEMP_PREFIX}{name}-{os.getpid()}-{os.urandom(3).hex()}")
+    temporary = os.path.join(folder, f"{TEMP_PREFIX}{name}-{os.getpid()}-{os.urandom(3).hex()}")
     fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         os.write(fd, data)

@@ -704,3 +704,12 @@ def test_a_name_that_does_not_resolve_ends_the_run_soon(tmp_path: Path) -> None:
     report = run_sender(folder, sleep=lambda _: None)
     assert (report.result, report.error, report.tries) == ("failed", "ConnectionError", 4)
     assert read_status(folder).waiting == 2
+
+
+def test_a_run_sweeps_what_a_killed_sender_left(tmp_path: Path, server: CaptureServer) -> None:
+    folder = tmp_path / "spool"
+    spool_events(str(folder), server.url, 1)
+    (folder / ".tmp-sender.json-123-abcdef").write_text("{")
+    (folder / "seg-00000000000000000001-1-aaaaaa.jsonl.sent").write_text("10")
+    assert run_sender(str(folder)).delivered == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["sender.json", "sender.lock"]
