@@ -6,8 +6,9 @@ It listens on 127.0.0.1 (an ephemeral port, or the one asked for), accepts
 it receives, so a test can point the real ``posthog`` client at it and
 assert on what arrived on the wire. It can also misbehave on purpose: answer
 500 or any other status (with a ``Retry-After``), hold requests without
-answering, refuse a batch holding a "poison" event with 400, or stall before
-reading a request. No network beyond the loopback interface is ever used.
+answering, refuse a batch holding a "poison" event with 400, stall before
+reading a request, or answer late, as a PostHog far away would. No network
+beyond the loopback interface is ever used.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, {"detail": f"the batch holds the event {owner.poison!r}"})
             return
         owner._keep(payload)
+        if owner.delay_seconds:  # a far-away PostHog: it has the events, its answer is late
+            owner._hold.wait(owner.delay_seconds)
         self._answer(200, {"status": 1})
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
@@ -97,6 +100,10 @@ class CaptureServer:
     429 or 503). ``poison`` names an event a batch is refused for (400), as
     PostHog refuses a malformed one. ``stall_seconds`` holds every request
     before its body is read (:meth:`wait_stalled` says when one is held).
+    ``delay_seconds`` delays every answer of ``"ok"`` mode: the messages
+    are kept when the request arrives, the ``200`` is sent that many
+    seconds later (a client that gives up meanwhile sent them all the same).
+    :meth:`release` ends held requests, stalls and delays for good.
     ``port`` asks for a fixed port (``0``: any free one). Every attribute
     may be changed while it serves.
     """
@@ -110,6 +117,7 @@ class CaptureServer:
         retry_after: int | None = None,
         poison: str | None = None,
         stall_seconds: float = 0.0,
+        delay_seconds: float = 0.0,
         port: int = 0,
     ) -> None:
         self.mode: Mode = mode
@@ -118,6 +126,7 @@ class CaptureServer:
         self.retry_after = retry_after
         self.poison = poison
         self.stall_seconds = stall_seconds
+        self.delay_seconds = delay_seconds
         self._stalled = threading.Event()
         self.messages: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
@@ -188,7 +197,7 @@ class CaptureServer:
         return self._stalled.wait(timeout)
 
     def release(self) -> None:
-        """Let held requests go on now (hung or stalled ones)."""
+        """Let held requests go on now (hung, stalled or delayed ones), and later ones too."""
         self._hold.set()
 
     def uuids(self) -> dict[str, int]:
