@@ -71,7 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
         owner._keep(payload)
         if owner.delay_seconds:  # a far-away PostHog: it has the events, its answer is late
             owner._hold.wait(owner.delay_seconds)
-        self._answer(200, {"status": 1})
+        try:
+            self._answer(200, {"status": 1})
+        except ConnectionError:  # the client gave up waiting (or was killed): nothing to tell
+            self.close_connection = True
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
