@@ -1,4 +1,4 @@
-"""``python -m bench``: measure the bars B1-B5 against their baselines and print one table."""
+"""``python -m bench``: measure the bars B1-B7 against their baselines and print one table."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import _change, _data, _instructions, _process, _replay
-from bench._report import Row, median, render_table, to_json
+from bench import _change, _data, _delivery, _instructions, _process, _replay
+from bench._report import Row, median, render_table, render_tax, to_json
 from bench._timing import Case, interleaved
 
 __all__ = ["FULL", "QUICK", "Config", "main", "run"]
@@ -39,6 +39,12 @@ class Config:
     processes: int = 16
     data_dir: Path = DATA_DIR
     eventsourcing: bool = True
+    #: B6: rounds of the persistent runtime (the bar's), and of ephemeral and container.
+    tax_runs: int = 21
+    context_runs: int = 11
+    tax_conditions: tuple[str, ...] = tuple(_delivery.CONDITIONS)
+    #: B7: commands spooled while PostHog is down (by ``processes`` CLIs at once).
+    delivery_commands: int = 1_000
 
 
 FULL = Config(
@@ -60,9 +66,12 @@ QUICK = Config(
     change_runs=9,
     steady_starts=1_000,
     growth_records=20_000,
+    tax_runs=5,
+    context_runs=3,
+    delivery_commands=100,
 )
 
-BARS = ("B1", "B2", "B3", "B4", "B5")
+BARS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 
 
 def _rate(records: int, seconds: list[float]) -> float:
@@ -343,6 +352,81 @@ def contention_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
     ]
 
 
+def tax_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B6: the click CLI's command with telemetry on against ``DO_NOT_TRACK=1``, per condition."""
+    extra["compiled"] = _process.compile_package()
+    work = config.data_dir / "work" / "tax"
+    cases = _delivery.telemetry_tax(
+        work, config.tax_runs, config.context_runs, config.tax_conditions
+    )
+    extra["telemetry_tax"] = cases
+    rows = []
+    for case in cases:
+        bar = case["runtime"] == "persistent" and case["waited_for_senders"]
+        rows.append(
+            Row(
+                bar="B6",
+                measure=f"telemetry tax: {case['label']} ({case['runtime']})",
+                ours=case["on_median"],
+                unit="ms",
+                baseline="DO_NOT_TRACK=1",
+                baseline_value=case["off_median"],
+                compare="difference",
+                ratio=case["tax_median"],
+                target="≤ +5 ms" if bar else "",
+                met=case["tax_median"] <= 5 if bar else None,
+                runs=case["runs"],
+                samples={"on": case["on_ms"], "off": case["off_ms"]},
+            )
+        )
+    return rows
+
+
+def delivery_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B7: commands spooled while PostHog is down, then delivered with the sender killed once."""
+    work = config.data_dir / "work" / "delivery"
+    found = _delivery.delivery(work, config.delivery_commands, config.processes)
+    extra["delivery"] = found
+    n, clis, spooled = found["commands"], found["workers"], found["spooled"]
+
+    def row(measure: str, ours: float, unit: str, target: str = "", met: bool | None = None) -> Row:
+        return Row(bar="B7", measure=measure, ours=ours, unit=unit, target=target, met=met, runs=1)
+
+    return [
+        row(
+            f"{n:,} commands, {clis} CLIs at once, PostHog down: events spooled",
+            spooled,
+            "events",
+            f"{n:,} commands + the alias",
+            found["spooled_captures"] == n and found["waiting_before"] == spooled,
+        ),
+        row(
+            "PostHog up, the sender SIGKILLed mid-batch: distinct uuids arrived",
+            found["distinct"],
+            "events",
+            f"all {spooled:,}",
+            found["all_arrived"] and found["waiting_after"] == 0,
+        ),
+        row(
+            "duplicate deliveries (PostHog drops them by uuid)",
+            found["duplicates"],
+            "events",
+            f"≤ the batch in flight ({found['batch_in_flight']})",
+            found["duplicates"] <= found["batch_in_flight"],
+        ),
+        row(
+            "time to drain (both senders' runs, the imposed hold left out)",
+            found["drain_seconds"],
+            "s",
+        ),
+        row(
+            f"{n:,} commands while PostHog is down, {clis} at once: wall time",
+            found["offline_seconds"],
+            "s",
+        ),
+    ]
+
+
 #: The log the instruction counts are taken on: long enough to dwarf a pass's set-up.
 INSTRUCTION_RECORDS = 5_000
 
@@ -381,6 +465,8 @@ SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B3": change_rows,
     "B4": growth_rows,
     "B5": contention_rows,
+    "B6": tax_rows,
+    "B7": delivery_rows,
 }
 
 
@@ -427,6 +513,28 @@ def _notes(rows: Sequence[Row], extra: dict[str, Any]) -> str:
         )
     if "eventsourcing" in extra:
         lines.append(f"eventsourcing: {extra['eventsourcing']}")
+    if "telemetry_tax" in extra:
+        lines += [
+            "",
+            (
+                "B6 in ms, telemetry on against DO_NOT_TRACK=1 (p95: nearest rank; the "
+                "container is stood for by delivery='in_process' in an ephemeral run):"
+            ),
+            render_tax(extra["telemetry_tax"]),
+            "",
+        ]
+    if "delivery" in extra:
+        found = extra["delivery"]
+        lines.append(
+            f"delivery: {found['spooled']:,} events spooled ({found['spooled_captures']:,} "
+            f"commands, {found['spooled_aliases']} alias) in {found['segments']:,} segments; "
+            f"{found['requests']:,} requests; killed after {found['killed_after_requests']:,} "
+            f"requests, {found['arrived_before_kill']:,} events in, "
+            f"{'while an answer was held' if found['killed_while_held'] else 'between requests'}"
+            f"; {found['distinct']:,} distinct uuids, {found['duplicates']} duplicates, "
+            f"{found['waiting_after']} left; a command took {found['command_median_ms']:.0f} ms "
+            f"(median, p95 {found['command_p95_ms']:.0f} ms) with PostHog down"
+        )
     met = [r for r in rows if r.met is not None]
     lines.append(f"bars met: {sum(1 for r in met if r.met)} of {len(met)}")
     return "\n".join(lines)
@@ -438,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows and details to FILE")
     parser.add_argument(
-        "--only", metavar="BARS", help="comma-separated bars to measure (default: B1,B2,B3,B4,B5)"
+        "--only", metavar="BARS", help="comma-separated bars to measure (default: all, B1-B7)"
     )
     parser.add_argument("--records", type=int, help="length of the B1 log (default 1,000,000)")
     parser.add_argument(

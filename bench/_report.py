@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FIELDS", "Row", "median", "render_table", "to_json"]
+__all__ = ["FIELDS", "Row", "median", "percentile", "render_table", "render_tax", "to_json"]
 
 #: How a row compares ours with its baseline.
 Compare = Literal["ratio", "inverse", "difference", "none"]
@@ -85,6 +86,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile: the smallest value at least ``q`` % of them reach.
+
+    With 21 values, the 95th is the 20th smallest; with fewer than 20, the largest.
+    """
+    ordered = sorted(values)
+    rank = math.ceil(q / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
 def _figure(value: float, unit: str) -> str:
     if unit == "rec/s":
         return f"{value / 1000:,.0f} k rec/s"
@@ -124,6 +135,10 @@ def render_table(rows: Sequence[Row]) -> str:
         )
         for r in rows
     ]
+    return _markdown(header, cells)
+
+
+def _markdown(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
@@ -131,6 +146,44 @@ def render_table(rows: Sequence[Row]) -> str:
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), rule, *(line(c) for c in cells)])
+
+
+def render_tax(cases: Sequence[dict[str, Any]]) -> str:
+    """B6 in detail: each runtime and condition, telemetry on and off, median and p95 (ms).
+
+    ``cases`` are the dicts of ``bench._delivery.tax_case``; the tax is on minus
+    off, of the medians and of the p95s.
+    """
+    header = (
+        "runtime",
+        "PostHog",
+        "on: median",
+        "on: p95",
+        "DO_NOT_TRACK: median",
+        "DO_NOT_TRACK: p95",
+        "tax: median",
+        "tax: p95",
+        "runs",
+        "events of the on half",
+    )
+    cells = [
+        (
+            case["runtime"],
+            case["label"],
+            f"{case['on_median']:.1f}",
+            f"{case['on_p95']:.1f}",
+            f"{case['off_median']:.1f}",
+            f"{case['off_p95']:.1f}",
+            f"{case['tax_median']:+.1f}",
+            f"{case['tax_p95']:+.1f}",
+            str(case["runs"]),
+            f"{case['expected']}: {case['delivered']} delivered, {case['waiting']} waiting"
+            + (f", {case['dropped']} dropped" if case["dropped"] else "")
+            + (f", {case['lost']} LOST" if case["lost"] else ""),
+        )
+        for case in cases
+    ]
+    return _markdown(header, cells)
 
 
 def machine() -> dict[str, Any]:

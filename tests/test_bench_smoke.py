@@ -15,12 +15,15 @@ from idstitch.events import validate_record
 from idstitch.machine import replay
 from idstitch.store import FileLog
 
-from bench import _cli, _data, _instructions, _replay
-from bench._report import FIELDS, render_table, to_json
+from bench import _cli, _data, _delivery, _instructions, _replay
+from bench._report import FIELDS, percentile, render_table, render_tax, to_json
 
 
 def tiny(data_dir: Path) -> _cli.Config:
-    """A configuration that runs every measurement once, on a few records and two processes."""
+    """A configuration that runs every measurement once, on a few records and two processes.
+
+    B6 times two network conditions, one round each; B7 spools six commands.
+    """
     return _cli.Config(
         records=60,
         warmup_records=20,
@@ -33,6 +36,10 @@ def tiny(data_dir: Path) -> _cli.Config:
         processes=2,
         data_dir=data_dir,
         eventsourcing=False,
+        tax_runs=1,
+        context_runs=1,
+        tax_conditions=("reachable", "refused"),
+        delivery_commands=6,
     )
 
 
@@ -97,7 +104,7 @@ def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
 def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> None:
     """A tiny run of B1-B5 gives one row per figure with every field filled, as table and JSON."""
     config = tiny(tmp_path / "data")
-    rows, extra = _cli.run(config)
+    rows, extra = _cli.run(config, _cli.BARS[:5])
     bars = [row.bar for row in rows]
     assert ["B1"] * 4 + ["B2"] * 2 + ["B3"] + ["B4"] * 3 + ["B5"] * 3 == bars
     for row in rows:
@@ -117,6 +124,44 @@ def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> Non
     assert [] == extra["steady_starts"]["changed_files"]
     assert (1, 1) == (extra["contention"]["aliases_sent"], extra["contention"]["alias_records"])
     assert not (config.data_dir / "work").exists()
+
+
+def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
+    """A tiny run of B6 and B7: every case timed, no event lost, and B7 delivered every event."""
+    config = tiny(tmp_path / "data")
+    rows, extra = _cli.run(config, ("B6", "B7"))
+    b6 = [row for row in rows if row.bar == "B6"]
+    # Three runtimes in two conditions, and the persistent reachable case back to back.
+    assert 3 * 2 + 1 == len(b6)
+    assert ["≤ +5 ms"] * 2 == [row.target for row in b6 if row.met is not None]
+    cases = extra["telemetry_tax"]
+    assert ["persistent"] * 2 + ["ephemeral"] * 2 + ["container"] * 2 + ["persistent"] == [
+        case["runtime"] for case in cases
+    ]
+    for case, row in zip(cases, b6, strict=True):
+        assert 1 == case["runs"] == len(case["on_ms"]) == len(case["off_ms"])
+        assert row.ratio == case["tax_median"] == case["on_median"] - case["off_median"]
+        assert 0 == case["lost"], case  # each event of the on half delivered or still waiting
+        if case["condition"] == "reachable":
+            assert (case["expected"], 0) == (case["delivered"], case["waiting"]), case
+        else:  # refused: everything kept for later
+            assert (0, case["expected"]) == (case["delivered"], case["waiting"]), case
+    assert len(cases) + 2 == len(render_tax(cases).splitlines())
+    found = extra["delivery"]
+    assert (6, 1) == (found["spooled_captures"], found["spooled_aliases"])
+    assert found["all_arrived"]
+    assert (7, 0, 0) == (found["distinct"], found["unknown"], found["waiting_after"])
+    assert found["duplicates"] <= found["batch_in_flight"]
+    b7 = [row for row in rows if row.bar == "B7"]
+    assert [True] * 3 == [row.met for row in b7 if row.met is not None]
+    assert [] == _delivery.Senders(config.data_dir).running()  # no sender left behind
+    assert not (config.data_dir / "work").exists()
+
+
+def test_p95_is_the_nearest_rank() -> None:
+    assert 20 == percentile(list(range(21, 0, -1)), 95)
+    assert 19 == percentile(list(range(1, 21)), 95)
+    assert 7 == percentile([7], 95)
 
 
 def test_the_command_line_prints_the_table_and_writes_the_json(

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from idstitch.adapters.capture_server import CaptureServer
 from idstitch.delivery import read_status, run_sender
-from idstitch.delivery._spool import SpoolWriter, iso_now, new_uuid
+from idstitch.delivery._spool import new_uuid
+from test_delivery import spool_events
 
 
 def post_batch(url: str, events: list[str], timeout: float = 10.0) -> dict[str, Any]:
@@ -100,18 +101,7 @@ def test_errors_are_not_delayed() -> None:
 def test_the_sender_waits_for_a_late_answer(tmp_path: Path) -> None:
     with CaptureServer(delay_seconds=0.3) as far:
         folder = str(tmp_path / "spool")
-        writer = SpoolWriter(folder, {"api_key": "k", "host": far.url})
-        uuids = [new_uuid() for _ in range(3)]
-        for index, uuid in enumerate(uuids):
-            entry = {
-                "type": "capture",
-                "uuid": uuid,
-                "timestamp": iso_now(),
-                "event": f"e{index}",
-                "distinct_id": "d",
-            }
-            assert writer.append(entry)
-        writer.close()
+        uuids = spool_events(folder, far.url, 3)
         started = time.monotonic()
         report = run_sender(folder)
         assert (report.result, report.delivered) == ("drained", 3)
