@@ -62,6 +62,7 @@ def row(
     user: str | None = None,
     alias_mark: str | None = None,
     kept: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """One expected ``replay --json`` row; ``states`` are before/after, ``ids`` device/distinct."""
     (before, after), (device, distinct) = states, ids
@@ -78,6 +79,7 @@ def row(
         "distinct_id": distinct,
         "alias": alias_mark,
         "kept": kept,
+        "reason": reason,
     }
 
 
@@ -210,7 +212,7 @@ def _bad_field(log: Path) -> bytes:
 
 
 def _newer_version(log: Path) -> bytes:
-    extra = {"v": 3, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
+    extra = {"v": 4, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
              "device_id": D1, "pid": 7, "reason": "token expired"}  # fmt: skip
     return write_lines(log, [genesis(), alias("user-a")], extra)
 
@@ -447,7 +449,7 @@ def test_a_long_replay_draws_a_progress_bar_on_a_terminal_stderr(tmp_path: Path)
     code, terminal, stdout = on_terminal(
         ["verify", str(log)], "stderr", {"IDSTITCH_PROGRESS_DELAY": "0"}
     )
-    assert (0, b"ok: L1-L8 hold over 3000 records.\n", True) == (
+    assert (0, b"ok: L1-L9 hold over 3000 records.\n", True) == (
         code,
         stdout,
         b"reading the log" in terminal,

@@ -252,7 +252,7 @@ def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
     assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
 
 
-@pytest.mark.parametrize("version", [3, 0, "1", None])
+@pytest.mark.parametrize("version", [4, 0, "1", None])
 def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: object) -> None:
     """A newer, never existing or mistyped format version is L8, and the check stops there."""
     log = tmp_path / "identity.jsonl"
@@ -260,13 +260,13 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: obj
              "device_id": D1, "pid": 7}  # fmt: skip
     data = write_lines(log, [genesis()], extra)
     offset = _offset_of(data, 2)
-    if version == 3:
+    if version == 4:
         detail = (
-            "format version 3 is newer than this build reads (2); upgrade idstitch to read it. "
+            "format version 4 is newer than this build reads (3); upgrade idstitch to read it. "
             "Nothing was rewritten"
         )
     else:
-        detail = f"format version {version!r} is not one this build reads (1 to 2)"
+        detail = f"format version {version!r} is not one this build reads (1 to 3)"
     result = in_process("verify", "--json", str(log))
     assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
         result.code,
@@ -361,7 +361,8 @@ def test_verify_prints_violations_and_what_each_id_protects(tmp_path: Path) -> N
         f"L4  seq 4: response aliases device {D1} to 'user-b', but it was already aliased to "
         "'user-a' at seq 2\n"
         "failed: 2 violations in 4 records.\n"
-        "  L2  at most one standing alias per device id, an enqueue_failure undoing one (R3)\n"
+        "  L2  at most one standing alias per device id, an enqueue_failure or a drop undoing one "
+        "(R3)\n"
         "  L4  no alias for a device that was already aliased, to anyone (R3)\n"
     )
     assert (1, expected, "") == idstitch("verify", str(log))
@@ -383,7 +384,7 @@ def test_every_log_the_library_writes_verifies(tmp_path: Path) -> None:
     ci = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL, devices=devices)
     ci.observe_authenticated_response("user-d")  # in memory only
     result = idstitch("verify", str(tmp_path / "identity.jsonl"))
-    assert (0, "ok: L1-L8 hold over 8 records.\n", "") == result
+    assert (0, "ok: L1-L9 hold over 8 records.\n", "") == result
 
 
 def test_the_audit_doc_explains_every_id_verify_reports() -> None:
