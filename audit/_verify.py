@@ -127,13 +127,13 @@ def _version_problem(line: bytes) -> str | None:
         shown = _show(version)
         return f"format version {shown} is not one this build reads (1 to {FORMAT_VERSION})"
     kind = value.get("kind")
-    introduced = KIND_VERSION.get(kind, version) if isinstance(kind, str) else version
-    if version < introduced:
-        return (
-            f"format version {version} cannot hold a {kind} record "
-            f"(the kind exists from version {introduced} on)"
-        )
-    return None
+    if not isinstance(kind, str) or version >= KIND_VERSION.get(kind, version):
+        return None
+    article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+    return (
+        f"format version {version} cannot hold {article} {kind} record "
+        f"(the kind exists from version {KIND_VERSION[kind]} on)"
+    )
 
 
 @dataclass(slots=True)
