@@ -278,15 +278,16 @@ def test_a_reason_is_recorded_as_one_short_line(tmp_path: Path, given: str, reco
 
 
 def test_arguments_that_are_not_text_record_nothing(tmp_path: Path) -> None:
-    """An id or reason that is not a string: False, nothing raised, nothing written."""
+    """A state dir, id or reason that is not a string: False, nothing raised, nothing written."""
     device = aliased_dir(tmp_path)
     before = tree(tmp_path)
     calls = [
+        record_dropped_alias(None, device_id=device, user_id=USER, reason="x"),  # type: ignore[arg-type]
         record_dropped_alias(str(tmp_path), device_id=7, user_id=USER, reason="x"),  # type: ignore[arg-type]
         record_dropped_alias(str(tmp_path), device_id=device, user_id=None, reason="x"),  # type: ignore[arg-type]
         record_dropped_alias(str(tmp_path), device_id=device, user_id=USER, reason=b"x"),  # type: ignore[arg-type]
     ]
-    assert ([False] * 3, before) == (calls, tree(tmp_path))
+    assert ([False] * 4, before) == (calls, tree(tmp_path))
 
 
 #: A steady host start and response, then the sender's name asked for: whether the entry
