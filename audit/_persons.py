@@ -32,6 +32,14 @@ What is modelled (see docs/audit.md for the sources):
   that the damaged log (kept aside, named by ``kept``) recorded: sent
   before the heal, so the merge happened then. It is applied as an alias
   and marked as carried over in the person's history.
+* An alias that a later ``alias_dropped`` names never reached PostHog
+  either (refused for good, or expired in the spool), however many records
+  came between: the graph is built again as if it had never been sent. Its
+  user still had their events (a response or login stamps them), so they
+  make that user's person where the merge would have; the alias is listed
+  as refused, with the drop's seq and reason. That is why the graph keeps
+  its steps (one per merge, per failed enqueue and per user's first
+  events) besides the ids.
 
 The model knows only what the log says: a user who already has a person
 from elsewhere (another machine) would make PostHog refuse a merge that
@@ -98,6 +106,33 @@ class Refusal:
 
 
 @dataclass(slots=True)
+class _Merge:
+    """An alias the log sent (or carried in): a merge, unless a later drop says PostHog never
+    got it (``dropped`` says why). ``stamps``: its user's events went under the user id
+    after it, so they make that user's person if the merge is taken out."""
+
+    user: str
+    device: str
+    seq: int
+    what: str
+    origin: str = ""
+    stamps: bool = True
+    dropped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """The first events a user id was put under (each later one would change nothing)."""
+
+    user: str
+    seq: int
+
+
+#: One step of the graph, in the log's order.
+_Step = _Merge | _Events | Refusal
+
+
+@dataclass(slots=True)
 class PersonGraph:
     """Feed every good record to :meth:`feed` in order, then call :meth:`finish`."""
 
@@ -107,6 +142,8 @@ class PersonGraph:
     devices: set[str] = field(default_factory=set)
     _of: dict[str, Person] = field(default_factory=dict)
     _pending: tuple[str, str, int] | None = None
+    _steps: list[_Step] = field(default_factory=list)
+    _evented: set[str] = field(default_factory=set)
 
     def feed(self, record: Record) -> None:
         """Apply one record: the alias it sends, or the events it puts under a user."""
@@ -118,16 +155,19 @@ class PersonGraph:
         if kind == "heal":
             self._heal(record)
             return
+        if kind == "alias_dropped":
+            self._drop(record)
+            return
         user = record.get("user_id")
         if user is None or kind == "enqueue_failure":
             return
         self.users.add(user)
         if kind == "import" and record["aliased"]:
-            self._alias(user, record["device_id"], record["seq"], "the adopted tool's alias")
+            self._do(_Merge(user, record["device_id"], record["seq"], "the adopted tool's alias"))
         elif kind in ("response", "login") and record["alias"]:
             self._pending = (user, record["device_id"], record["seq"])
         else:
-            self._events_under(user, record["seq"])
+            self._events(user, record["seq"])
 
     def _heal(self, record: Record) -> None:
         """The alias a heal carries over (sent before it), then the events under its user."""
@@ -135,10 +175,28 @@ class PersonGraph:
         if linked is not None:
             self.users.add(linked)
             carried = f" carried over by a heal (sent before it; kept in {record['kept']})"
-            self._alias(linked, record["device_id"], seq, "$create_alias", carried)
+            merge = _Merge(linked, record["device_id"], seq, "$create_alias", carried, stamps=False)
+            self._do(merge)
         if user is not None:
             self.users.add(user)
-            self._events_under(user, seq)
+            self._events(user, seq)
+
+    def _drop(self, record: Record) -> None:
+        """Take out the merge of the alias a drop names (the last one standing), then build the
+        graph again without it. A drop naming no such alias changes nothing (verify: L9)."""
+        user, device, seq = record["user_id"], record["device_id"], record["seq"]
+        for step in reversed(self._steps):
+            if (
+                isinstance(step, _Merge)
+                and step.dropped is None
+                and (step.user, step.device) == (user, device)
+            ):
+                step.dropped = (
+                    f"dropped by the sender at seq {seq} ({record['reason']}): "
+                    "PostHog never merged it"
+                )
+                self._rebuild()
+                return
 
     def finish(self) -> None:
         """Apply an alias left pending at the end of the log."""
@@ -152,9 +210,38 @@ class PersonGraph:
         self._pending = None
         if undone:
             reason = "never queued (enqueue_failure): PostHog got nothing"
-            self.refused.append(Refusal(seq, user, device, reason))
+            self._do(Refusal(seq, user, device, reason))
         else:
-            self._alias(user, device, seq, "$create_alias")
+            self._do(_Merge(user, device, seq, "$create_alias"))
+
+    def _events(self, user: str, seq: int) -> None:
+        """Events under ``user``: a step the first time only (later ones change nothing, since
+        an id never leaves the person it joined)."""
+        if user not in self._evented:
+            self._evented.add(user)
+            self._do(_Events(user, seq))
+
+    def _do(self, step: _Step) -> None:
+        self._steps.append(step)
+        self._apply(step)
+
+    def _rebuild(self) -> None:
+        """The graph again from the first step (after a drop took a merge out)."""
+        self.persons, self.refused, self._of = [], [], {}
+        for step in self._steps:
+            self._apply(step)
+
+    def _apply(self, step: _Step) -> None:
+        if isinstance(step, Refusal):
+            self.refused.append(step)
+        elif isinstance(step, _Events):
+            self._events_under(step.user, step.seq)
+        elif step.dropped is None:
+            self._alias(step.user, step.device, step.seq, step.what, step.origin)
+        else:
+            self.refused.append(Refusal(step.seq, step.user, step.device, step.dropped))
+            if step.stamps:
+                self._events_under(step.user, step.seq)
 
     @property
     def live(self) -> list[Person]:

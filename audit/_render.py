@@ -47,6 +47,7 @@ ALIAS_STYLES: Final = {
     "undone": "red",
     "adopted": "magenta",
     "carried": "magenta",
+    "dropped": "red",
 }
 
 _SEQ: Final = 6
@@ -172,9 +173,9 @@ def timeline_row(step: Step) -> list[Part]:
     ]
     if step.alias is not None:
         parts += ["  ", (step.alias, ALIAS_STYLES[step.alias])]
-    kept = _kept(step)
-    if kept is not None:
-        parts += ["  ", (kept, "italic")]
+    note = _note(step)
+    if note is not None:
+        parts += ["  ", (note, "italic")]
     return _rstrip(parts)
 
 
@@ -185,13 +186,17 @@ def timeline_line(step: Step) -> str:
         f"{step.seq:>{_SEQ}}  {step.at:<{_AT}}  {step.kind:<{_KIND}}  {state:<{_STATE}}"
         f"  {step.device_id:<{_ID}}  {step.distinct_id:<{_ID}}"
     )
-    notes = [note for note in (step.alias, _kept(step)) if note is not None]
+    notes = [note for note in (step.alias, _note(step)) if note is not None]
     return "  ".join([line, *notes]) if notes else line.rstrip()
 
 
-def _kept(step: Step) -> str | None:
-    """What a heal row says about the damaged log it kept aside."""
-    return None if step.kept is None else f"kept {step.kept}"
+def _note(step: Step) -> str | None:
+    """What a heal row says about the damaged log it kept aside, and a drop's row about why."""
+    if step.kept is not None:
+        return f"kept {step.kept}"
+    if step.reason is not None:
+        return f"({step.reason})"
+    return None
 
 
 def _rstrip(parts: list[Part]) -> list[Part]:

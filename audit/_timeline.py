@@ -19,8 +19,8 @@ __all__ = ["Step", "Timeline", "alias_mark"]
 
 
 def alias_mark(record: Record) -> str | None:
-    """What a record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried`` or
-    ``None``."""
+    """What a record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried``,
+    ``dropped`` or ``None``."""
     kind = record["kind"]
     if kind in ("response", "login"):
         return "sent" if record["alias"] else None
@@ -30,12 +30,16 @@ def alias_mark(record: Record) -> str | None:
         return "adopted"
     if kind == "heal" and record["linked_user"] is not None:
         return "carried"
+    if kind == "alias_dropped":
+        return "dropped"
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One row of the timeline. ``kept``: the damaged log a ``heal`` kept aside."""
+    """One row of the timeline. ``kept``: the damaged log a ``heal`` kept aside; ``reason``:
+    why an ``alias_dropped``'s alias was dropped. A drop's ``device_id`` is the alias's
+    device, which may be an earlier one than the device in force."""
 
     seq: int
     at: str
@@ -48,6 +52,7 @@ class Step:
     distinct_id: str
     alias: str | None
     kept: str | None = None
+    reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The row as ``replay --json`` prints it."""
@@ -64,6 +69,7 @@ class Step:
             "distinct_id": self.distinct_id,
             "alias": self.alias,
             "kept": self.kept,
+            "reason": self.reason,
         }
 
 
@@ -105,4 +111,5 @@ class Timeline:
                 distinct_id=after.distinct_id,
                 alias=alias_mark(record),
                 kept=record.get("kept"),
+                reason=record.get("reason"),
             )

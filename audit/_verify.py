@@ -1,4 +1,4 @@
-"""The checks behind ``idstitch verify``: invariants L1-L8 of the log format, by id.
+"""The checks behind ``idstitch verify``: invariants L1-L9 of the log format, by id.
 
 A replay trusts the transition table; verify does not trust the writer.
 It is meant for logs the library would never write (edited by hand, or
@@ -12,8 +12,15 @@ relying on the fold's:
 * every other invariant is checked record by record and the check goes
   on past a violation, so one run lists them all;
 * a record the machine's transition table does not allow in the state
-  the log has reached is reported as **T** (an addition to L1-L8: the log
-  cannot be replayed past it) and skipped.
+  the log has reached is reported as **T** (an addition to the spec's
+  L1-L8, like **L9**: the log cannot be replayed past it) and skipped.
+
+**L9** (an addition for the ``alias_dropped`` kind of format 3): a drop
+names an alias that stands in verify's own books, made for that device and
+user (or carried in by a ``heal`` or an ``import``) and not undone or
+dropped since. A drop takes that alias off the books, so the device may be
+aliased once more without breaking L2 or L4; a drop's device is the
+alias's, not necessarily the one in force, so L6 leaves it to L9.
 
 Memory grows with the number of distinct ids in the log (L5 needs them
 all: device ids and user ids alike), never with the number of records.
@@ -33,13 +40,14 @@ __all__ = ["INVARIANTS", "Verifier", "Violation", "damage_violation"]
 #: What each id checks, and the rule it protects (one line each).
 INVARIANTS: Final[dict[str, str]] = {
     "L1": "seq starts at 1 with no gaps and every hash link matches (the log is unedited)",
-    "L2": "at most one standing alias per device id, an enqueue_failure undoing one (R3)",
+    "L2": "at most one standing alias per device id, an enqueue_failure or a drop undoing one (R3)",
     "L3": "no alias in an ephemeral runtime (R2)",
     "L4": "no alias for a device that was already aliased, to anyone (R3)",
     "L5": "every logout's new device id was never seen before in the log (R7)",
     "L6": "every record's device_id is the device in force (R7, R8)",
     "L7": "every user id is legal (R13)",
     "L8": "every record's format version is one this build reads",
+    "L9": "every alias_dropped names an alias that stands, made for that device and user (R9)",
     "T": "every record is a transition the machine's table allows from the state reached",
 }
 
@@ -119,13 +127,13 @@ def _version_problem(line: bytes) -> str | None:
         shown = _show(version)
         return f"format version {shown} is not one this build reads (1 to {FORMAT_VERSION})"
     kind = value.get("kind")
-    introduced = KIND_VERSION.get(kind, version) if isinstance(kind, str) else version
-    if version < introduced:
-        return (
-            f"format version {version} cannot hold a {kind} record "
-            f"(the kind exists from version {introduced} on)"
-        )
-    return None
+    if not isinstance(kind, str) or version >= KIND_VERSION.get(kind, version):
+        return None
+    article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+    return (
+        f"format version {version} cannot hold {article} {kind} record "
+        f"(the kind exists from version {KIND_VERSION[kind]} on)"
+    )
 
 
 @dataclass(slots=True)
@@ -163,7 +171,7 @@ class Verifier:
             record["kind"] == "enqueue_failure" and self._last_alias is not None and refused is None
         )
         settled = self._settle(undone=undoing)
-        self._held = self._examine(record, offset, undoing)
+        self._held = self._examine(record, offset, undoing, skipped=refused is not None)
         if refused is not None:
             self._held.append(refused)
         return settled
@@ -181,7 +189,9 @@ class Verifier:
         self._pending = None
         return sorted(held, key=lambda v: (v.seq, _ORDER[v.id]))
 
-    def _examine(self, record: Record, offset: int, undoing: bool) -> list[Violation]:
+    def _examine(
+        self, record: Record, offset: int, undoing: bool, *, skipped: bool
+    ) -> list[Violation]:
         found: list[Violation] = []
         kind = record["kind"]
         seq = record["seq"]
@@ -191,7 +201,7 @@ class Verifier:
             found.append(Violation(rule, seq, offset, message))
 
         device = record["device_id"]
-        if self.device is not None and device != self.device:
+        if kind != "alias_dropped" and self.device is not None and device != self.device:
             flag("L6", f"{kind} names device {device}, but the device in force is {self.device}")
         if kind == "logout":
             new = record["new_device_id"]
@@ -214,6 +224,8 @@ class Verifier:
         elif kind == "heal" and record["linked_user"] is not None:
             carried = "carried over a heal as aliased to"
             self.links[device] = [_Link(record["linked_user"], seq, carried)]
+        elif kind == "alias_dropped":
+            self._drop(found, record, offset, skipped=skipped)
         self._last_alias = device if kind in ("response", "login") and record["alias"] else None
         self._track_ids(record)
         return found
@@ -244,6 +256,26 @@ class Verifier:
                 f"device {device} now has {len(standing)} standing aliases (seq {seqs}); "
                 "PostHog merges on every one",
             )
+
+    def _drop(self, found: list[Violation], record: Record, offset: int, *, skipped: bool) -> None:
+        """Take the alias an ``alias_dropped`` names off the books (L9 when none stands);
+        ``skipped``: the table refused the record (T), so it takes nothing off."""
+        device, user = record["device_id"], record["user_id"]
+        links = self.links.get(device, [])
+        named = [index for index, link in enumerate(links) if link.user == user]
+        if not named:
+            stands = f"; the alias that stands is to {_show(links[-1].user)}" if links else ""
+            found.append(
+                Violation(
+                    "L9",
+                    record["seq"],
+                    offset,
+                    f"alias_dropped names an alias of device {device} to {_show(user)}, but "
+                    f"none stands (never made, or already undone or dropped){stands}",
+                )
+            )
+        elif not skipped:
+            del links[named[-1]]
 
     def _transition(self, record: Record, offset: int) -> Violation | None:
         """Fold ``record`` into :attr:`identity`; the T violation when the table refuses it."""

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         upcast,
     )
     from ._models import (
+        AliasDropped,
         AnyRecordModel,
         Clear,
         EnqueueFailure,
@@ -67,6 +68,7 @@ __all__ = [
     "START",
     "UPCASTERS",
     "ZERO_HASH",
+    "AliasDropped",
     "AnyRecordModel",
     "Checkpoint",
     "Clear",
@@ -115,6 +117,7 @@ __getattr__ = lazy_exports(
             "upcast",
         ),
         "._models": (
+            "AliasDropped",
             "AnyRecordModel",
             "Clear",
             "EnqueueFailure",

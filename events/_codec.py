@@ -40,7 +40,15 @@ from datetime import UTC, datetime
 from typing import IO, Any, Final, NamedTuple
 
 from ._errors import LogDamagedError, NewerFormatError
-from ._kinds import FORMAT_VERSION, KIND_FIELDS, KIND_VERSION, ZERO_HASH, line_keys
+from ._kinds import (
+    FORMAT_VERSION,
+    KIND_FIELDS,
+    KIND_VERSION,
+    KINDS,
+    OPENING_KINDS,
+    ZERO_HASH,
+    line_keys,
+)
 
 __all__ = [
     "START",
@@ -63,15 +71,16 @@ Upcaster = Callable[[Record], Record]
 
 
 def _same_layout(record: Record) -> Record:
-    """Version 1 to 2: format 2 only added the ``heal`` kind, so a version-1 record is
-    already laid out as version 2 says. It keeps the ``v`` its line holds."""
+    """A step that only added a kind: version 1 to 2 (the ``heal`` kind) and 2 to 3 (the
+    ``alias_dropped`` kind). A record of the older version is already laid out as the
+    newer one says; it keeps the ``v`` its line holds."""
     return record
 
 
 #: One function per version step, keyed by the version it upgrades from. A step
 #: returns the record laid out as the next version; one that changes no layout
 #: returns it unchanged.
-UPCASTERS: Final[dict[int, Upcaster]] = {1: _same_layout}
+UPCASTERS: Final[dict[int, Upcaster]] = {1: _same_layout, 2: _same_layout}
 
 _H_KEY: Final = b',"h":"'
 # ',"h":"' + 32 hex digits + '"}' + newline
@@ -340,9 +349,12 @@ def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:
     if i >= 0 and n - i >= _H_TAIL_LEN:
         # Not a cut-off write: a whole record whose line end was overwritten.
         return _damage(seq, offset, "bad-json", 'bytes after the "h" field instead of a line end')
-    # As written by this build or an older one: each kind with its own version, so v 1,
-    # or v 2 for a heal, the one kind format 2 added, which only ever starts a log.
-    versions = sorted(set(KIND_VERSION.values())) if seq == 1 else [1]
+    # As written by this build or an older one: each kind with its own version, and only a
+    # kind that may stand at this seq. Record 1 is a genesis or an import (v 1) or a heal
+    # (v 2); any later one is of the other kinds (v 1, or v 3 for an alias_dropped).
+    versions = sorted(
+        {KIND_VERSION[kind] for kind in KINDS if (kind in OPENING_KINDS) == (seq == 1)}
+    )
     starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in versions]
     if not line.strip(b"\0") or any(line.startswith(s) or s.startswith(line) for s in starts):
         return _damage(

@@ -18,6 +18,7 @@ __all__ = [
     "KINDS",
     "KIND_FIELDS",
     "KIND_VERSION",
+    "OPENING_KINDS",
     "RUNTIMES",
     "ZERO_HASH",
     "line_keys",
@@ -25,7 +26,7 @@ __all__ = [
 
 #: The newest record format version this build reads. It reads every version
 #: from 1 up to this one; a line of a higher ``v`` is from a newer build (L8).
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 
 #: The hash link of the record before the first one.
 ZERO_HASH: Final = "0" * 32
@@ -69,6 +70,7 @@ KIND_FIELDS: Final[dict[str, tuple[tuple[str, tuple[type, ...]], ...]]] = {
         ("kept", _STR),
         ("pid", _INT),
     ),
+    "alias_dropped": (("device_id", _STR), ("user_id", _STR), ("reason", _STR), ("pid", _INT)),
 }
 
 #: kind -> the format version it was introduced in: the ``v`` its lines are written
@@ -86,7 +88,14 @@ KIND_VERSION: Final[dict[str, int]] = {
     "clear": 1,
     "logout": 1,
     "heal": 2,
+    "alias_dropped": 3,
 }
+
+#: The kinds that start a log, and only a log: each is always record 1, and no other kind
+#: ever is. (The machine's table allows exactly these from the empty log; a test holds the
+#: two together.) A cut-off write is told from foreign bytes by the versions these kinds,
+#: or the others, are written with (see the codec).
+OPENING_KINDS: Final = ("genesis", "import", "heal")
 
 #: Every record kind, in the order the format lists them.
 KINDS: Final = tuple(KIND_FIELDS)

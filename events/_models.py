@@ -26,6 +26,7 @@ from ._kinds import FORMAT_VERSION, KIND_VERSION
 
 __all__ = [
     "MODELS",
+    "AliasDropped",
     "AnyRecordModel",
     "Clear",
     "EnqueueFailure",
@@ -89,6 +90,19 @@ def _file_name(value: str) -> str:
 #: The name of a file beside the log (no directory part).
 FileName = Annotated[str, AfterValidator(_file_name)]
 
+#: The longest ``reason`` an ``alias_dropped`` record holds, in characters.
+MAX_REASON_LENGTH = 200
+
+#: Why an alias was dropped, in a few words (``refused: HTTP 400``, ``expired``): one line
+#: with no control character (C0, DEL, C1) and something besides spaces.
+Reason = Annotated[
+    str,
+    Field(
+        max_length=MAX_REASON_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+    ),
+]
+
 
 class RecordModel(BaseModel):
     """Fields every record has. ``h`` is declared by each kind so it stays last.
@@ -99,7 +113,7 @@ class RecordModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    v: Annotated[Literal[1, 2], BeforeValidator(_exact_int)]
+    v: Annotated[Literal[1, 2, 3], BeforeValidator(_exact_int)]
     seq: Annotated[int, Field(ge=1)]
     at: Annotated[str, Field(pattern=_AT_PATTERN)]
 
@@ -182,7 +196,7 @@ class Logout(RecordModel):
 class Heal(RecordModel):
     """A damaged log was kept aside; this new log starts from the identity it could trust."""
 
-    v: Annotated[Literal[2], BeforeValidator(_exact_int)]
+    v: Annotated[Literal[2, 3], BeforeValidator(_exact_int)]
     kind: Literal["heal"]
     device_id: DeviceId
     user_id: UserId | None
@@ -192,8 +206,20 @@ class Heal(RecordModel):
     h: Hash
 
 
+class AliasDropped(RecordModel):
+    """The delivery layer finally dropped an alias this log made: the device is not aliased."""
+
+    v: Annotated[Literal[3], BeforeValidator(_exact_int)]
+    kind: Literal["alias_dropped"]
+    device_id: DeviceId
+    user_id: UserId
+    reason: Reason
+    pid: Pid
+    h: Hash
+
+
 AnyRecordModel = Annotated[
-    Genesis | Import | Response | Login | EnqueueFailure | Clear | Logout | Heal,
+    Genesis | Import | Response | Login | EnqueueFailure | Clear | Logout | Heal | AliasDropped,
     Field(discriminator="kind"),
 ]
 
@@ -241,7 +267,7 @@ parse_fields: Callable[[bytes], dict[str, Any]] = _DICT_VALIDATOR.validate_json
 # Each model's ``v`` takes every version its kind is read in, and no other.
 assert {kind: get_args(model.model_fields["v"].annotation) for kind, model in MODELS.items()} == {
     kind: tuple(range(KIND_VERSION[kind], FORMAT_VERSION + 1)) for kind in MODELS
-}, "the models describe format 2"
+}, "the models describe format 3"
 
 
 def parse_record(data: dict[str, Any] | bytes) -> AnyRecordModel:

@@ -13,6 +13,7 @@ from ._table import INITIAL, USER_EVENTS, State, carried_guard, compiled_table
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, Final
 
     from ._fold import Identity
@@ -93,6 +94,8 @@ def decide(
     may_alias: bool = True,
     linked_user: str | None = None,
     kept: str | None = None,
+    reason: str | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> Decision | None:
     """What ``event`` does to ``identity``; ``None`` when it changes nothing.
 
@@ -103,6 +106,11 @@ def decide(
     device was already aliased to, ``None``: never aliased) and ``kept``
     (the name of the damaged log kept aside) go with ``heal``;
     ``may_alias=False`` stamps a user event that would otherwise alias.
+    ``alias_dropped`` takes the dropped alias's ``device_id`` and
+    ``user_id``, the ``reason`` and ``aliases``, every standing alias of
+    the whole log (device -> user, :attr:`ReplayResult.aliases`): a drop
+    of an alias the log never made, or already undone or dropped, is
+    ``None`` (nothing to record).
     Raises :class:`TransitionError` for an event the table does not allow
     (for example ``enqueue_failure`` with no alias to undo, or ``heal`` on
     a log that has records); nothing is decided then.
@@ -161,5 +169,35 @@ def decide(
         assert identity.user_id is not None
         fields = {"device_id": identity.device_id, "user_id": identity.user_id, "pid": pid}
         return Decision(event, fields, row)
+    if event == "alias_dropped":
+        assert device_id is not None
+        assert user_id is not None
+        assert reason is not None
+        assert aliases is not None
+        return _dropped(
+            identity, device_id=device_id, user_id=user_id, reason=reason, aliases=aliases, pid=pid
+        )
     _row(identity, event, None)  # raises TransitionError: a second start of a log, unknown events
     raise AssertionError("unreachable")
+
+
+def _dropped(
+    identity: Identity,
+    *,
+    device_id: str,
+    user_id: str,
+    reason: str,
+    aliases: Mapping[str, str],
+    pid: int,
+) -> Decision | None:
+    """The ``alias_dropped`` of ``device_id``'s alias to ``user_id``, if that alias stands."""
+    if aliases.get(device_id) != user_id:
+        return None  # never made, or undone or dropped already: nothing to take back
+    if device_id != identity.device_id:
+        guard = "earlier"
+    elif identity.linked_user == user_id:
+        guard = "current"
+    else:
+        return None  # the map and the identity disagree: nothing is taken back on that word
+    fields = {"device_id": device_id, "user_id": user_id, "reason": reason, "pid": pid}
+    return Decision("alias_dropped", fields, _row(identity, "alias_dropped", guard))

@@ -28,9 +28,10 @@ class Identity:
     """The identity after a record: a value, never changed in place.
 
     ``linked_user`` is whom the current device is aliased to (``None``:
-    never aliased). ``undo`` is ``(state, user_id, linked_user)`` before the
-    alias the last record made, while an ``enqueue_failure`` can still undo
-    it. ``seq`` and ``h`` name the last record folded in.
+    never aliased, or its alias was undone or dropped). ``undo`` is
+    ``(state, user_id, linked_user)`` before the alias the last record made,
+    while an ``enqueue_failure`` can still undo it. ``seq`` and ``h`` name
+    the last record folded in.
     """
 
     __slots__ = ("device_id", "h", "linked_user", "seq", "state", "undo", "user_id")
@@ -127,8 +128,9 @@ def _count(value: object) -> int:
 class ReplayResult:
     """What a log folds into. Fields are ``None`` for an empty log.
 
-    ``aliases`` maps every device id that was aliased (and not undone) to
-    its user, an alias a ``heal`` or an ``import`` carries over included;
+    ``aliases`` maps every device id that was aliased (and not undone by an
+    ``enqueue_failure`` or dropped by an ``alias_dropped``) to its user, an
+    alias a ``heal`` or an ``import`` carries over included;
     ``error`` is ``None`` or the damage or impossible transition that
     stopped the fold (then the rest describes the last good record).
     """
@@ -218,6 +220,13 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
             elif kind == "heal":
                 new_user = record["user_id"]
                 guard = carried_guard(new_user, linked=new_user == record["linked_user"])
+            elif kind == "alias_dropped":
+                # The device in force only drops the alias it has; another device is one a
+                # logout rotated away (whether it had that alias is the decider's question).
+                if record["device_id"] != device:
+                    guard = "earlier"
+                else:
+                    guard = "current" if record["user_id"] == linked else None
             else:
                 guard = None
             try:
@@ -251,6 +260,12 @@ def fold(  # noqa: PLR0912, PLR0915 - one flat loop over locals: the replay hot 
                     device, user, linked = record["device_id"], new_user, record["linked_user"]
                     if linked is not None:
                         aliases[device] = linked
+                elif kind == "alias_dropped":  # never delivered: the device is free again (R9)
+                    dropped = record["device_id"]
+                    if aliases.get(dropped) == record["user_id"]:
+                        del aliases[dropped]
+                    if guard == "current":
+                        linked = None
                 else:  # genesis, import
                     device, user, linked = record["device_id"], record.get("user_id"), None
                     if row.target is State.ALIASED:

@@ -34,6 +34,17 @@ the device is already aliased to: ``no_user`` (anonymous), ``with_user``
 (the user is the one the device is aliased to: aliased) and
 ``unlinked_user`` (any other user: stamped). Neither sends an alias: an
 alias they carry was sent before.
+
+An ``alias_dropped`` says the delivery layer finally dropped an alias this
+log made (PostHog refused it for good, or it expired undelivered), at any
+time after it: the device counts as never aliased again (R9), so a later
+user event may alias it, once. Its guard says which device it names:
+``current`` (the device in force, whose alias it takes back: ``aliased``
+becomes ``stamped`` with the same user; ``stamped`` and ``anonymous``,
+where the alias stood behind another user or none, stay as they are) or
+``earlier`` (a device a logout rotated away: the state does not move,
+only the device's alias is forgotten). Whether the alias it names was
+ever made is decided outside the state, from the whole log's aliases.
 """
 
 from __future__ import annotations
@@ -159,6 +170,13 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(State.RESET, "clear", None, State.ANONYMOUS, False, "R8: anonymous, device kept"),
     *(
         Transition(source, "logout", None, State.RESET, False, "R7: forget, rotate the device")
+        for source in State
+    ),
+    Transition(State.ALIASED, "alias_dropped", "current", State.STAMPED, False, "R9: stamp only"),
+    Transition(State.STAMPED, "alias_dropped", "current", State.STAMPED, False, "R9: unlinked"),
+    Transition(State.ANONYMOUS, "alias_dropped", "current", State.ANONYMOUS, False, "R9: unlinked"),
+    *(
+        Transition(source, "alias_dropped", "earlier", source, False, "R9: an earlier device")
         for source in State
     ),
 )

@@ -16,6 +16,7 @@ from idstitch.events._lazy import lazy_exports
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from ._doctor import Diagnosis, diagnose
+    from ._dropped import record_dropped_alias
     from ._runtime import Runtime, detect_runtime
     from ._sinks import NullSink
     from ._stitch import ALIAS_ATTEMPTS, LOCK_WAIT, IdentityStitch
@@ -32,6 +33,7 @@ __all__ = [
     "Storage",
     "detect_runtime",
     "diagnose",
+    "record_dropped_alias",
     "storage_mermaid",
 ]
 
@@ -39,6 +41,7 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "._doctor": ("Diagnosis", "diagnose"),
+        "._dropped": ("record_dropped_alias",),
         "._runtime": ("Runtime", "detect_runtime"),
         "._sinks": ("NullSink",),
         "._storage": ("STORAGE_TRANSITIONS", "Storage", "storage_mermaid"),

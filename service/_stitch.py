@@ -959,6 +959,56 @@ class IdentityStitch:
             alias.fields["device_id"],
         )
 
+    def _drop_alias(self, *, device_id: str, user_id: str, reason: str) -> bool:
+        """Record that the delivery layer finally dropped the alias of ``device_id`` to
+        ``user_id`` (R9): the device counts as not aliased from then on.
+
+        Under the file lock, after folding what other processes appended: the
+        alias must stand in the whole log (it was made, and neither undone nor
+        dropped since), else nothing is recorded. ``True`` when the record was
+        appended; ``False`` when there was nothing to record or it could not be
+        (a busy lock past :data:`LOCK_WAIT`, a newer format, a disk fault: then
+        nothing was appended). Never raises.
+        """
+        try:
+            with self._lock:
+                journal = self._journal
+                if journal is None or not self._writes("alias_dropped"):
+                    return False
+                self._warm_up()  # no import while holding the lock
+                self._clear_lock_path(journal)
+                with journal.log.locked().try_locked(LOCK_WAIT) as held:
+                    self._ready_locked(read_only=False, held=held)
+                    self._apply_pending_locked()
+                    aliases = self._standing_aliases()
+                    decision = None
+                    if aliases is not None and self._on_disk():
+                        decision = self._decide(
+                            "alias_dropped",
+                            device_id=device_id,
+                            user_id=user_id,
+                            reason=reason,
+                            aliases=aliases,
+                        )
+                    if decision is None or not self._commit(decision):
+                        return False
+                    self._save_snapshot()
+                    return True
+        except Exception as exc:  # noqa: BLE001 - R15: the caller is told by the return value
+            debug(_VOICE, "idstitch: the dropped alias could not be recorded (%r)", exc)
+            return False
+
+    def _standing_aliases(self) -> dict[str, str] | None:
+        """Every alias standing in the whole log, device -> user (under the file lock, after
+        catching up); ``None`` when that fold does not end where this process stands."""
+        journal = self._journal
+        assert journal is not None
+        result = _fold_file(journal.log.records())
+        damaged = result.error is not None and not _is_torn(result.error)  # a tear: cut next
+        if damaged or result.identity != self._identity:
+            return None
+        return result.aliases
+
     def _commit_failure(self) -> None:
         failure = self._decide("enqueue_failure")
         assert failure is not None
@@ -1214,8 +1264,8 @@ class IdentityStitch:
             if self._storage.state in (Storage.READ_ONLY, Storage.HEALING):
                 raise  # an opted-out forgetting (deferred), or a heal (heal_failed)
             self._to_memory("disk_fault", repr(exc))
-            if kind in ("genesis", "import", "heal"):
-                return False
+            if kind in ("genesis", "import", "heal", "alias_dropped"):
+                return False  # nothing to make in memory instead
             if kind in FORGETTINGS:  # the log could not take it: a pending file may (R16)
                 self._write_pending(kind, fields.get("new_device_id"))
             again = self._decide(kind, **_args_of(decision))

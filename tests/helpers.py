@@ -170,13 +170,18 @@ def forge_line(record: Mapping[str, object], prev_h: str) -> bytes:
 def drive_life(
     opening: tuple[str, Mapping[str, object], str],
     steps: Iterable[tuple[str, str | None, str]],
-) -> tuple[MemoryLog, Identity, list[str]]:
+) -> tuple[MemoryLog, Identity, dict[str, str]]:
     """Open a log with ``opening``, then decide, append and fold each ``(event, user, runtime)``.
 
     Steps the machine refuses (an ``enqueue_failure`` with no alias to undo)
-    or that change nothing append nothing. Returns the log, the identity
-    folded record by record, and the devices whose alias was sent and stands.
-    A logout rotates to a device named ``minted-device-N``.
+    or that change nothing append nothing. An ``alias_dropped`` step names
+    the dropped alias's user (``None``: the user of the alias that stands
+    on that device, if any), and in place of a runtime the device:
+    ``current`` (the one in force) or ``earlier`` (the life's first device);
+    it is decided against the standing aliases the fold keeps. A logout
+    rotates to a device named ``minted-device-N``. Returns the log, the
+    identity folded record by record, and the standing aliases (device ->
+    user) that fold kept.
     """
     from idstitch.events import TransitionError
     from idstitch.machine import fold
@@ -184,30 +189,34 @@ def drive_life(
 
     kind, fields, at = opening
     log = MemoryLog()
-    identity = fold([log.append(kind, fields, at=at)]).identity
+    aliases: dict[str, str] = {}
+    identity = fold([log.append(kind, fields, at=at)], None, aliases).identity
     assert identity is not None
-    sent: list[str] = []
+    first_device = identity.device_id
     for number, (event, user, runtime) in enumerate(steps):
+        device, named = f"minted-device-{number}", user
+        if event == "alias_dropped":
+            device = identity.device_id if runtime == "current" else first_device
+            if named is None:  # the alias that stands, if one does
+                named = aliases.get(device, "user-nobody")
         try:
             decision = decide(
                 identity,
                 event,
                 runtime=runtime,
                 pid=number,
-                user_id=user,
-                device_id=f"minted-device-{number}",
+                user_id=named,
+                device_id=device,
+                reason="expired",
+                aliases=dict(aliases),
             )
         except TransitionError:
             continue
         if decision is None:
             continue
         record = log.append(decision.kind, decision.fields, at=at)
-        after = fold([record], identity)
+        after = fold([record], identity, aliases)
         assert after.error is None, after.error
         assert after.identity is not None
-        if decision.alias:
-            sent.append(identity.device_id)
-        elif decision.kind == "enqueue_failure":
-            sent.pop()
         identity = after.identity
-    return log, identity, sent
+    return log, identity, aliases

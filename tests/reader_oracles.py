@@ -76,10 +76,11 @@ def check_log_bytes(data: bytes) -> None:
     if error is not None and b"\n" not in rest and (b'"h":"' not in rest or shaped_whole):
         # An unended last line is torn exactly when a crash can explain it: the start of
         # the next record as written ({"v":1,"seq":N,, or {"v":2,"seq":1, for a heal, which
-        # only starts a log), or a strict prefix of its line, or NULs. A line shaped as a
-        # whole record (ending in its "h" field) is no prefix.
+        # only starts a log, or {"v":3,"seq":N, for an alias_dropped, which never does), or a
+        # strict prefix of its line, or NULs. A line shaped as a whole record (ending in its
+        # "h" field) is no prefix.
         seq = len(records) + 1
-        starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in ((1, 2) if seq == 1 else (1,))]
+        starts = [b'{"v":%d,"seq":%d,' % (v, seq) for v in ((1, 2) if seq == 1 else (1, 3))]
         crash = not rest.strip(b"\0") or any(
             rest.startswith(start) or start.startswith(rest) for start in starts
         )

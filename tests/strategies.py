@@ -31,6 +31,7 @@ __all__ = [
     "checkpoints",
     "control_char_ids",
     "device_ids",
+    "drop_reasons",
     "examples",
     "fields_for",
     "illegal_user_ids",
@@ -233,11 +234,21 @@ def kept_names() -> st.SearchStrategy[str]:
     )
 
 
+def drop_reasons() -> st.SearchStrategy[str]:
+    """Why an alias was dropped: the sender's words, or any line of up to 200 characters with
+    no control character (C0, DEL, C1) and not blank."""
+    chars = st.characters(codec="utf-8", exclude_categories=["Cc"])
+    return st.one_of(
+        st.sampled_from(["expired", "refused: HTTP 400", "refused: HTTP 413", "spool full"]),
+        st.text(chars, min_size=1, max_size=200).filter(lambda s: bool(s.strip(" "))),
+    )
+
+
 def _runtimes() -> st.SearchStrategy[str]:
     return st.sampled_from(RUNTIMES)
 
 
-#: kind -> (field name, strategy of its values), in the order log format 1 lists them.
+#: kind -> (field name, strategy of its values), in the order the log format lists them.
 FIELD_STRATEGIES: dict[str, tuple[tuple[str, st.SearchStrategy[object]], ...]] = {
     "genesis": (("device_id", device_ids()), ("runtime", _runtimes())),
     "import": (
@@ -271,6 +282,12 @@ FIELD_STRATEGIES: dict[str, tuple[tuple[str, st.SearchStrategy[object]], ...]] =
         ("user_id", _optional_user_ids()),
         ("linked_user", _optional_user_ids()),
         ("kept", kept_names()),
+        ("pid", pids()),
+    ),
+    "alias_dropped": (
+        ("device_id", device_ids()),
+        ("user_id", legal_user_ids()),
+        ("reason", drop_reasons()),
         ("pid", pids()),
     ),
 }
@@ -330,19 +347,23 @@ def record_sequences(
     return st.one_of(anything, opened) if max_size >= 1 else anything
 
 
-#: One event of a life: ``(event, user or None, runtime)``.
+#: One event of a life: ``(event, user or None, runtime)``; for an ``alias_dropped``,
+#: ``(event, user, device)`` with the device ``current`` or ``earlier`` (see
+#: ``helpers.drive_life``).
 LifeStep = tuple[str, str | None, str]
 
 
 def life_steps(*, max_size: int = 12) -> st.SearchStrategy[list[LifeStep]]:
     """Events to drive through the machine after a log's first record, users from a small pool
-    so that the same user comes back (the ``linked`` guard) and another one arrives (``other``)."""
-    user_event = st.tuples(
-        st.sampled_from(["response", "login"]),
-        st.sampled_from(["user-a", "user-b", "user-c"]),
-        st.sampled_from(RUNTIMES),
-    )
+    so that the same user comes back (the ``linked`` guard) and another one arrives (``other``),
+    and drops of an alias of the device in force or of the life's first device, standing or
+    not (so that a device dropped is aliased again, and a drop of nothing is refused)."""
+    users = st.sampled_from(["user-a", "user-b", "user-c"])
+    user_event = st.tuples(st.sampled_from(["response", "login"]), users, st.sampled_from(RUNTIMES))
     plain = st.tuples(
         st.sampled_from(["clear", "logout", "enqueue_failure"]), st.none(), st.just("persistent")
     )
-    return st.lists(st.one_of(user_event, plain), max_size=max_size)
+    drop = st.tuples(
+        st.just("alias_dropped"), st.none() | users, st.sampled_from(["current", "earlier"])
+    )
+    return st.lists(st.one_of(user_event, plain, drop), max_size=max_size)

@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from idstitch.adapters.sinks import RecordingSink
+from idstitch.service import record_dropped_alias
 from service_support import DeviceIds, open_stitch
 from test_audit_support import (
     D1,
     D2,
+    Spec,
     alias,
     clear,
+    dropped,
     enqueue_failure,
     genesis,
     healed,
@@ -246,3 +249,112 @@ def test_a_person_not_yet_identified_is_merged_into_the_users(tmp_path: Path) ->
     ]
     result = idstitch("persons", "--json", str(log))
     assert (1, expected) == (result.code, json_lines(result.stdout))
+
+
+# --- alias_dropped: the sender gave an alias up, and PostHog never merged it ---
+
+
+def persons_of(log: Path, specs: list[Spec]) -> tuple[int, list[dict[str, Any]]]:
+    """Write ``specs`` as the log, then ``persons --json``'s exit code and objects."""
+    write_log(log, specs)
+    result = idstitch("persons", "--json", str(log))
+    return result.code, json_lines(result.stdout)
+
+
+def user_alone(user: str, seq: int) -> dict[str, Any]:
+    """The person ``user``'s own events made at ``seq`` (no merge: not identified)."""
+    return person(1, [user], [user], [(seq, f"events under {user} create its person")],
+                  identified=False)  # fmt: skip
+
+
+def dropped_note(seq: int, user: str, device: str, at: int, reason: str) -> dict[str, Any]:
+    """The refusal that an alias of record ``seq``, dropped by record ``at``, shows."""
+    return {
+        "type": "refused",
+        "seq": seq,
+        "user_id": user,
+        "device_id": device,
+        "reason": f"dropped by the sender at seq {at} ({reason}): PostHog never merged it",
+    }
+
+
+def test_a_dropped_alias_merged_nothing_and_its_user_keeps_a_person(tmp_path: Path) -> None:
+    """An alias the sender dropped, two records later: no merge; the user's events made their
+    own person (not identified), the device has none; exit 0."""
+    specs = [genesis(), alias("user-a"), stamp("user-a"), dropped("user-a")]
+    expected = [
+        user_alone("user-a", 2),
+        dropped_note(2, "user-a", D1, 4, "expired"),
+        summary(1, [], 1, 1),
+    ]
+    assert (0, expected) == persons_of(tmp_path / "identity.jsonl", specs)
+
+
+def test_a_device_aliased_again_after_a_drop_holds_one_user(tmp_path: Path) -> None:
+    """R9: dropped, the device is aliased to another user: PostHog merged only that second alias,
+    so nobody is flagged (the same log without the drop would be two people in one person)."""
+    specs = [genesis(), alias("user-a"), dropped("user-a"), alias("user-b")]
+    expected = [
+        user_alone("user-a", 2),
+        person(2, ["user-b", D1], ["user-b"], [(4, new_person("user-b", D1))]),
+        dropped_note(2, "user-a", D1, 3, "expired"),
+        summary(2, [], 1, 0),
+    ]
+    assert (0, expected) == persons_of(tmp_path / "identity.jsonl", specs)
+
+
+def test_a_late_drop_takes_out_a_merge_that_later_merges_built_on(tmp_path: Path) -> None:
+    """A drop long after its alias, once another merge used that person: the graph is built again
+    as if the alias had never been sent (user-a's person never held the device, so user-a's later
+    alias of a second device makes a new person of them both)."""
+    specs = [
+        genesis(),
+        alias("user-a"),
+        logout(D1, D2),
+        alias("user-a", D2, kind="login"),
+        dropped("user-a", D1, reason="refused: HTTP 400"),
+    ]
+    expected = [
+        person(1, ["user-a", D2], ["user-a"],
+               [(2, "events under user-a create its person"),
+                (4, f"$create_alias(user-a <- {D2}): {D2} joins user-a's person")]),
+        dropped_note(2, "user-a", D1, 5, "refused: HTTP 400"),
+        summary(1, [], 1, 1),
+    ]  # fmt: skip
+    assert (0, expected) == persons_of(tmp_path / "identity.jsonl", specs)
+
+
+def test_persons_text_names_a_dropped_alias(tmp_path: Path) -> None:
+    """Text output: the dropped alias among the refused, with the drop's seq and reason; the
+    library's own log (the service, then the sender's record_dropped_alias)."""
+    devices = DeviceIds()
+    stitch = open_stitch(tmp_path, sink=RecordingSink(), devices=devices)
+    stitch.login("user-a")
+    (device,) = devices.minted
+    assert record_dropped_alias(str(tmp_path), device_id=device, user_id="user-a", reason="expired")
+    expected = (
+        "person 1  anonymous  users: user-a\n"
+        "  distinct ids: user-a (user)\n"
+        "  seq 2: events under user-a create its person\n"
+        f"refused seq 2: $create_alias(user-a <- {device}): dropped by the sender at seq 3 "
+        "(expired): PostHog never merged it\n"
+        "ok: 1 person; 1 device id(s) never aliased (their events are personless). "
+        "No person holds two users.\n"
+    )
+    assert (0, expected, "") == idstitch("persons", str(tmp_path))
+
+
+def test_a_drop_of_a_carried_alias_takes_the_heals_merge_out(tmp_path: Path) -> None:
+    """The alias a heal carried over (sent before it) may be dropped too: no merge is left."""
+    specs = [healed(D1, None, "user-a"), dropped("user-a")]
+    expected = [dropped_note(1, "user-a", D1, 2, "expired"), summary(0, [], 1, 1)]
+    assert (0, expected) == persons_of(tmp_path / "identity.jsonl", specs)
+
+
+def test_a_drop_of_an_alias_never_made_changes_nothing(tmp_path: Path) -> None:
+    """A drop naming no alias (verify reports it, L9) takes no merge out: the graph is the one
+    without it."""
+    log = tmp_path / "identity.jsonl"
+    specs = [genesis(), alias("user-a"), logout(D1, D2)]
+    without = persons_of(log, specs)
+    assert without == persons_of(log, [*specs, dropped("user-b", D1), dropped("user-a", D2)])

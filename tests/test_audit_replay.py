@@ -21,6 +21,7 @@ from test_audit_support import (
     alias,
     clear,
     damage_of,
+    dropped,
     enqueue_failure,
     genesis,
     healed,
@@ -62,6 +63,7 @@ def row(
     user: str | None = None,
     alias_mark: str | None = None,
     kept: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """One expected ``replay --json`` row; ``states`` are before/after, ``ids`` device/distinct."""
     (before, after), (device, distinct) = states, ids
@@ -78,6 +80,7 @@ def row(
         "distinct_id": distinct,
         "alias": alias_mark,
         "kept": kept,
+        "reason": reason,
     }
 
 
@@ -145,6 +148,70 @@ def test_replay_json_shows_a_heal_row_with_the_file_it_kept(tmp_path: Path) -> N
     assert (0, expected, "") == (result.code, json_lines(result.stdout), result.stderr)
 
 
+DROPPED = f"""\
+   seq  at                           kind             state                  device                                distinct id                           alias
+     1  2026-11-27T17:00:00.000000Z  genesis          initial → anonymous    {D1}  {D1}
+     2  2026-11-27T17:00:01.000000Z  response         anonymous → aliased    {D1}  user-a                                sent
+     3  2026-11-27T17:00:02.000000Z  logout           aliased → reset        {D1}  {D2}
+     4  2026-11-27T17:00:03.000000Z  login            reset → aliased        {D2}  user-b                                sent
+     5  2026-11-27T17:00:04.000000Z  alias_dropped    aliased → aliased      {D1}  user-b                                dropped  (expired)
+     6  2026-11-27T17:00:05.000000Z  alias_dropped    aliased → stamped      {D2}  user-b                                dropped  (refused: HTTP 400)
+     7  2026-11-27T17:00:06.000000Z  response         stamped → aliased      {D2}  user-b                                sent
+final identity
+  state        aliased
+  device id    {D2}
+  user id      user-b
+  distinct id  user-b
+  linked to    user-b
+  last seq     7
+  records      7
+  aliased      1 device
+"""  # noqa: E501 - the timeline is wide by design
+
+#: Both aliases dropped by the sender (the first device's after a logout), then the device in
+#: force aliased again.
+DROPPED_LOG = [
+    genesis(),
+    alias("user-a"),
+    logout(D1, D2),
+    alias("user-b", D2, kind="login"),
+    dropped("user-a", D1),
+    dropped("user-b", D2, reason="refused: HTTP 400"),
+    alias("user-b", D2),
+]
+
+
+def test_replay_shows_drops_with_their_reason(tmp_path: Path) -> None:
+    """A drop row: dropped, the reason, the alias's device (an earlier one: no state moves; the
+    one in force: aliased to stamped); the final count of aliased devices leaves both out but the
+    new alias."""
+    log = tmp_path / "identity.jsonl"
+    write_log(log, DROPPED_LOG)
+    assert (0, DROPPED, "") == idstitch("replay", str(log))
+
+
+def test_replay_json_gives_a_drops_reason_and_the_aliases_that_stand(tmp_path: Path) -> None:
+    """--json: drop rows carry "dropped" and the reason (null on other rows); the identity's
+    aliases are the ones that stand after the drops."""
+    log = tmp_path / "identity.jsonl"
+    data = write_log(log, DROPPED_LOG)
+    offsets = [0]
+    for line in data.splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line))
+    at = [f"2026-11-27T17:00:0{n}.000000Z" for n in range(7)]
+    rows = json_lines(idstitch("replay", "--json", str(log)).stdout)
+    expected = [
+        row(5, "alias_dropped", ("aliased", "aliased"), (D1, "user-b"), offset=offsets[4],
+            at=at[4], user="user-a", alias_mark="dropped", reason="expired"),
+        row(6, "alias_dropped", ("aliased", "stamped"), (D2, "user-b"), offset=offsets[5],
+            at=at[5], user="user-b", alias_mark="dropped", reason="refused: HTTP 400"),
+        row(7, "response", ("stamped", "aliased"), (D2, "user-b"), offset=offsets[6], at=at[6],
+            user="user-b", alias_mark="sent"),
+    ]  # fmt: skip
+    identity = rows[-1]
+    assert (expected, {D2: "user-b"}, None) == (rows[4:7], identity["aliases"], rows[1]["reason"])
+
+
 def test_replay_json_follows_a_log_the_library_wrote(tmp_path: Path) -> None:
     """--json on a real service's log: every row, then the identity, exactly as replayed."""
     devices = DeviceIds()
@@ -210,7 +277,7 @@ def _bad_field(log: Path) -> bytes:
 
 
 def _newer_version(log: Path) -> bytes:
-    extra = {"v": 3, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
+    extra = {"v": 4, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
              "device_id": D1, "pid": 7, "reason": "token expired"}  # fmt: skip
     return write_lines(log, [genesis(), alias("user-a")], extra)
 
@@ -312,10 +379,21 @@ def test_replay_names_the_damage_in_one_clear_line(tmp_path: Path) -> None:
     assert expected == (result.code, len(lines) - 10, lines[2], lines[3])
 
 
-def test_replay_stops_at_a_transition_the_table_refuses(tmp_path: Path) -> None:
-    """An enqueue_failure with no alias before it cannot be replayed: exit 1, named as such."""
+@pytest.mark.parametrize(
+    ("refused", "detail"),
+    [
+        (enqueue_failure("user-a"), "enqueue_failure is not a transition from state stamped"),
+        (dropped("user-a"), "alias_dropped is not a transition from state stamped"),
+    ],
+    ids=["enqueue_failure", "alias_dropped"],
+)
+def test_replay_stops_at_a_transition_the_table_refuses(
+    tmp_path: Path, refused: Spec, detail: str
+) -> None:
+    """An enqueue_failure with no alias before it, or a drop of an alias the device in force
+    does not have, cannot be replayed: exit 1, named as such."""
     log = tmp_path / "identity.jsonl"
-    data = write_log(log, [genesis(), stamp("user-a"), enqueue_failure("user-a")])
+    data = write_log(log, [genesis(), stamp("user-a"), refused])
     offset = len(data.splitlines(keepends=True)[0]) + len(data.splitlines(keepends=True)[1])
     result = idstitch("replay", "--json", str(log))
     objects = json_lines(result.stdout)
@@ -324,7 +402,7 @@ def test_replay_stops_at_a_transition_the_table_refuses(tmp_path: Path) -> None:
         "seq": 3,
         "offset": offset,
         "cause": "transition",
-        "detail": "record seq 3: enqueue_failure is not a transition from state stamped",
+        "detail": f"record seq 3: {detail}",
     }
     assert (1, [1, 2], damage) == (
         result.code,
@@ -447,7 +525,7 @@ def test_a_long_replay_draws_a_progress_bar_on_a_terminal_stderr(tmp_path: Path)
     code, terminal, stdout = on_terminal(
         ["verify", str(log)], "stderr", {"IDSTITCH_PROGRESS_DELAY": "0"}
     )
-    assert (0, b"ok: L1-L8 hold over 3000 records.\n", True) == (
+    assert (0, b"ok: L1-L9 hold over 3000 records.\n", True) == (
         code,
         stdout,
         b"reading the log" in terminal,
@@ -498,10 +576,15 @@ def test_on_a_terminal_the_timeline_is_the_same_text_in_colour(tmp_path: Path) -
     assert (0, True, GOLDEN, b"") == (code, "\x1b[32maliased\x1b[0m" in text, plain, stderr)
 
 
-def test_on_a_terminal_a_heal_row_is_the_same_text_in_colour(tmp_path: Path) -> None:
-    """stdout a terminal: the heal row's marks are styled; without escapes the text is the same."""
+@pytest.mark.parametrize("name", ["heal", "drops"])
+def test_on_a_terminal_heal_and_drop_rows_are_the_same_text_in_colour(
+    tmp_path: Path, name: str
+) -> None:
+    """stdout a terminal: a heal row's and a drop row's marks and notes are styled; without
+    escapes the text is the same."""
+    specs, golden = {"heal": (HEALED_LOG, HEALED), "drops": (DROPPED_LOG, DROPPED)}[name]
     log = tmp_path / "identity.jsonl"
-    write_log(log, HEALED_LOG)
+    write_log(log, specs)
     code, terminal, stderr = on_terminal(["replay", str(log)], "stdout", {})
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.decode().replace("\r\n", "\n"))
-    assert (0, HEALED, b"") == (code, plain, stderr)
+    assert (0, golden, b"") == (code, plain, stderr)

@@ -30,6 +30,7 @@ __all__ = [
     "alias",
     "clear",
     "damage_of",
+    "dropped",
     "enqueue_failure",
     "genesis",
     "healed",
@@ -158,6 +159,11 @@ def healed(
     """A heal: ``device`` carried into a new log, with its user and whom it was aliased to."""
     fields = {"device_id": device, "user_id": user, "linked_user": linked, "kept": kept}
     return ("heal", {**fields, "pid": 7})
+
+
+def dropped(user: str, device: str = D1, *, reason: str = "expired") -> Spec:
+    """The sender finally dropped the alias of ``device`` to ``user``."""
+    return ("alias_dropped", {"device_id": device, "user_id": user, "reason": reason, "pid": 8})
 
 
 def write_log(path: Path, specs: Sequence[Spec], *, skip_seq_after: int | None = None) -> bytes:

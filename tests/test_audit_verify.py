@@ -1,4 +1,4 @@
-"""`idstitch verify`: L1-L8 hold on logs the library writes, and each is caught when broken."""
+"""`idstitch verify`: L1-L9 hold on logs the library writes, and each is caught when broken."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.audit._verify import INVARIANTS, cause_name
 from idstitch.events import body_hash
-from service_support import DeviceIds, open_stitch
+from idstitch.service import record_dropped_alias
+from service_support import DeviceIds, log_records, open_stitch
 from test_audit_support import (
     D1,
     D2,
@@ -20,6 +21,7 @@ from test_audit_support import (
     alias,
     clear,
     damage_of,
+    dropped,
     enqueue_failure,
     genesis,
     healed,
@@ -146,6 +148,58 @@ CASES: dict[str, tuple[list[Spec], list[tuple[str, int, str]]]] = {
                      "the record is skipped")),
         ],
     ),
+    "a drop of an alias never made": (
+        [genesis(), logout(D1, D2), dropped("user-a", D1)],
+        [("L9", 3, (f"alias_dropped names an alias of device {D1} to 'user-a', but none stands "
+                    "(never made, or already undone or dropped)"))],
+    ),
+    "a drop naming another user than the alias": (
+        [genesis(), alias("user-a"), logout(D1, D2), dropped("user-b", D1)],
+        [("L9", 4, (f"alias_dropped names an alias of device {D1} to 'user-b', but none stands "
+                    "(never made, or already undone or dropped); the alias that stands is to "
+                    "'user-a'"))],
+    ),
+    "a drop of an alias dropped already": (
+        [genesis(), alias("user-a"), dropped("user-a"), dropped("user-a")],
+        [
+            ("L9", 4, (f"alias_dropped names an alias of device {D1} to 'user-a', but none "
+                       "stands (never made, or already undone or dropped)")),
+            ("T", 4, "alias_dropped is not a transition from state stamped; the record is skipped"),
+        ],
+    ),
+    "a drop of an alias an enqueue_failure undid": (
+        [genesis(), alias("user-a"), enqueue_failure("user-a"), dropped("user-a")],
+        [
+            ("L9", 4, (f"alias_dropped names an alias of device {D1} to 'user-a', but none "
+                       "stands (never made, or already undone or dropped)")),
+            ("T", 4, ("alias_dropped is not a transition from state anonymous; "
+                      "the record is skipped")),
+        ],
+    ),
+    "after a drop one new alias, not two": (
+        [genesis(), alias("user-a"), dropped("user-a"), alias("user-a"), clear(), alias("user-b")],
+        [
+            ("L2", 6, (f"device {D1} now has 2 standing aliases (seq 4, 6); "
+                      "PostHog merges on every one")),
+            ("L4", 6, (f"response aliases device {D1} to 'user-b', but it was already aliased "
+                      "to 'user-a' at seq 4")),
+        ],
+    ),
+    "a drop the table refuses takes no alias off": (
+        [genesis(), alias("user-a"), clear(), alias("user-b"), dropped("user-a"), clear(),
+         alias("user-c")],
+        [
+            ("L2", 4, (f"device {D1} now has 2 standing aliases (seq 2, 4); "
+                      "PostHog merges on every one")),
+            ("L4", 4, (f"response aliases device {D1} to 'user-b', but it was already aliased "
+                      "to 'user-a' at seq 2")),
+            ("T", 5, "alias_dropped is not a transition from state aliased; the record is skipped"),
+            ("L2", 7, (f"device {D1} now has 3 standing aliases (seq 2, 4, 7); "
+                      "PostHog merges on every one")),
+            ("L4", 7, (f"response aliases device {D1} to 'user-c', but it was already aliased "
+                      "to 'user-a' at seq 2")),
+        ],
+    ),
     "checking goes on past each violation": (
         [genesis(), alias("user-a", runtime="ephemeral"), clear(), stamp("None")],
         [
@@ -252,7 +306,7 @@ def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
     assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
 
 
-@pytest.mark.parametrize("version", [3, 0, "1", None])
+@pytest.mark.parametrize("version", [4, 0, "1", None])
 def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: object) -> None:
     """A newer, never existing or mistyped format version is L8, and the check stops there."""
     log = tmp_path / "identity.jsonl"
@@ -260,13 +314,13 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: obj
              "device_id": D1, "pid": 7}  # fmt: skip
     data = write_lines(log, [genesis()], extra)
     offset = _offset_of(data, 2)
-    if version == 3:
+    if version == 4:
         detail = (
-            "format version 3 is newer than this build reads (2); upgrade idstitch to read it. "
+            "format version 4 is newer than this build reads (3); upgrade idstitch to read it. "
             "Nothing was rewritten"
         )
     else:
-        detail = f"format version {version!r} is not one this build reads (1 to 2)"
+        detail = f"format version {version!r} is not one this build reads (1 to 3)"
     result = in_process("verify", "--json", str(log))
     assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
         result.code,
@@ -274,16 +328,31 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: obj
     )
 
 
-def test_a_heal_claiming_version_1_breaks_l8(tmp_path: Path) -> None:
-    """heal exists from format 2 on: a v 1 heal is L8 (its v is wrong for its kind); check stops."""
+@pytest.mark.parametrize(
+    ("before", "late", "version", "detail"),
+    [
+        ([], healed(D1, "user-a", "user-a"), 1,
+         "format version 1 cannot hold a heal record (the kind exists from version 2 on)"),
+        ([genesis(), alias("user-a")], dropped("user-a"), 2,
+         ("format version 2 cannot hold an alias_dropped record (the kind exists from "
+          "version 3 on)")),
+    ],
+    ids=["heal v 1", "alias_dropped v 2"],
+)  # fmt: skip
+def test_a_kind_claiming_a_version_before_it_existed_breaks_l8(
+    tmp_path: Path, before: list[Spec], late: Spec, version: int, detail: str
+) -> None:
+    """heal exists from format 2 on, alias_dropped from 3: an older v is L8 (wrong for its
+    kind); the check stops there."""
     log = tmp_path / "identity.jsonl"
-    _, fields = healed(D1, "user-a", "user-a")
-    extra = {"v": 1, "seq": 1, "at": "2026-11-27T17:00:00.000000Z", "kind": "heal", **fields}
-    write_lines(log, [], extra)
-    detail = "format version 1 cannot hold a heal record (the kind exists from version 2 on)"
+    kind, fields = late
+    seq = len(before) + 1
+    extra = {"v": version, "seq": seq, "at": "2026-11-27T17:00:09.000000Z", "kind": kind}
+    data = write_lines(log, before, {**extra, **fields})
     result = in_process("verify", "--json", str(log))
     objects = json_lines(result.stdout)
-    assert (1, [("L8", 1, f"at byte 0: {detail}")], 0) == (
+    offset = _offset_of(data, seq)
+    assert (1, [("L8", seq, f"at byte {offset}: {detail}")], len(before)) == (
         result.code,
         violations(objects),
         objects[-1]["records"],
@@ -361,7 +430,8 @@ def test_verify_prints_violations_and_what_each_id_protects(tmp_path: Path) -> N
         f"L4  seq 4: response aliases device {D1} to 'user-b', but it was already aliased to "
         "'user-a' at seq 2\n"
         "failed: 2 violations in 4 records.\n"
-        "  L2  at most one standing alias per device id, an enqueue_failure undoing one (R3)\n"
+        "  L2  at most one standing alias per device id, an enqueue_failure or a drop undoing one "
+        "(R3)\n"
         "  L4  no alias for a device that was already aliased, to anyone (R3)\n"
     )
     assert (1, expected, "") == idstitch("verify", str(log))
@@ -383,7 +453,28 @@ def test_every_log_the_library_writes_verifies(tmp_path: Path) -> None:
     ci = open_stitch(tmp_path, sink=sink, runtime=Runtime.EPHEMERAL, devices=devices)
     ci.observe_authenticated_response("user-d")  # in memory only
     result = idstitch("verify", str(tmp_path / "identity.jsonl"))
-    assert (0, "ok: L1-L8 hold over 8 records.\n", "") == result
+    assert (0, "ok: L1-L9 hold over 8 records.\n", "") == result
+
+
+def test_a_log_with_drops_the_library_wrote_verifies(tmp_path: Path) -> None:
+    """The service's log with a sender's drops (of the device in force, aliased again after it,
+    then of an earlier one, whose device is not the one in force: no L6): L1-L9 hold."""
+    devices = DeviceIds()
+    stitch = open_stitch(tmp_path, devices=devices)
+    stitch.observe_authenticated_response("user-a")
+    first = stitch.device_id
+    assert record_dropped_alias(str(tmp_path), device_id=first, user_id="user-a", reason="x")
+    stitch.observe_authenticated_response("user-a")  # aliased again
+    stitch.logout()
+    stitch.login("user-b")
+    assert record_dropped_alias(str(tmp_path), device_id=first, user_id="user-a", reason="y")
+    result = idstitch("verify", str(tmp_path))
+    kinds = [record["kind"] for record in log_records(tmp_path)]
+    expected = ["genesis", "response", "alias_dropped", "response", "logout", "login"]
+    assert ((0, "ok: L1-L9 hold over 7 records.\n", ""), [*expected, "alias_dropped"]) == (
+        result,
+        kinds,
+    )
 
 
 def test_the_audit_doc_explains_every_id_verify_reports() -> None:

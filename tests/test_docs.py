@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from helpers import checkpoint_after, split_lines
+from idstitch.audit._verify import INVARIANTS
 from idstitch.events import (
     KINDS,
     START,
@@ -17,6 +18,7 @@ from idstitch.events import (
     encode_record,
     line_keys,
 )
+from idstitch.machine import replay
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 LOG_FORMAT = DOCS / "log-format.md"
@@ -73,9 +75,31 @@ def test_the_hand_computed_first_link_is_right() -> None:
 
 
 def test_the_doc_names_every_kind_and_invariant() -> None:
-    """Each record kind and each invariant L1..L8 has its entry in the doc."""
+    """Each record kind and each invariant verify checks (L1..L9) has its entry in the doc."""
     text = LOG_FORMAT.read_text(encoding="utf-8")
     kinds_in_table = re.findall(r"^\| `(\w+)` \|", text, re.MULTILINE)
     assert list(KINDS) == kinds_in_table
     invariants = re.findall(r"^- \*\*(L\d)\*\*", text, re.MULTILINE)
-    assert [f"L{i}" for i in range(1, 9)] == invariants
+    assert [f"L{i}" for i in range(1, 10)] == invariants
+    assert [rule for rule in INVARIANTS if rule.startswith("L")] == invariants
+
+
+def test_the_drop_example_follows_the_worked_examples_alias() -> None:
+    """The doc's alias_dropped line is what the writer writes after records 1-2 of the worked
+    example, reads strictly, and takes back exactly the alias of record 2."""
+    text = LOG_FORMAT.read_text(encoding="utf-8")
+    (drop,) = [b for b in fenced_blocks(text, "json") if '"kind":"alias_dropped"' in b]
+    lines = split_lines(example_log())
+    head = b"".join(lines[:2])
+    records = list(RecordReader(lambda: io.BytesIO(head + drop.encode()), strict=True))
+    fields = {key: records[2][key] for key in line_keys("alias_dropped")[4:-1]}
+    after = checkpoint_after(lines, records, 2)
+    written, _ = encode_record(after, at=records[2]["at"], kind="alias_dropped", fields=fields)
+    aliased = records[1]
+    assert (drop.encode(), 3) == (written, records[2]["v"])
+    assert (aliased["device_id"], aliased["user_id"], True) == (
+        fields["device_id"],
+        fields["user_id"],
+        aliased["alias"],
+    )
+    assert {} == replay(records).aliases

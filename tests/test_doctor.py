@@ -246,11 +246,11 @@ def test_a_pending_forgetting_needs_repair_and_repair_appends_it(tmp_path: Path)
 def test_a_newer_format_log_needs_a_newer_build_and_repair_leaves_every_byte(
     tmp_path: Path,
 ) -> None:
-    """L8: a v 3 record: exit 1 with nothing this build may repair; --repair writes nothing."""
+    """L8: a v 4 record: exit 1 with nothing this build may repair; --repair writes nothing."""
     _logged_in(tmp_path)
     log = tmp_path / "identity.jsonl"
     last = log_records(tmp_path)[-1]
-    newer = {"v": 3, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
+    newer = {"v": 4, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
     log.write_bytes(log.read_bytes() + forge_line(newer, last["h"]))
     before = tree(tmp_path)
     code, found, _ = _doctor(tmp_path)

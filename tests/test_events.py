@@ -14,6 +14,7 @@ import orjson
 import pytest
 from helpers import (
     AT,
+    BuiltLog,
     build_log,
     checkpoint_after,
     first_untrusted,
@@ -32,6 +33,7 @@ from idstitch.events import (
     START,
     UPCASTERS,
     ZERO_HASH,
+    AliasDropped,
     Checkpoint,
     Clear,
     Heal,
@@ -40,7 +42,9 @@ from idstitch.events import (
     LogDamagedError,
     NewerFormatError,
     Record,
+    RecordModel,
     Response,
+    _codec,
     body_hash,
     check_device_id,
     check_line,
@@ -106,6 +110,12 @@ VALID_FIELDS: dict[str, dict[str, object]] = {
         "kept": "identity.jsonl.damaged-1",
         "pid": 7,
     },
+    "alias_dropped": {
+        "device_id": "d-1",
+        "user_id": "u-1",
+        "reason": "refused: HTTP 400",
+        "pid": 7,
+    },
 }
 
 
@@ -118,7 +128,7 @@ def valid_record(kind: str) -> Record:
 
 
 def test_kinds_are_the_formats_kinds_in_order() -> None:
-    """The codec knows exactly the eight kinds of log format 2, in the spec's order."""
+    """The codec knows exactly the nine kinds of log format 3, in the spec's order."""
     expected = (
         "genesis",
         "import",
@@ -128,15 +138,17 @@ def test_kinds_are_the_formats_kinds_in_order() -> None:
         "clear",
         "logout",
         "heal",
+        "alias_dropped",
     )
     assert expected == KINDS
     assert set(expected) == set(MODELS) == set(KIND_STRATEGIES) == set(VALID_FIELDS)
 
 
 def test_each_kind_is_written_with_the_version_it_was_introduced_in() -> None:
-    """heal (added in format 2) is written with v 2, the first release's kinds with v 1."""
-    expected = dict.fromkeys(KINDS, 1) | {"heal": 2}
-    assert (2, expected) == (FORMAT_VERSION, KIND_VERSION)
+    """heal (added in format 2) is written with v 2, alias_dropped (format 3) with v 3, the
+    first release's kinds with v 1."""
+    expected = dict.fromkeys(KINDS, 1) | {"heal": 2, "alias_dropped": 3}
+    assert (3, expected) == (FORMAT_VERSION, KIND_VERSION)
     assert expected == {kind: valid_record(kind)["v"] for kind in KINDS}
 
 
@@ -258,7 +270,7 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("clear", "at", "\u0662\u0660\u0662\u0666-11-27T17:00:00.000000Z", "at"),
     ("clear", "seq", 0, "seq"),
     ("clear", "seq", 1.0, "seq"),
-    ("clear", "v", 3, "v"),
+    ("clear", "v", 4, "v"),
     ("clear", "v", 0, "v"),
     ("heal", "v", 1, "v"),
     ("heal", "linked_user", "null", "linked_user"),
@@ -271,6 +283,21 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("heal", "kept", "..", "kept"),
     ("heal", "kept", None, "kept"),
     ("heal", "linked_user", _MISSING, "linked_user"),
+    ("heal", "v", 4, "v"),
+    ("alias_dropped", "v", 2, "v"),
+    ("alias_dropped", "v", 1, "v"),
+    ("alias_dropped", "user_id", "null", "user_id"),
+    ("alias_dropped", "user_id", None, "user_id"),
+    ("alias_dropped", "device_id", "", "device_id"),
+    ("alias_dropped", "reason", "", "reason"),
+    ("alias_dropped", "reason", "   ", "reason"),
+    ("alias_dropped", "reason", "refused\nHTTP 400", "reason"),
+    ("alias_dropped", "reason", "expired\x1b[31m", "reason"),
+    ("alias_dropped", "reason", "expired\x85", "reason"),
+    ("alias_dropped", "reason", "x" * 201, "reason"),
+    ("alias_dropped", "reason", None, "reason"),
+    ("alias_dropped", "reason", _MISSING, "reason"),
+    ("alias_dropped", "pid", -1, "pid"),
     ("clear", "v", True, "v"),
     ("clear", "v", 1.0, "v"),
     ("clear", "h", "A" * 32, "h"),
@@ -707,15 +734,15 @@ def test_well_chained_malformed_records_are_damage(record: dict[str, object], ca
 
 
 def test_a_newer_version_raises_newer_format_error_naming_it() -> None:
-    """L8: a correctly chained v 3 record stops reading with NewerFormatError naming version 3."""
+    """L8: a correctly chained v 4 record stops reading with NewerFormatError naming version 4."""
     log = build_log(sample_specs(2))
-    newer = {"v": 3, "seq": 3, "at": AT, "kind": "merge", "device_id": "d", "extra": [1]}
+    newer = {"v": 4, "seq": 3, "at": AT, "kind": "merge", "device_id": "d", "extra": [1]}
     outcome = read_all(log.data + forge_line(newer, log.records[-1]["h"]))
     error = outcome.error
     assert isinstance(error, NewerFormatError)
     assert isinstance(error, LogDamagedError)
     detail = (
-        "format version 3 is newer than this build reads (2); upgrade idstitch to read it. "
+        "format version 4 is newer than this build reads (3); upgrade idstitch to read it. "
         "Nothing was rewritten"
     )
     expected = (
@@ -742,10 +769,12 @@ def test_a_version_that_never_existed_is_damage() -> None:
     assert expected == (caught.value.cause, caught.value.detail)
 
 
-def test_the_one_upcaster_keeps_a_version_1_record_as_it_is() -> None:
-    """Format 2 only added heal: the 1 -> 2 step is the identity, so v 1 records read as written."""
-    record = valid_record("response")
-    assert ([1], record) == (list(UPCASTERS), upcast(dict(record)))
+def test_the_upcasters_keep_older_records_as_they_are() -> None:
+    """Formats 2 and 3 only added a kind (heal, alias_dropped): the 1 -> 2 and 2 -> 3 steps are
+    the identity, so v 1 and v 2 records read as written."""
+    record, heal = valid_record("response"), valid_record("heal")
+    assert ([1, 2], record, heal) == (list(UPCASTERS), upcast(dict(record)), upcast(dict(heal)))
+    assert (record, heal) == (UPCASTERS[1](record), UPCASTERS[2](heal))
     assert record is UPCASTERS[1](record)
 
 
@@ -753,6 +782,58 @@ def _heal_line(v: int) -> bytes:
     """A well-chained first record: a heal claiming format version ``v``."""
     fields = {key: value for key, value in valid_record("heal").items() if key != "h"}
     return forge_line({**fields, "v": v}, ZERO_HASH)
+
+
+def _dropped_line(v: int) -> tuple[BuiltLog, bytes]:
+    """A log of a genesis and an alias, and a well-chained alias_dropped claiming version ``v``
+    to follow it."""
+    log = build_log(sample_specs(2))
+    fields = {"v": v, "seq": 3, "at": AT, "kind": "alias_dropped"}
+    last = log.records[-1]
+    drop = {"device_id": last["device_id"], "user_id": last["user_id"], "reason": "expired"}
+    return log, forge_line({**fields, **drop, "pid": 7}, last["h"])
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+@pytest.mark.parametrize("v", [1, 2])
+def test_an_alias_dropped_claiming_an_older_version_is_damage(strict: bool, v: int) -> None:
+    """alias_dropped did not exist before format 3: a v 1 or v 2 one is a bad field (damage)."""
+    log, line = _dropped_line(v)
+    outcome = read_all(log.data + line, strict=strict)
+    assert outcome.error is not None
+    detail = (
+        f"v is {v}, but alias_dropped records exist from format version 3 on: "
+        f"a version-{v} line cannot hold one"
+    )
+    expected = (log.records, 3, "bad-field", detail, LogDamagedError)
+    actual = (outcome.records, outcome.error.seq, outcome.error.cause, outcome.error.detail)
+    assert expected == (*actual, type(outcome.error))
+
+
+def test_a_format_2_reader_reads_an_alias_dropped_as_newer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """L8 for an older build: a reader of format 2 (FORMAT_VERSION 2, no alias_dropped kind) stops
+    at the drop with NewerFormatError naming version 3, after every record before it, so that
+    build leaves the log alone instead of healing it as damage."""
+    log, line = _dropped_line(3)
+    monkeypatch.setattr(_codec, "FORMAT_VERSION", 2)
+    monkeypatch.delitem(_codec._Tools.bind().signatures, "alias_dropped")
+    monkeypatch.delitem(_codec._SHAPES, "alias_dropped")
+    outcome = read_all(log.data + line)
+    error = outcome.error
+    detail = (
+        "format version 3 is newer than this build reads (2); upgrade idstitch to read it. "
+        "Nothing was rewritten"
+    )
+    expected = (log.records, NewerFormatError, 3, len(log.data), "newer-version", detail)
+    assert error is not None
+    assert expected == (
+        outcome.records,
+        type(error),
+        error.seq,
+        error.offset,
+        error.cause,
+        error.detail,
+    )
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
@@ -782,21 +863,43 @@ def test_a_version_2_line_of_a_first_release_kind_is_read(strict: bool) -> None:
     assert (expected, None, end) == outcome
 
 
+#: kind -> (the record it follows, its fields, its line up to its hash, its model): the kinds
+#: added after the first release, each written with the version it was added in.
+LATER_KINDS: dict[str, tuple[Checkpoint, dict[str, object], bytes, type[RecordModel]]] = {
+    "heal": (
+        START,
+        VALID_FIELDS["heal"] | {"user_id": None, "linked_user": "bob"},
+        (
+            b'{"v":2,"seq":1,"at":"2026-11-27T17:00:00.000000Z","kind":"heal","device_id":"d-1",'
+            b'"user_id":null,"linked_user":"bob","kept":"identity.jsonl.damaged-1","pid":7,"h":"'
+        ),
+        Heal,
+    ),
+    "alias_dropped": (
+        Checkpoint(2, "a" * 32, 300),
+        VALID_FIELDS["alias_dropped"],
+        (
+            b'{"v":3,"seq":3,"at":"2026-11-27T17:00:00.000000Z","kind":"alias_dropped",'
+            b'"device_id":"d-1","user_id":"u-1","reason":"refused: HTTP 400","pid":7,"h":"'
+        ),
+        AliasDropped,
+    ),
+}
+
+
 @pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
-def test_a_heal_round_trips_through_every_reader(strict: bool) -> None:
-    """A heal written by encode_record reads back (checked and strict) and parses to a Heal."""
-    fields = dict(VALID_FIELDS["heal"]) | {"user_id": None, "linked_user": "bob"}
-    line, record = encode_record(START, at=AT, kind="heal", fields=fields)
-    expected_line = (
-        b'{"v":2,"seq":1,"at":"2026-11-27T17:00:00.000000Z","kind":"heal","device_id":"d-1",'
-        b'"user_id":null,"linked_user":"bob","kept":"identity.jsonl.damaged-1","pid":7,"h":"'
-        + record["h"].encode()
-        + b'"}\n'
-    )
-    assert expected_line == line
-    assert ([record], None, Checkpoint(1, record["h"], len(line))) == read_all(line, strict=strict)
+@pytest.mark.parametrize("kind", list(LATER_KINDS))
+def test_a_later_kind_round_trips_through_every_reader(kind: str, strict: bool) -> None:
+    """A heal (v 2) and an alias_dropped (v 3) written by encode_record read back (checked and
+    strict) and parse to their models."""
+    after, fields, head, model_type = LATER_KINDS[kind]
+    line, record = encode_record(after, at=AT, kind=kind, fields=fields)
+    assert head + record["h"].encode() + b'"}\n' == line
+    since = Checkpoint(after.seq, after.h, 0)
+    expected = ([record], None, Checkpoint(after.seq + 1, record["h"], len(line)))
+    assert expected == read_all(line, strict=strict, since=since)
     model = parse_record(line)
-    assert (Heal, record) == (type(model), model.model_dump())
+    assert (model_type, record) == (type(model), model.model_dump())
 
 
 @pytest.mark.parametrize(
@@ -805,23 +908,34 @@ def test_a_heal_round_trips_through_every_reader(strict: bool) -> None:
         (b'{"v":2,"seq":1,"at":"2026-11-27T17', 1, "torn-tail"),  # a heal cut off: it starts a log
         (b'{"v":2,"seq":3,"at":"2026-11-27T17', 3, "bad-json"),  # no v 2 kind is written at seq 3
         (b'{"v":1,"seq":3,"at":"2026-11-27T17', 3, "torn-tail"),
+        (b'{"v":3,"seq":3,"at":"2026-11-27T17', 3, "torn-tail"),  # an alias_dropped cut off
+        (b'{"v":3,"seq":1,"at":"2026-11-27T17', 1, "bad-json"),  # no v 3 kind starts a log
     ],
 )
 def test_only_a_write_of_this_build_cut_off_is_a_torn_tail(
     tail: bytes, seq: int, cause: str
 ) -> None:
-    """An unended last line is torn only as the next record starts: v 2 only for a heal at seq 1."""
+    """An unended last line is torn only as the next record starts: v 2 only for a heal at seq 1,
+    v 3 only for an alias_dropped after it."""
     log = build_log(sample_specs(seq - 1))
     outcome = read_all(log.data + tail)
     assert outcome.error is not None
     assert (seq, cause) == (outcome.error.seq, outcome.error.cause)
 
 
-def test_a_version_3_heal_is_newer_not_damage() -> None:
-    """A heal claiming v 3 is from a newer build: NewerFormatError, as for any kind."""
+def test_a_version_4_heal_is_newer_not_damage() -> None:
+    """A heal claiming v 4 is from a newer build: NewerFormatError, as for any kind."""
     with pytest.raises(NewerFormatError) as caught:
-        check_line(_heal_line(3), START)
+        check_line(_heal_line(4), START)
     assert ("newer-version", 1) == (caught.value.cause, caught.value.seq)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+def test_a_version_3_heal_is_read(strict: bool) -> None:
+    """A v 3 heal (a newer writer's) reads as the record it is: v 2 to 3 changed no layout."""
+    line = _heal_line(3)
+    record = orjson.loads(line)
+    assert ([record], None, Checkpoint(1, record["h"], len(line))) == read_all(line, strict=strict)
 
 
 def test_upcast_applies_an_injected_step() -> None:

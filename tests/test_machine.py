@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 from helpers import drive_life
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from idstitch.events import LogDamagedError, TransitionError
 from idstitch.machine import (
@@ -14,6 +14,7 @@ from idstitch.machine import (
     INITIAL,
     TRANSITIONS,
     Identity,
+    ReplayResult,
     State,
     fold,
     mermaid,
@@ -473,15 +474,233 @@ def test_a_heal_only_starts_a_log() -> None:
 def test_a_life_from_any_opening_replays_to_what_was_decided(
     opening: RecordSpec, steps: list[LifeStep]
 ) -> None:
-    """Any first record (a heal included), then any events: replay gives the identity decided
-    record by record, and no device is aliased twice or again after a heal carried its alias."""
-    log, identity, sent = drive_life(opening, steps)
-    result = replay(log.records(strict=True))
-    assert (None, identity) == (result.error, result.identity)
-    carried = {
-        fields["device_id"]
-        for kind, fields, _ in [opening]
-        if (kind == "heal" and fields["linked_user"] is not None)
-        or (kind == "import" and fields["aliased"] and fields["user_id"] is not None)
+    """Any first record (a heal included), then any events (drops included): replay gives the
+    identity and standing aliases decided record by record, and read in order the log never
+    aliases a device whose alias stands (carried over, or sent and neither undone nor dropped),
+    and drops only an alias that stands."""
+    log, identity, aliases = drive_life(opening, steps)
+    records = list(log.records(strict=True))
+    result = replay(records)
+    assert (None, identity, aliases) == (result.error, result.identity, result.aliases)
+    standing: dict[str, str] = {}  # device -> user, kept here from the rules alone
+    last_alias: str | None = None
+    for record in records:
+        kind, device = record["kind"], record["device_id"]
+        if kind in ("heal", "import"):
+            carried = record.get("linked_user") if kind == "heal" else record["user_id"]
+            if carried is not None and (kind == "heal" or record["aliased"]):
+                standing[device] = carried
+        elif kind in ("response", "login") and record["alias"]:
+            assert device not in standing, record
+            standing[device] = record["user_id"]
+        elif kind == "enqueue_failure":
+            assert last_alias is not None
+            del standing[last_alias]
+        elif kind == "alias_dropped":
+            assert record["user_id"] == standing.pop(device, None), record
+        last_alias = device if record.get("alias") else None
+    assert standing == aliases
+    event(f"drops recorded: {min(sum(r['kind'] == 'alias_dropped' for r in records), 2)}")
+
+
+# --- alias_dropped: the delivery layer finally dropped an alias (R9) ---
+
+
+def test_the_drop_rows_are_r9_and_send_nothing() -> None:
+    """alias_dropped moves aliased to stamped on the device in force, keeps stamped and anonymous
+    there, and leaves every state as it is for an earlier device; no row sends an alias."""
+    rows = {
+        (row.source, row.guard): (row.target, row.alias, row.why.split(":")[0])
+        for row in TRANSITIONS
+        if row.event == "alias_dropped"
     }
-    assert (len(sent), set()) == (len(set(sent)), carried & set(sent))
+    expected = {
+        (State.ALIASED, "current"): (State.STAMPED, False, "R9"),
+        (State.STAMPED, "current"): (State.STAMPED, False, "R9"),
+        (State.ANONYMOUS, "current"): (State.ANONYMOUS, False, "R9"),
+        **{(state, "earlier"): (state, False, "R9") for state in State},
+    }
+    assert expected == rows
+
+
+def test_the_opening_kinds_are_the_events_of_the_empty_log() -> None:
+    """The codec's OPENING_KINDS (what a cut-off record 1 may be) are exactly the events the table
+    allows from the empty log, and alias_dropped is none of them."""
+    from idstitch.events._kinds import OPENING_KINDS
+
+    opening = {row.event for row in TRANSITIONS if row.source == INITIAL}
+    assert (set(OPENING_KINDS), False) == (opening, "alias_dropped" in opening)
+
+
+def drop(
+    before: Identity, device: str, user: str, aliases: dict[str, str]
+) -> tuple[str, dict[str, object], tuple[str, str | None, str]] | None:
+    """(kind, fields, (source, guard, target)) of the drop decide makes, or None."""
+    decision = decide(
+        before,
+        "alias_dropped",
+        runtime="persistent",
+        pid=5,
+        device_id=device,
+        user_id=user,
+        reason="refused: HTTP 400",
+        aliases=aliases,
+    )
+    if decision is None:
+        return None
+    row = decision.transition
+    return decision.kind, decision.fields, (row.source, row.guard, row.target)
+
+
+def drop_fields(device: str, user: str) -> dict[str, object]:
+    """The fields of a drop by process 5, refused with HTTP 400."""
+    return {"device_id": device, "user_id": user, "reason": "refused: HTTP 400", "pid": 5}
+
+
+def test_decide_a_drop_of_the_device_in_force() -> None:
+    """The device in force's own alias: aliased becomes stamped (same user), stamped (another
+    user on top) and anonymous (after a clear) stay; the record names the alias and the reason."""
+    cases = [
+        (identity(State.ALIASED, user="u", linked="u"), State.STAMPED),
+        (identity(State.STAMPED, user="v", linked="u"), State.STAMPED),
+        (identity(State.ANONYMOUS, linked="u"), State.ANONYMOUS),
+    ]
+    expected = [
+        ("alias_dropped", drop_fields("d-1", "u"), (before.state, "current", target))
+        for before, target in cases
+    ]
+    assert expected == [drop(before, "d-1", "u", {"d-1": "u"}) for before, _ in cases]
+
+
+def test_decide_a_drop_of_an_earlier_device() -> None:
+    """A device a logout rotated away: the state in force does not move, in any state."""
+    aliases = {"d-0": "u"}
+    befores = [
+        identity(State.ALIASED, user="v", linked="v"),
+        identity(State.STAMPED, user="v"),
+        identity(State.ANONYMOUS),
+        identity(State.RESET),
+    ]
+    expected = [
+        ("alias_dropped", drop_fields("d-0", "u"), (b.state, "earlier", b.state)) for b in befores
+    ]
+    assert expected == [drop(b, "d-0", "u", aliases) for b in befores]
+
+
+def test_decide_refuses_a_drop_of_an_alias_that_does_not_stand() -> None:
+    """Never made, made for another user, or already undone or dropped (not in the map), or a map
+    that disagrees with the identity in force: nothing to record (None), never an error."""
+    aliased = identity(State.ALIASED, user="u", linked="u")
+    cases = [
+        drop(aliased, "d-1", "u", {}),  # the map holds no alias of d-1
+        drop(aliased, "d-1", "v", {"d-1": "u"}),  # d-1 was aliased to u, not v
+        drop(aliased, "d-0", "u", {"d-1": "u"}),  # d-0 never aliased
+        drop(identity(State.STAMPED, user="u"), "d-1", "u", {"d-1": "u"}),  # linked to nobody
+        drop(identity(State.RESET), "d-1", "u", {}),
+    ]
+    assert [None] * len(cases) == cases
+
+
+def lived(*records: tuple[str, dict[str, object]]) -> tuple[ReplayResult, MemoryLog]:
+    """A log of ``records`` (strictly read back) and its replay."""
+    log = build(list(records))
+    return replay(log.records(strict=True)), log
+
+
+def test_after_a_drop_the_device_is_aliased_again_exactly_once() -> None:
+    """R9 over a drop: the same user's next response aliases the device again (guard first), the
+    one after finds it linked; the fold forgot the alias, then took the new one."""
+    result, log = lived(
+        ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+        _aliased("u"),
+        ("alias_dropped", drop_fields("d-1", "u")),
+    )
+    assert result.identity is not None
+    no_aliases: dict[str, str] = {}
+    expected_after_drop = (State.STAMPED, "u", "u", None, no_aliases)
+    assert expected_after_drop == (
+        result.state,
+        result.user_id,
+        result.distinct_id,
+        result.identity.linked_user,
+        result.aliases,
+    )
+    again = decide(result.identity, "response", runtime="persistent", pid=1, user_id="u")
+    assert again is not None
+    assert ("first", True) == (again.transition.guard, again.alias)
+    log.append(again.kind, again.fields, at=AT)
+    realiased = replay(log.records(strict=True))
+    assert realiased.identity is not None
+    assert (State.ALIASED, {"d-1": "u"}) == (realiased.state, realiased.aliases)
+    assert decide(realiased.identity, "response", runtime="persistent", pid=1, user_id="u") is None
+    clear = decide(realiased.identity, "clear", runtime="persistent", pid=1)
+    assert clear is not None
+    log.append(clear.kind, clear.fields, at=AT)
+    cleared = replay(log.records(strict=True)).identity
+    assert cleared is not None
+    assert ("linked", State.ALIASED, False) == edge(cleared, "login", "u")
+
+
+def test_a_drop_of_an_earlier_device_only_frees_that_device() -> None:
+    """An alias of a device a logout rotated away, dropped: the identity in force is the same
+    (but for seq and h, and the window in which an enqueue_failure could follow the alias: it
+    must directly follow it), only the alias map loses that device; a second drop is refused."""
+    records: list[tuple[str, dict[str, object]]] = [
+        ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+        _aliased("u"),
+        ("logout", {"device_id": "d-1", "new_device_id": "d-2", "pid": 1}),
+        (
+            "login",
+            {"device_id": "d-2", "user_id": "v", "runtime": "persistent", "pid": 1, "alias": True},
+        ),
+    ]
+    before, _ = lived(*records)
+    after, _ = lived(*records, ("alias_dropped", drop_fields("d-1", "u")))
+    assert before.identity is not None
+    assert after.identity is not None
+    same = {**before.identity.as_dict(), "undo": None, "seq": 5, "h": after.identity.h}
+    assert (same, {"d-2": "v"}) == (after.identity.as_dict(), after.aliases)
+    assert {"d-1": "u", "d-2": "v"} == before.aliases
+    assert drop(after.identity, "d-1", "u", after.aliases) is None
+
+
+def test_a_drop_of_a_heals_carried_alias_frees_the_device() -> None:
+    """The alias a heal carried over (sent before it) may be dropped too: the device then takes
+    the next persistent user's alias, guard first, as a device never aliased does."""
+    start = healed(None, "bob")
+    decided = drop(start, "d-1", "bob", {"d-1": "bob"})
+    assert decided is not None
+    result, _ = lived(("heal", heal_fields(None, "bob")), ("alias_dropped", decided[1]))
+    assert result.identity is not None
+    assert (State.ANONYMOUS, None, {}) == (
+        result.state,
+        result.identity.linked_user,
+        result.aliases,
+    )
+    assert ("first", State.ALIASED, True) == edge(result.identity, "response", "carol")
+
+
+def test_the_fold_refuses_a_drop_the_device_in_force_does_not_have() -> None:
+    """A hand-made drop naming the device in force with a user it is not aliased to, or opening
+    a log, is an impossible transition: the fold stops there, keeping the last good state."""
+    result, _ = lived(
+        ("genesis", {"device_id": "d-1", "runtime": "persistent"}),
+        _aliased("u"),
+        ("alias_dropped", drop_fields("d-1", "v")),
+    )
+    assert isinstance(result.error, TransitionError)
+    assert (3, "aliased", "alias_dropped", None, 2, {"d-1": "u"}) == (
+        result.error.seq,
+        result.error.state,
+        result.error.event,
+        result.error.guard,
+        result.last_seq,
+        result.aliases,
+    )
+    opening, _ = lived(("alias_dropped", drop_fields("d-1", "u")))
+    assert isinstance(opening.error, TransitionError)
+    assert ("initial", "earlier", None) == (
+        opening.error.state,
+        opening.error.guard,
+        opening.identity,
+    )

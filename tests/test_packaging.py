@@ -53,6 +53,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "check_user_id",
         "user_id_problem",
         # the models
+        "AliasDropped",
         "AnyRecordModel",
         "Clear",
         "EnqueueFailure",
@@ -104,6 +105,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "Storage",
         "detect_runtime",
         "diagnose",
+        "record_dropped_alias",
         "storage_mermaid",
     },
     "idstitch.delivery": {

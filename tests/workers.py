@@ -14,6 +14,7 @@ import resource
 import signal
 import sys
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
 
 from idstitch.store import FileLog, read_snapshot, write_snapshot
@@ -29,6 +30,8 @@ __all__ = [
     "logout_beyond_file_size_limit",
     "notice_beyond_file_size_limit",
     "read_snapshots_until",
+    "record_drop_beyond_file_size_limit",
+    "record_drop_together",
     "record_time",
     "write_beyond_file_size_limit",
     "write_snapshots",
@@ -229,3 +232,26 @@ def logout_beyond_file_size_limit(state_dir: str, room: int) -> None:
     with _file_size_limit(limit):
         stitch.logout()
     sys.exit(0 if stitch.user_id is None else 1)
+
+
+def record_drop_together(
+    state_dir: str, device_id: str, user_id: str, start: Barrier, results: Queue[bool]
+) -> None:
+    """Wait for every sibling, then record that the alias of ``device_id`` to ``user_id`` was
+    dropped; report what :func:`record_dropped_alias` returned."""
+    from idstitch.service import record_dropped_alias
+
+    start.wait(WAIT)
+    results.put(record_dropped_alias(state_dir, device_id=device_id, user_id=user_id, reason="x"))
+
+
+def record_drop_beyond_file_size_limit(state_dir: str, device_id: str, user_id: str) -> None:
+    """Record a dropped alias when the log cannot grow at all: exit 0 if it said ``False`` and
+    raised nothing, 1 if it said ``True``."""
+    from idstitch.service import record_dropped_alias
+
+    with _file_size_limit(os.path.getsize(os.path.join(state_dir, "identity.jsonl"))):
+        recorded = record_dropped_alias(
+            state_dir, device_id=device_id, user_id=user_id, reason="expired"
+        )
+    sys.exit(1 if recorded else 0)
