@@ -426,11 +426,8 @@ def _record_drop(header: Mapping[str, Any], entry: Mapping[str, Any], reason: st
     state_dir = header.get("state_dir")
     if not isinstance(state_dir, str):
         return  # an ephemeral run's spool: it never aliases (R2)
-    import idstitch.service
+    from idstitch.service import record_dropped_alias
 
-    record_dropped_alias = getattr(idstitch.service, "record_dropped_alias", None)
-    if record_dropped_alias is None:  # the identity log cannot record it yet
-        return
     record_dropped_alias(
         state_dir,
         device_id=str(entry.get("device_id")),

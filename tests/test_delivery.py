@@ -713,3 +713,50 @@ def test_a_run_sweeps_what_a_killed_sender_left(tmp_path: Path, server: CaptureS
     (folder / "seg-00000000000000000001-1-aaaaaa.jsonl.sent").write_text("10")
     assert run_sender(str(folder)).delivered == 1
     assert sorted(p.name for p in folder.iterdir()) == ["sender.json", "sender.lock"]
+
+
+# ------------------------------------------------------- an alias lost after it was spooled
+
+
+def log_kinds(state: Path) -> list[str]:
+    return [record["kind"] for record in FileLog(state / "identity.jsonl").records()]
+
+
+def test_an_alias_posthog_refuses_is_recorded_and_made_again(tmp_path: Path) -> None:
+    from test_audit_support import in_process
+
+    state = tmp_path / "state"
+    with CaptureServer(poison="$create_alias") as strict:
+        report = run_host(state, strict.url, "response:user-1")
+        wait_drained(report["folder"])
+        assert strict.events("$create_alias") == []
+        assert ["cli_command_executed"] == [m["event"] for m in strict.messages]
+        assert log_kinds(state)[-1] == "alias_dropped"
+        [dropped] = list(FileLog(state / "identity.jsonl").records())[-1:]
+        assert (dropped["user_id"], dropped["reason"]) == ("user-1", "refused: HTTP 400")
+        assert read_status(report["folder"]).dropped == {"refused": 1}
+        strict.poison = None
+        again = run_host(state, strict.url, "response:user-1")
+        wait_drained(again["folder"])
+        [alias] = strict.events("$create_alias")
+    assert (alias["distinct_id"], alias["properties"]["alias"]) == ("user-1", dropped["device_id"])
+    assert replay(FileLog(state / "identity.jsonl").records()).state is State.ALIASED
+    assert in_process("verify", str(state / "identity.jsonl")).code == 0
+    persons = in_process("persons", str(state / "identity.jsonl"))
+    assert persons.code == 0
+
+
+def test_an_alias_that_expired_in_the_spool_is_recorded(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    port = free_port()
+    report = run_host(state, f"http://127.0.0.1:{port}", "response:user-1")
+    wait_senders_gone(report)
+    [segment] = segments(report["folder"])
+    old = f"{(time.time() - 30 * 86400) * 1e9:020.0f}"
+    os.rename(segment.path, os.path.join(report["folder"], f"seg-{old}-1-abcdef.jsonl"))
+    with CaptureServer(port=port) as back:
+        run_sender(report["folder"])
+        assert back.messages == []
+    assert read_status(report["folder"]).dropped == {"expired": 2}
+    assert log_kinds(state)[-1] == "alias_dropped"
+    assert replay(FileLog(state / "identity.jsonl").records()).state is State.STAMPED
