@@ -206,6 +206,7 @@ def tax_case(
     work: Path, runtime: str, condition: str, runs: int, *, wait_for_senders: bool = True
 ) -> dict[str, Any]:
     """One runtime in one condition: ``runs`` rounds of telemetry on and off, interleaved."""
+    started = time.monotonic()
     folder = work / f"{runtime}-{condition}{'' if wait_for_senders else '-back-to-back'}"
     senders = Senders(work)
     with posthog(condition) as (url, server):
@@ -220,12 +221,16 @@ def tax_case(
             if half == "off":
                 base["DO_NOT_TRACK"] = "1"
             envs[half] = runtime_env(runtime, base, folder / half / "tmp")
-        # Both state dirs are made by a run with telemetry on (the user signed in once, the
-        # device aliased), so the halves differ by telemetry only; then a warm-up round.
-        for half in ("on", "off"):
-            made = {name: envs[half][name] for name in ("BENCH_STATE_DIR", "BENCH_USER", "TMPDIR")}
-            run_command(envs["on"] | made)
-            senders.settle()
+        # Both persistent state dirs are made by a run with telemetry on (the user signed in
+        # once, the device aliased), so the halves differ by telemetry only (an ephemeral run
+        # writes no state to make); then a warm-up round.
+        untimed = 1
+        if runtime == "persistent":
+            untimed += 1
+            for half in ("on", "off"):
+                made = {name: envs[half][name] for name in ("BENCH_STATE_DIR", "BENCH_USER")}
+                run_command(envs["on"] | made)
+                senders.settle()
         for half in ("on", "off"):
             run_command(envs[half])
             senders.settle()
@@ -246,9 +251,9 @@ def tax_case(
             else len({m.get("uuid") for m in server.messages if m.get("distinct_id") == "user-on"})
         )
     on, off = times["on"], times["off"]
-    # The on half's events: one per command (its 2 untimed runs included), and the alias
-    # its first run sent where the runtime aliases (persistent only: rule R2).
-    expected = runs + 2 + (1 if runtime == "persistent" else 0)
+    # The on half's events: one per command (its untimed runs included), and the alias its
+    # first run sent where the runtime aliases (persistent only: rule R2).
+    expected = runs + untimed + (1 if runtime == "persistent" else 0)
     return {
         "runtime": runtime,
         "condition": condition,
@@ -271,6 +276,7 @@ def tax_case(
         "lost": expected - delivered - events["waiting"] - events["dropped"],
         "senders_killed": killed,
         "waited_for_senders": wait_for_senders,
+        "seconds": time.monotonic() - started,
     }
 
 
