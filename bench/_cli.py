@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _change, _data, _delivery, _instructions, _process, _replay
-from bench._report import Row, median, render_table, render_tax, to_json
+from bench._report import Row, median, render_phases, render_table, render_tax, to_json
 from bench._timing import Case, interleaved
 
 __all__ = ["FULL", "QUICK", "Config", "main", "run"]
@@ -45,6 +45,8 @@ class Config:
     tax_conditions: tuple[str, ...] = tuple(_delivery.CONDITIONS)
     #: B7: commands spooled while PostHog is down (by ``processes`` CLIs at once).
     delivery_commands: int = 1_000
+    #: B6 also timed phase by phase (``--phases``), in the conditions where a sender starts.
+    phases: bool = False
 
 
 FULL = Config(
@@ -360,6 +362,13 @@ def tax_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
         work, config.tax_runs, config.context_runs, config.tax_conditions
     )
     extra["telemetry_tax"] = cases
+    if config.phases:
+        extra["phases"] = [
+            found
+            for condition in ("reachable", "latency")
+            if condition in config.tax_conditions
+            for found in _delivery.phases(work, condition, config.tax_runs)
+        ]
     rows = []
     for case in cases:
         bar = case["runtime"] == "persistent" and case["waited_for_senders"]
@@ -523,6 +532,15 @@ def _notes(rows: Sequence[Row], extra: dict[str, Any]) -> str:
             render_tax(extra["telemetry_tax"]),
             "",
         ]
+    if "phases" in extra:
+        lines += [
+            (
+                "B6 phase by phase, persistent (medians, ms; the wrapper's exit spools the "
+                "event and spawns the sender):"
+            ),
+            render_phases(extra["phases"]),
+            "",
+        ]
     if "delivery" in extra:
         found = extra["delivery"]
         lines.append(
@@ -550,6 +568,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--records", type=int, help="length of the B1 log (default 1,000,000)")
     parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="also time B6 phase by phase where a sender starts (about 1 minute)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="also count B1's instructions per record with valgrind's callgrind (about 2 minutes)",
@@ -558,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = QUICK if args.quick else FULL
     if args.records:
         config = replace(config, records=args.records)
+    if args.phases:
+        config = replace(config, phases=True)
     bars = tuple(b.strip().upper() for b in args.only.split(",")) if args.only else BARS
     unknown = sorted(set(bars) - set(BARS))
     if unknown:

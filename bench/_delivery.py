@@ -24,6 +24,7 @@ Senders are found by their command line in ``/proc`` (Linux).
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -50,6 +51,7 @@ __all__ = [
     "Senders",
     "delivery",
     "free_port",
+    "phases",
     "telemetry_tax",
 ]
 
@@ -202,6 +204,43 @@ def _events(folders: Sequence[str]) -> dict[str, int]:
     return {"waiting": waiting, "dropped": dropped}
 
 
+def _halves(
+    folder: Path, runtime: str, url: str, halves: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """The environment of each half: a state dir and a temporary dir of its own, its variables."""
+    envs = {}
+    for index, (half, extra) in enumerate(halves.items()):
+        (folder / f"{index}" / "tmp").mkdir(parents=True)
+        base = child_env() | {
+            "BENCH_STATE_DIR": str(folder / f"{index}" / "state"),
+            "BENCH_POSTHOG_HOST": url,
+            "BENCH_USER": f"user-{index}",  # each half's events are told apart by it
+        }
+        envs[half] = runtime_env(runtime, base | extra, folder / f"{index}" / "tmp")
+    return envs
+
+
+def _prepare(envs: dict[str, dict[str, str]], runtime: str, senders: Senders) -> int:
+    """Make the state dirs, then a warm-up round; the untimed runs of each half.
+
+    Every persistent state dir is made by a run with telemetry on (the user
+    signed in once, the device aliased), so the halves differ by telemetry
+    only; an ephemeral run writes no state to make.
+    """
+    first, *_ = envs.values()
+    untimed = 1
+    if runtime == "persistent":
+        untimed += 1
+        for env in envs.values():
+            made = {name: env[name] for name in ("BENCH_STATE_DIR", "BENCH_USER")}
+            run_command(first | made)
+            senders.settle()
+    for env in envs.values():
+        run_command(env)
+        senders.settle()
+    return untimed
+
+
 def tax_case(
     work: Path, runtime: str, condition: str, runs: int, *, wait_for_senders: bool = True
 ) -> dict[str, Any]:
@@ -210,30 +249,8 @@ def tax_case(
     folder = work / f"{runtime}-{condition}{'' if wait_for_senders else '-back-to-back'}"
     senders = Senders(work)
     with posthog(condition) as (url, server):
-        envs: dict[str, dict[str, str]] = {}
-        for half in ("on", "off"):
-            (folder / half / "tmp").mkdir(parents=True)
-            base = child_env() | {
-                "BENCH_STATE_DIR": str(folder / half / "state"),
-                "BENCH_POSTHOG_HOST": url,
-                "BENCH_USER": f"user-{half}",  # the on half's events are told apart by it
-            }
-            if half == "off":
-                base["DO_NOT_TRACK"] = "1"
-            envs[half] = runtime_env(runtime, base, folder / half / "tmp")
-        # Both persistent state dirs are made by a run with telemetry on (the user signed in
-        # once, the device aliased), so the halves differ by telemetry only (an ephemeral run
-        # writes no state to make); then a warm-up round.
-        untimed = 1
-        if runtime == "persistent":
-            untimed += 1
-            for half in ("on", "off"):
-                made = {name: envs[half][name] for name in ("BENCH_STATE_DIR", "BENCH_USER")}
-                run_command(envs["on"] | made)
-                senders.settle()
-        for half in ("on", "off"):
-            run_command(envs[half])
-            senders.settle()
+        envs = _halves(folder, runtime, url, {"on": {}, "off": {"DO_NOT_TRACK": "1"}})
+        untimed = _prepare(envs, runtime, senders)
         times: dict[str, list[float]] = {"on": [], "off": []}
         for round_ in range(runs):
             for half in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
@@ -243,12 +260,12 @@ def tax_case(
         if server is not None and server.mode == "ok":
             senders.wait(30)  # what a reachable PostHog is sent arrives: it is counted
         killed = senders.kill()
-        spools = _spool_folders(folder / "on" / "state", folder / "on" / "tmp")
-        events = _events(spools)
+        on_dir = Path(envs["on"]["BENCH_STATE_DIR"])
+        events = _events(_spool_folders(on_dir, Path(envs["on"]["TMPDIR"])))
         delivered = (
             0
             if server is None
-            else len({m.get("uuid") for m in server.messages if m.get("distinct_id") == "user-on"})
+            else len({m.get("uuid") for m in server.messages if m.get("distinct_id") == "user-0"})
         )
     on, off = times["on"], times["off"]
     # The on half's events: one per command (its untimed runs included), and the alias its
@@ -296,6 +313,102 @@ def telemetry_tax(
     if "persistent" in runtimes and "reachable" in conditions:
         cases.append(tax_case(work, "persistent", "reachable", runs, wait_for_senders=False))
     return cases
+
+
+# ------------------------------------------------------------ B6, phase by phase
+
+#: Runs the CLI with the command wrapper's exit timestamped (the clock every process
+#: shares): when the interpreter reached this code, when the wrapper's exit began (the
+#: command's own work done) and when it ended (event spooled, sender spawned). With
+#: ``BENCH_SPAWN_POLICY`` the sender is spawned under that scheduling policy (Linux).
+PROBE = """\
+import os, runpy, sys, time
+started = time.monotonic()
+from idstitch.service import _command
+command_exit = _command.Command.__exit__
+def timed_exit(self, *exc):
+    entered = time.monotonic()
+    command_exit(self, *exc)
+    os.write(2, f"{started} {entered} {time.monotonic()}\\n".encode())
+_command.Command.__exit__ = timed_exit
+policy = os.environ.get("BENCH_SPAWN_POLICY")
+if policy:
+    spawn = os.posix_spawn
+    def posix_spawn(path, argv, env, **options):
+        options["scheduler"] = (getattr(os, policy), os.sched_param(0))
+        return spawn(path, argv, env, **options)
+    os.posix_spawn = posix_spawn
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+#: The phases of one run (ms), as :func:`probe` measures them.
+PHASES = (
+    "interpreter start",
+    "imports and the command",
+    "the wrapper's exit",
+    "process exit",
+    "total",
+)
+
+#: The halves timed phase by phase: the sender spawned as the library does, and as a
+#: batch process (no wake-up preemption of the exiting CLI), against opted out.
+PHASE_HALVES = {
+    "on": {},
+    "on, sender SCHED_BATCH": {"BENCH_SPAWN_POLICY": "SCHED_BATCH"},
+    "DO_NOT_TRACK=1": {"DO_NOT_TRACK": "1"},
+}
+
+
+def probe(env: dict[str, str]) -> tuple[float, ...]:
+    """One run of the CLI under :data:`PROBE`: the time of each of :data:`PHASES` (ms)."""
+    launched = time.monotonic()
+    done = subprocess.run(  # noqa: S603 - this interpreter, on the bench's own CLI
+        [sys.executable, "-c", PROBE, str(CLI), "deploy", "prod"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    ended = time.monotonic()
+    if done.returncode != 0:
+        raise RuntimeError(f"the CLI exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+    started, entered, left = map(float, done.stderr.split()[-3:])
+    marks = (launched, started, entered, left, ended)
+    return (
+        *((b - a) * 1000 for a, b in itertools.pairwise(marks)),
+        (ended - launched) * 1000,
+    )
+
+
+def phases(work: Path, condition: str, runs: int) -> list[dict[str, Any]]:
+    """Where the tax goes: each half of :data:`PHASE_HALVES`, phase by phase (medians, ms)."""
+    folder = work / f"phases-{condition}"
+    senders = Senders(work)
+    names = list(PHASE_HALVES)
+    with posthog(condition) as (url, _):
+        envs = _halves(folder, "persistent", url, PHASE_HALVES)
+        _prepare(envs, "persistent", senders)
+        found: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
+        for round_ in range(runs):
+            turn = round_ % len(names)
+            for name in names[turn:] + names[:turn]:
+                senders.settle()
+                found[name].append(probe(envs[name]))
+        senders.kill()
+    return [
+        {
+            "condition": condition,
+            "label": CONDITIONS[condition],
+            "half": name,
+            "runs": runs,
+            **{
+                phase: median(values)
+                for phase, values in zip(PHASES, zip(*rows, strict=True), strict=True)
+            },
+        }
+        for name, rows in found.items()
+    ]
 
 
 # ------------------------------------------------------------------------- B7

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FIELDS", "Row", "median", "percentile", "render_table", "render_tax", "to_json"]
+__all__ = [
+    "FIELDS",
+    "Row",
+    "median",
+    "percentile",
+    "render_phases",
+    "render_table",
+    "render_tax",
+    "to_json",
+]
 
 #: How a row compares ours with its baseline.
 Compare = Literal["ratio", "inverse", "difference", "none"]
@@ -182,6 +191,17 @@ def render_tax(cases: Sequence[dict[str, Any]]) -> str:
             + (f", {case['lost']} LOST" if case["lost"] else ""),
         )
         for case in cases
+    ]
+    return _markdown(header, cells)
+
+
+def render_phases(found: Sequence[dict[str, Any]]) -> str:
+    """B6 phase by phase: the medians of ``bench._delivery.phases`` (ms)."""
+    from bench._delivery import PHASES
+
+    header = ("PostHog", "run", *PHASES)
+    cells = [
+        (case["label"], case["half"], *(f"{case[phase]:.1f}" for phase in PHASES)) for case in found
     ]
     return _markdown(header, cells)
 

@@ -16,7 +16,7 @@ from idstitch.machine import replay
 from idstitch.store import FileLog
 
 from bench import _cli, _data, _delivery, _instructions, _replay
-from bench._report import FIELDS, percentile, render_table, render_tax, to_json
+from bench._report import FIELDS, percentile, render_phases, render_table, render_tax, to_json
 
 
 def tiny(data_dir: Path) -> _cli.Config:
@@ -128,7 +128,7 @@ def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> Non
 
 def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
     """A tiny run of B6 and B7: every case timed, no event lost, and B7 delivered every event."""
-    config = tiny(tmp_path / "data")
+    config = replace(tiny(tmp_path / "data"), phases=True)
     rows, extra = _cli.run(config, ("B6", "B7"))
     b6 = [row for row in rows if row.bar == "B6"]
     # Three runtimes in two conditions, and the persistent reachable case back to back.
@@ -147,6 +147,16 @@ def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
         else:  # refused: everything kept for later
             assert (0, case["expected"]) == (case["delivered"], case["waiting"]), case
     assert len(cases) + 2 == len(render_tax(cases).splitlines())
+    # Phase by phase, in the one condition of the two where a sender starts.
+    found = extra["phases"]
+    assert [("reachable", half) for half in _delivery.PHASE_HALVES] == [
+        (case["condition"], case["half"]) for case in found
+    ]
+    for case in found:
+        assert all(case[phase] >= 0 for phase in _delivery.PHASES)
+        # One run: each median is that run's own figure, so the phases add up to the total.
+        assert sum(case[phase] for phase in _delivery.PHASES[:-1]) == pytest.approx(case["total"])
+    assert len(found) + 2 == len(render_phases(found).splitlines())
     found = extra["delivery"]
     assert (6, 1) == (found["spooled_captures"], found["spooled_aliases"])
     assert found["all_arrived"]
