@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FIELDS", "Row", "median", "render_table", "to_json"]
+__all__ = ["FIELDS", "Row", "median", "p95", "render_table", "to_json"]
 
 #: How a row compares ours with its baseline.
 Compare = Literal["ratio", "inverse", "difference", "none"]
@@ -83,6 +83,13 @@ FIELDS = (
 def median(values: Sequence[float]) -> float:
     """The median of ``values``."""
     return statistics.median(values)
+
+
+def p95(values: Sequence[float]) -> float:
+    """The 95th percentile of ``values``, interpolated between the two samples around it."""
+    if len(values) < 2:
+        return max(values)
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
 def _figure(value: float, unit: str) -> str:
