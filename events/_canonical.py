@@ -55,27 +55,28 @@ def _int_of_a_line(text: str) -> int:
 
 
 class _ScanContext:
-    """The settings ``json.JSONDecoder`` hands the C scanner, without importing ``json``."""
+    """The settings ``json.JSONDecoder`` hands the C scanner, without importing ``json``:
+    how to make a number of its text (both may refuse it with ``ValueError``)."""
 
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = staticmethod(_refuse_constant)
+
+    def __init__(
+        self, parse_float: Callable[[str], object], parse_int: Callable[[str], object]
+    ) -> None:
+        self.parse_float = parse_float
+        self.parse_int = parse_int
+        self.parse_constant = _refuse_constant
 
 
-class _LineContext(_ScanContext):
-    """The scanner's settings for a line: only what :func:`dumps` writes (no fraction, no
-    exponent, no integer beyond 64 bits) is read, anything else raises ``ValueError``."""
-
-    parse_float = staticmethod(_refuse_float)
-    parse_int = staticmethod(_int_of_a_line)
-
-
-#: The C scanner, given a context object that quacks like a ``json.JSONDecoder``.
-_scan: Callable[[str, int], tuple[Any, int]] = make_scanner(_ScanContext())  # type: ignore[arg-type]
-_scan_line: Callable[[str, int], tuple[Any, int]] = make_scanner(_LineContext())  # type: ignore[arg-type]
+#: The C scanner of any JSON document (for :func:`loads`).
+_scan: Callable[[str, int], tuple[Any, int]] = make_scanner(_ScanContext(float, int))  # type: ignore[arg-type]
+#: The C scanner of a line: it reads only what :func:`dumps` writes (no fraction, no
+#: exponent, no integer beyond 64 bits); anything else raises ``ValueError``.
+_scan_line: Callable[[str, int], tuple[Any, int]] = make_scanner(
+    _ScanContext(_refuse_float, _int_of_a_line)  # type: ignore[arg-type]
+)
 
 
 def _unwritable(value: object) -> object:
