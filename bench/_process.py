@@ -64,26 +64,33 @@ def timed_starts(
 
     The order alternates from round to round, so neither command always
     runs right after the other. A command given as a function is called
-    before each run, outside its time (to prepare a fresh state dir).
+    before each round, outside the time (to prepare a fresh state dir), and
+    the disk is synced then: a run's own fsyncs never flush what the
+    preparation wrote, as a CLI's never flush its state dir's creation.
     """
     env = child_env()
     names = list(commands)
 
-    def argv(name: str) -> Sequence[str]:
-        command = commands[name]
-        return command() if callable(command) else command
+    def round_of(order: Sequence[str]) -> list[tuple[str, Sequence[str]]]:
+        prepared = [(name, _argv(commands[name])) for name in order]
+        if any(callable(commands[name]) for name in order):
+            os.sync()
+        return prepared
 
     for _ in range(warmup):
-        for name in names:
-            subprocess.run(argv(name), env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+        for _name, args in round_of(names):
+            subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(runs):
-        for name in names if round_ % 2 == 0 else reversed(names):
-            args = argv(name)
+        for name, args in round_of(names if round_ % 2 == 0 else names[::-1]):
             started = time.perf_counter()
             subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
             times[name].append(time.perf_counter() - started)
     return times
+
+
+def _argv(command: Command) -> Sequence[str]:
+    return command() if callable(command) else command
 
 
 def _first_response(state_dir: str, user: str, barrier: Any, results: Any) -> None:  # noqa: ANN401
