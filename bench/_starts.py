@@ -13,10 +13,11 @@ a logout, or nothing), as a host CLI does on every command:
 * **f** opted out (``DO_NOT_TRACK=1``) on an empty dir, on a dir holding
   a user, and an opted-out logout there (the one write opt-out allows).
 
-A path that writes starts each run from a fresh copy of its template,
-made before the run's clock starts. ``tests/test_start_paths.py`` runs
-the same paths and checks what each wrote and that none imported
-``posthog``, ``pydantic``, ``transitions`` or ``orjson``.
+A path that writes, or starts from an empty dir, runs on a fresh copy of
+its template each time, made (and synced) before its round starts.
+``tests/test_start_paths.py`` runs the same paths and checks what each
+wrote and that none imported ``posthog``, ``pydantic``, ``transitions``
+or ``orjson``.
 """
 
 from __future__ import annotations
