@@ -4,7 +4,7 @@ The log is written with the library's own writer (:func:`encode_record`),
 chained record after record into one file: the bytes are exactly those a
 :class:`~idstitch.store.FileLog` would append for the same records (a test
 holds the two together), only without the lock, the tail check, the
-pydantic validation and the fsync of each append. Every record is valid
+record check and the fsync of each append. Every record is valid
 under ``--strict``.
 
 The records repeat one cycle of seven that visits every user-event guard,

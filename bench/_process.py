@@ -1,44 +1,32 @@
-"""Fresh interpreters: the start-up of a host CLI (B2, B4), and 16 of them racing (B5).
+"""Fresh interpreters: timing the start-up of a host CLI (B2, B4), and 16 of them racing (B5).
 
 A host CLI is installed with its bytecode compiled, so the package is
 compiled first (:func:`compile_package`) and the children run without
 ``PYTHONDONTWRITEBYTECODE`` (which the development machine sets), as an
 installed console script would. The runtime is pinned with
-``IDSTITCH_RUNTIME=persistent`` so that a CI variable does not turn the
-measured path into the in-memory one.
+``IDSTITCH_RUNTIME=persistent`` so that a CI variable does not turn a
+measured path into another; the start paths of B2 (:mod:`bench._starts`)
+give ``IdentityStitch.open`` their own ``env`` besides.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "HEAVY_MODULES",
-    "STEADY_SCRIPT",
     "child_env",
     "compile_package",
     "contention",
-    "imported_modules",
     "timed_starts",
 ]
 
-#: What a host CLI runs on every start: open the state dir, read the id, see the same user.
-STEADY_SCRIPT = """\
-import sys
-from idstitch.machine import IdentityStitch
-stitch = IdentityStitch.open(state_dir=sys.argv[1])
-stitch.distinct_id
-stitch.observe_authenticated_response(sys.argv[2])
-"""
-
-#: Modules the steady-state path must not import (spec B2).
+#: Modules no start path may import (spec B2).
 HEAVY_MODULES = ("posthog", "pydantic", "transitions", "orjson")
 
 
@@ -65,49 +53,44 @@ def compile_package() -> list[str]:
     return folders
 
 
+#: A command to time: its argv, or a function that prepares a run and returns its argv.
+Command = Sequence[str] | Callable[[], Sequence[str]]
+
+
 def timed_starts(
-    commands: Mapping[str, Sequence[str]], runs: int, warmup: int = 3
+    commands: Mapping[str, Command], runs: int, warmup: int = 3
 ) -> dict[str, list[float]]:
     """Wall time (seconds) of each command, run ``runs`` times, interleaved.
 
     The order alternates from round to round, so neither command always
-    runs right after the other.
+    runs right after the other. A command given as a function is called
+    before each round, outside the time (to prepare a fresh state dir), and
+    the disk is synced then: a run's own fsyncs never flush what the
+    preparation wrote, as a CLI's never flush its state dir's creation.
     """
     env = child_env()
     names = list(commands)
+
+    def round_of(order: Sequence[str]) -> list[tuple[str, Sequence[str]]]:
+        prepared = [(name, _argv(commands[name])) for name in order]
+        if any(callable(commands[name]) for name in order):
+            os.sync()
+        return prepared
+
     for _ in range(warmup):
-        for name in names:
-            subprocess.run(commands[name], env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+        for _name, args in round_of(names):
+            subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(runs):
-        for name in names if round_ % 2 == 0 else reversed(names):
+        for name, args in round_of(names if round_ % 2 == 0 else names[::-1]):
             started = time.perf_counter()
-            subprocess.run(commands[name], env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+            subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
             times[name].append(time.perf_counter() - started)
     return times
 
 
-def steady_command(state_dir: Path, user: str) -> list[str]:
-    """The argv of one steady-state start on ``state_dir``."""
-    return [sys.executable, "-c", STEADY_SCRIPT, str(state_dir), user]
-
-
-def imported_modules(state_dir: Path, user: str) -> list[str]:
-    """Every module the steady-state path imports beyond what the interpreter started with."""
-    script = (
-        "import sys\nbefore = set(sys.modules)\n"
-        + STEADY_SCRIPT
-        + "after = set(sys.modules)\nimport json\nprint(json.dumps(sorted(after - before)))\n"
-    )
-    out = subprocess.run(  # noqa: S603 - this interpreter, on a fixed script
-        [sys.executable, "-c", script, str(state_dir), user],
-        env=child_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    modules: list[str] = json.loads(out)
-    return modules
+def _argv(command: Command) -> Sequence[str]:
+    return command() if callable(command) else command
 
 
 def _first_response(state_dir: str, user: str, barrier: Any, results: Any) -> None:  # noqa: ANN401

@@ -10,8 +10,15 @@ Two ways to read:
 
 A reader stops at the first damaged record and raises
 :class:`LogDamagedError` naming its ``seq``, byte offset and cause; every
-record before it has been yielded. ``orjson`` and ``hashlib`` are imported
-on first use, never at import time.
+record before it has been yielded. ``orjson`` is imported on first use,
+never at import time.
+
+Writing, and the *light* checked read, use the standard library only
+(:mod:`._canonical` for the JSON, ``_blake2`` for the hash link): they
+are what the embedding service runs, on a CLI's start. The light read
+gives every verdict the checked read gives (a line it cannot prove
+canonical is parsed by ``orjson`` after all); it is slower per line, and
+the audit tool and replay keep ``orjson``.
 
 Theory of operation of the checked read (the replay hot path). The
 reader's loop parses each line, computes its hash link from a blake2b
@@ -35,10 +42,7 @@ models' first objection or the repeated key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
-from typing import IO, Any, Final, NamedTuple
-
+from ._canonical import canonical_line, dumps
 from ._errors import LogDamagedError, NewerFormatError
 from ._kinds import (
     FORMAT_VERSION,
@@ -49,6 +53,20 @@ from ._kinds import (
     ZERO_HASH,
     line_keys,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from datetime import datetime
+    from typing import IO, Any, Final, TypeAlias
+
+    #: An upcaster turns a record of version ``n`` into one of version ``n + 1``.
+    Upcaster: TypeAlias = Callable[["Record"], "Record"]
+
+try:
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - hashlib's own fallback, through OpenSSL (3.5 ms)
+    from hashlib import blake2b
 
 __all__ = [
     "START",
@@ -64,10 +82,13 @@ __all__ = [
 ]
 
 #: A record as read from a line: the decoded JSON object, keys in line order.
-Record = dict[str, Any]
+Record = dict[str, "Any"]
 
-#: An upcaster turns a record of version ``n`` into one of version ``n + 1``.
-Upcaster = Callable[[Record], Record]
+#: A fresh ``blake2b(digest_size=16)`` for one hash link, copied from one configured
+#: once: a third cheaper than configuring each (the keyword arguments and parameter
+#: block cost about as much as hashing a line). ``_blake2`` is the module
+#: ``hashlib.blake2b`` comes from; ``hashlib`` itself loads OpenSSL.
+_LINK: Final = blake2b(digest_size=16).copy
 
 
 def _same_layout(record: Record) -> Record:
@@ -100,61 +121,132 @@ _SIGNATURES: Final = {
 }
 
 
-class Checkpoint(NamedTuple):
+class Checkpoint(tuple[int, str, int]):
     """Where a log stands after a record: its ``seq``, its hash ``h`` and the
-    byte ``offset`` just past its line."""
+    byte ``offset`` just past its line.
 
-    seq: int
-    h: str
-    offset: int
+    A named triple, as a ``NamedTuple`` would be, without importing ``typing``
+    (10 ms of a CLI's start): it unpacks, compares and hashes as its tuple.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, seq: int, h: str, offset: int) -> Checkpoint:
+        return super().__new__(cls, (seq, h, offset))
+
+    @property
+    def seq(self) -> int:
+        """The ``seq`` of the last record read (0 before the first)."""
+        return self[0]
+
+    @property
+    def h(self) -> str:
+        """That record's hash link."""
+        return self[1]
+
+    @property
+    def offset(self) -> int:
+        """The byte just past that record's line."""
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"Checkpoint(seq={self[0]!r}, h={self[1]!r}, offset={self[2]!r})"
+
+    def __reduce__(self) -> tuple[type[Checkpoint], tuple[int, str, int]]:
+        return Checkpoint, (self[0], self[1], self[2])
 
 
 #: The position before the first record.
 START: Final = Checkpoint(0, ZERO_HASH, 0)
 
 
+#: ``at`` up to its seconds; the microseconds and ``Z`` follow.
+_AT_SECONDS: Final = "%Y-%m-%dT%H:%M:%S"
+
+
 def format_time(when: datetime) -> str:
     """``when`` as the log writes it: UTC, microseconds, ``Z``."""
+    from datetime import UTC
+
     if when.tzinfo is None:
         raise ValueError("record times must be timezone-aware")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = when.astimezone(UTC)
+    return f"{utc.strftime(_AT_SECONDS)}.{utc.microsecond:06d}Z"
+
+
+def now_text() -> str:
+    """The time now, as :func:`format_time` writes it, read without importing ``datetime``."""
+    import time
+
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{time.strftime(_AT_SECONDS, time.gmtime(seconds))}.{micros:06d}Z"
 
 
 class _Tools:
-    """``orjson.loads``, the blake2b link hasher and the fast-path signatures, bound on first use.
+    """How a reader parses and hashes lines, bound on first use (see :func:`_tools`).
 
-    ``link()`` returns a fresh ``blake2b(digest_size=16)`` by copying one
-    configured once: a third cheaper than configuring each (the keyword
-    arguments and parameter block cost about as much as hashing a line).
-    ``signatures`` is :data:`_SIGNATURES` with each key spelled by orjson:
-    its key cache hands out the same string objects for every line, so
-    comparing a record's key tuple with the kind's mostly compares pointers.
+    ``parse`` is the fast path's parser; ``loads`` the complete check's,
+    which returns what ``orjson.loads`` returns for the line or raises
+    ``ValueError`` as it does; ``signatures`` is :data:`_SIGNATURES`, its
+    keys spelled by the parser; ``dumps`` the canonical encoding (the
+    strict read compares lines with it).
+
+    The checked read parses with ``orjson``, whose key cache hands out the
+    same string objects for every line, so comparing a record's key tuple
+    with its kind's mostly compares pointers. The light read parses with
+    :func:`~._canonical.canonical_line`, which declines (``None``: the
+    fast path's comparisons fail) any line that is not canonical; the
+    complete check then asks ``orjson``.
     """
 
+    __slots__ = ("dumps", "loads", "parse", "signatures")
+
+    parse: Callable[[bytes], Any]
     loads: Callable[[bytes], Any]
     dumps: Callable[[Any], bytes]
-    link: Callable[[], Any]
     signatures: dict[str, tuple[tuple[str, ...], tuple[type, ...], int]]
 
-    @classmethod
-    def bind(cls) -> type[_Tools]:
-        if not hasattr(cls, "link"):
-            import hashlib
+    def __init__(self, *, light: bool) -> None:
+        if light:
+            self.parse, self.loads, self.dumps = canonical_line, _light_loads, dumps
+            self.signatures = _SIGNATURES
+            return
+        import orjson
 
-            import orjson
+        self.parse = self.loads = orjson.loads
+        self.dumps = orjson.dumps
+        self.signatures = {
+            kind: (tuple(orjson.loads(orjson.dumps(dict.fromkeys(keys)))), types, version)
+            for kind, (keys, types, version) in _SIGNATURES.items()
+        }
 
-            cls.loads, cls.dumps = orjson.loads, orjson.dumps
-            cls.signatures = {
-                kind: (tuple(orjson.loads(orjson.dumps(dict.fromkeys(keys)))), types, version)
-                for kind, (keys, types, version) in _SIGNATURES.items()
-            }
-            cls.link = hashlib.blake2b(digest_size=16).copy
-        return cls
+
+_BOUND: dict[bool, _Tools] = {}
+
+
+def _tools(*, light: bool) -> _Tools:
+    """The light tools (standard library) or the checked read's (``orjson``), made once."""
+    tools = _BOUND.get(light)
+    if tools is None:
+        tools = _BOUND[light] = _Tools(light=light)
+    return tools
+
+
+def _light_loads(line: bytes) -> Any:  # noqa: ANN401 - a JSON value
+    """What ``orjson.loads`` makes of ``line``: read by the standard library when the line is
+    canonical, else by ``orjson`` itself (a line no writer of this format wrote)."""
+    record = canonical_line(line)
+    return _tools(light=False).loads(line) if record is None else record
+
+
+def parse_line(line: bytes, *, light: bool = False) -> Any:  # noqa: ANN401 - a JSON value
+    """``orjson.loads(line)``, or its light equal (see :class:`_Tools`); raises ``ValueError``."""
+    return _tools(light=light).loads(line)
 
 
 def body_hash(prev_h: str, body: bytes) -> str:
     """The hash link of a line whose bytes without its hash field are ``body``."""
-    h = _Tools.bind().link()
+    h = _LINK()
     h.update(prev_h.encode("ascii") + body)
     hexdigest: str = h.hexdigest()
     return hexdigest
@@ -166,13 +258,13 @@ def encode_record(
     """The line (with its newline) and record that follow ``after``.
 
     The line's ``v`` is the version the kind was introduced in
-    (:data:`~idstitch.events.KIND_VERSION`). Only the shape is checked here
-    (known kind, exactly its fields, values JSON can hold); the caller
-    validates values with
-    :func:`idstitch.events.validate_record`. Raises ``ValueError``.
+    (:data:`~idstitch.events.KIND_VERSION`). The bytes are ``orjson``'s
+    (:mod:`._canonical`), made with the standard library. Only the shape is
+    checked here (known kind, exactly its fields, values a line can hold);
+    the caller checks the values (the store with :mod:`._values`, which
+    agrees with :func:`idstitch.events.validate_record`). Raises
+    ``ValueError``.
     """
-    import orjson
-
     if kind not in KIND_FIELDS:
         raise ValueError(f"unknown record kind {kind!r}")
     names = [name for name, _ in KIND_FIELDS[kind]]
@@ -183,8 +275,8 @@ def encode_record(
     for name in names:
         record[name] = fields[name]
     try:
-        body = orjson.dumps(record)
-    except orjson.JSONEncodeError as exc:
+        body = dumps(record)
+    except ValueError as exc:
         raise ValueError(f"a {kind} record cannot be written as JSON: {exc}") from None
     h = body_hash(after.h, body)
     record["h"] = h
@@ -238,13 +330,19 @@ def check_line(
     after: Checkpoint,
     *,
     validate: Callable[[Record], str | None] | None = None,
+    light: bool = False,
 ) -> Record:
     """The record on ``line`` (with its newline), which must follow ``after``.
 
     Raises :class:`LogDamagedError` (or :class:`NewerFormatError`) naming
     ``after.seq + 1`` and ``after.offset`` when the line cannot be trusted.
+    ``light``: parse with the standard library when the line is canonical
+    (the verdict is the same).
     """
-    return _check(line, after.seq + 1, after.h.encode("ascii"), after.offset, validate)
+    prev = after.h.encode("ascii")
+    return _check(
+        line, after.seq + 1, prev, after.offset, validate, loads=_tools(light=light).loads
+    )
 
 
 def _check(
@@ -253,16 +351,20 @@ def _check(
     prev: bytes,
     offset: int,
     validate: Callable[[Record], str | None] | None,
+    *,
+    loads: Callable[[bytes], Any],
 ) -> Record:
-    """The complete check of one line: the first thing wrong with it, in a fixed order."""
-    tools = _Tools.bind()
+    """The complete check of one line: the first thing wrong with it, in a fixed order.
+
+    ``loads`` parses the line as ``orjson.loads`` does (see :class:`_Tools`).
+    """
     if line[-1:] != b"\n":
         line = _ended(line, seq, offset)
     n = len(line)
     i = line.rfind(_H_KEY)
     if i < 0 or n - i != _H_TAIL_LEN:
         raise _damage(seq, offset, "bad-json", 'the line does not end with its "h" field')
-    link = tools.link()
+    link = _LINK()
     link.update(prev + line[:i] + b"}")
     if link.hexdigest().encode() != line[i + 6 : i + 38]:
         raise _damage(
@@ -273,7 +375,7 @@ def _check(
             "was edited, removed, inserted or moved",
         )
     try:
-        record: Record = tools.loads(line)
+        record: Record = loads(line)
     except ValueError as exc:  # orjson.JSONDecodeError
         raise _damage(seq, offset, "bad-json", str(exc)) from None
     if type(record) is not dict:
@@ -432,6 +534,11 @@ class RecordReader:
     and its checkpoint's offset is where its line end goes (the stream's
     size plus one), so that reading on from it after the line is completed
     starts at the next record.
+
+    ``strict``: validate every record with the pydantic models. ``light``
+    (ignored when strict): read with the standard library only, for a
+    process that must not import ``orjson`` (see the module); the same
+    verdicts, more slowly.
     """
 
     def __init__(
@@ -440,20 +547,22 @@ class RecordReader:
         start: Checkpoint = START,
         *,
         strict: bool = False,
+        light: bool = False,
     ) -> None:
         self._opener = opener
         self.start = start
         self.checkpoint = start
         self.strict = strict
+        self.light = light and not strict
         self.error: LogDamagedError | None = None
 
     def __iter__(self) -> Iterator[Record]:
         return self._read()
 
     def _read(self) -> Iterator[Record]:
-        tools = _Tools.bind()
-        link, signatures, h_key = tools.link, tools.signatures, _H_KEY
-        parse: Callable[[bytes], Record] = tools.loads
+        tools = _tools(light=self.light)
+        link, signatures, h_key = _LINK, tools.signatures, _H_KEY
+        parse: Callable[[bytes], Record] = tools.parse
         canonical: Callable[[Record], bytes] | None = None
         problem: Callable[[Record], str | None] | None = None
         if self.strict:
@@ -493,7 +602,7 @@ class RecordReader:
                     except (ValueError, KeyError, TypeError):  # not JSON, no object, no kind
                         sound = False
                     if not sound:
-                        record = _check(line, seq + 1, prev, offset, problem)
+                        record = _check(line, seq + 1, prev, offset, problem, loads=tools.loads)
                         if line[-1] != 10:  # a whole last record that lost its line end:
                             line += b"\n"  # noqa: PLW2901 - its checkpoint is where that goes
                     seq += 1

@@ -18,6 +18,7 @@ __all__ = [
     "KINDS",
     "KIND_FIELDS",
     "KIND_VERSION",
+    "MAX_REASON_LENGTH",
     "OPENING_KINDS",
     "RUNTIMES",
     "ZERO_HASH",
@@ -33,6 +34,9 @@ ZERO_HASH: Final = "0" * 32
 
 #: Keys every line starts with, in order; ``h`` always ends the line.
 ENVELOPE_HEAD: Final = ("v", "seq", "at", "kind")
+
+#: The longest ``reason`` an ``alias_dropped`` record holds, in characters.
+MAX_REASON_LENGTH: Final = 200
 
 #: The values ``runtime`` may take.
 RUNTIMES: Final = ("persistent", "ephemeral")

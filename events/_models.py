@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import SchemaValidator, core_schema
 
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id
-from ._kinds import FORMAT_VERSION, KIND_VERSION
+from ._kinds import FORMAT_VERSION, KIND_VERSION, MAX_REASON_LENGTH
 
 __all__ = [
     "MODELS",
@@ -91,7 +91,6 @@ def _file_name(value: str) -> str:
 FileName = Annotated[str, AfterValidator(_file_name)]
 
 #: The longest ``reason`` an ``alias_dropped`` record holds, in characters.
-MAX_REASON_LENGTH = 200
 
 #: Why an alias was dropped, in a few words (``refused: HTTP 400``, ``expired``): one line
 #: with no control character (C0, DEL, C1) and something besides spaces.

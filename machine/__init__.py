@@ -17,13 +17,14 @@ from idstitch.events._errors import (
     TransitionError,
 )
 
-from ._diagram import mermaid
 from ._fold import Identity, ReplayResult, fold, replay
 from ._table import EVENTS, INITIAL, TRANSITIONS, State, Transition
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from idstitch.service._stitch import IdentityStitch
+
+    from ._diagram import mermaid
 
 __all__ = [
     "EVENTS",
@@ -50,4 +51,8 @@ def __getattr__(name: str) -> object:
         from idstitch.service._stitch import IdentityStitch
 
         return IdentityStitch
+    if name == "mermaid":  # the diagram, drawn on demand: no host's start loads it
+        from ._diagram import mermaid
+
+        return mermaid
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

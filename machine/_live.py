@@ -1,9 +1,11 @@
 """The live ``transitions.Machine``, built from :data:`TRANSITIONS` and nothing else.
 
-The identity service fires it on every change (never on the steady-state
-path, which is why ``transitions`` is imported here, lazily); replay uses
-the same table compiled to a dict, and the test suite checks the two agree
-on every (state, event, guard). ``auto_transitions=False`` leaves no
+The identity service never drives it: it checks each decided edge with
+one lookup in the same table compiled to a dict
+(:func:`~._decide.check_decision`), as replay does, and so never imports
+``transitions`` (30 ms of a CLI's start). The machine serves the tests,
+which check that it and the compiled table agree on every (state, event,
+guard), and the benchmark's baseline. ``auto_transitions=False`` leaves no
 ``to_<state>()`` back doors, and invalid triggers are errors, never a
 silent ``False``.
 """

@@ -57,7 +57,7 @@ def record_dropped_alias(state_dir: str, *, device_id: str, user_id: str, reason
 
 def _short(reason: str) -> str:
     """``reason`` as an ``alias_dropped`` record holds it: one line, not blank, not too long."""
-    from idstitch.events._models import MAX_REASON_LENGTH
+    from idstitch.events._kinds import MAX_REASON_LENGTH
 
     text = "".join(" " if _control(char) else char for char in reason).strip()
     if len(text) > MAX_REASON_LENGTH:

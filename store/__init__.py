@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from ._aside import keep_aside, kept_files
     from ._fs import DIR_MODE, FILE_MODE
     from ._lock import LOCK_WAIT, ProcessLock, at_fork_in_child
-    from ._log import FileLog, IdentityLog, MemoryLog, Tail, TornTailRepair
+    from ._log import FileLog, MemoryLog, Tail
     from ._names import LOCK_NAME, LOG_NAME, PENDING_NAME, SNAPSHOT_NAME
+    from ._protocol import IdentityLog
+    from ._repair import TornTailRepair
     from ._snapshot import (
         MAX_SNAPSHOT_BYTES,
         SNAPSHOT_FORMAT,
@@ -60,8 +62,10 @@ __getattr__ = lazy_exports(
         "._aside": ("keep_aside", "kept_files"),
         "._fs": ("DIR_MODE", "FILE_MODE"),
         "._lock": ("LOCK_WAIT", "ProcessLock", "at_fork_in_child"),
-        "._log": ("FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"),
+        "._log": ("FileLog", "MemoryLog", "Tail"),
         "._names": ("LOCK_NAME", "LOG_NAME", "PENDING_NAME", "SNAPSHOT_NAME"),
+        "._protocol": ("IdentityLog",),
+        "._repair": ("TornTailRepair",),
         "._snapshot": (
             "MAX_SNAPSHOT_BYTES",
             "SNAPSHOT_FORMAT",

@@ -8,37 +8,43 @@ would write, and both are read by the one checked reader of
 
 from __future__ import annotations
 
+import _thread
 import io
 import os
-import threading
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, NamedTuple, Protocol
 
-from idstitch.events import (
+from idstitch.events import LogDamagedError
+from idstitch.events._codec import (
     START,
     Checkpoint,
-    LogDamagedError,
-    Record,
     RecordReader,
     check_line,
     encode_record,
+    parse_line,
 )
+from idstitch.events._values import record_fault
 from idstitch.events._voice import warn
 
 from ._fs import ensure_dir, fsync_dir, open_file, peek_end
 from ._lock import ProcessLock
 
-__all__ = ["FileLog", "IdentityLog", "MemoryLog", "Tail", "TornTailRepair"]
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import IO
+
+    from idstitch.events import Record
+
+    from ._repair import TornTailRepair
+
+__all__ = ["FileLog", "MemoryLog", "Tail"]
 
 
 _TAIL_CHUNK = 8192
 _HEX_DIGITS = b"0123456789abcdef"
 
 
-class Tail(NamedTuple):
+class Tail(tuple[Checkpoint, "Record | None", int, bool]):
     """The end of a log: the position after its last good record, that record
     (``None`` for an empty log) and the number of torn bytes after it.
 
@@ -47,51 +53,51 @@ class Tail(NamedTuple):
     torn tail, and ``checkpoint.offset`` is where its line end goes, one
     byte past the file's end. The next append (or
     :meth:`FileLog.complete_line`) writes that ``\\n``; ``torn`` is then 0.
+
+    A named tuple, built without ``typing`` (start-up cost), as
+    :class:`~idstitch.events.Checkpoint` is.
     """
 
-    checkpoint: Checkpoint
-    record: Record | None
-    torn: int
-    unended: bool = False
+    __slots__ = ()
 
+    def __new__(
+        cls, checkpoint: Checkpoint, record: Record | None, torn: int, unended: bool = False
+    ) -> Tail:
+        return super().__new__(cls, (checkpoint, record, torn, unended))
 
-@dataclass(frozen=True)
-class TornTailRepair:
-    """An append removed ``length`` torn bytes at ``offset`` (seq ``seq`` was never completed)."""
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The position after the last good record."""
+        return self[0]
 
-    path: str
-    offset: int
-    length: int
-    seq: int
+    @property
+    def record(self) -> Record | None:
+        """The last good record (``None`` for an empty log)."""
+        return self[1]
 
+    @property
+    def torn(self) -> int:
+        """How many torn bytes follow it (the next append removes them)."""
+        return self[2]
 
-class IdentityLog(Protocol):
-    """What the identity service needs from a log."""
+    @property
+    def unended(self) -> bool:
+        """Whether that record lost only its line end."""
+        return self[3]
 
-    #: The position after the record this object appended last (``None`` before any).
-    end: Checkpoint | None
+    def __repr__(self) -> str:
+        checkpoint, record, torn, unended = self
+        return f"Tail({checkpoint=!r}, {record=!r}, {torn=!r}, {unended=!r})"
 
-    def locked(self) -> AbstractContextManager[object]:
-        """Hold the log exclusively (across threads and processes) for a read-decide-append."""
-        ...
-
-    def records(self, *, strict: bool = False, since: Checkpoint = START) -> RecordReader:
-        """Stream the records after ``since``; stops at the first damaged one."""
-        ...
-
-    def tail(self) -> Tail:
-        """The last record, checked against the one before it."""
-        ...
-
-    def append(self, kind: str, fields: Mapping[str, object], *, at: str) -> Record:
-        """Validate, chain and durably append one record; return it."""
-        ...
+    def __reduce__(self) -> tuple[type[Tail], tuple[Checkpoint, Record | None, int, bool]]:
+        return Tail, (self[0], self[1], self[2], self[3])
 
 
 def _validate(record: Record) -> None:
-    from idstitch.events import validate_record
-
-    validate_record(record)
+    """Refuse a record the pydantic models would refuse (checked without them: start-up cost)."""
+    problem = record_fault(record)
+    if problem is not None:
+        raise ValueError(f"refusing to write an invalid record: {problem}")
 
 
 def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
@@ -101,8 +107,6 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
     :class:`LogDamagedError` when the last line does not follow the one
     before it.
     """
-    import orjson
-
     if size == 0:
         return Tail(START, None, 0)
     chunk = _TAIL_CHUNK
@@ -125,8 +129,8 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
     if len(complete) >= 2:
         prev = complete[-2]
         try:
-            prev_seq = int(orjson.loads(prev)["seq"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            prev_seq = int(parse_line(prev, light=True)["seq"])
+        except (KeyError, TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
             # The line before the last is itself damaged: read from it.
             prev_seq, prev_h = -1, ""
         else:
@@ -139,7 +143,7 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
         after = Checkpoint(prev_seq, prev_h, last_offset)
     else:
         after = Checkpoint(START.seq, START.h, last_offset)
-    record = check_line(last, after)
+    record = check_line(last, after, light=True)
     checkpoint = Checkpoint(record["seq"], record["h"], begin + end)
     if torn:
         return _after_last_line(data[end:], checkpoint, record)
@@ -157,7 +161,7 @@ def _after_last_line(rest: bytes, after: Checkpoint, record: Record | None = Non
     append returned.
     """
     try:
-        unended = check_line(rest, after)
+        unended = check_line(rest, after, light=True)
     except LogDamagedError as exc:
         if exc.cause != "torn-tail":
             raise
@@ -169,12 +173,24 @@ def _after_last_line(rest: bytes, after: Checkpoint, record: Record | None = Non
 def _tail_by_reading_all(read_at: Callable[[int, int], bytes], size: int) -> Tail:
     """Slow path: read the whole log; raises :class:`LogDamagedError` at the first damage."""
     data = read_at(0, size)
-    reader = RecordReader(lambda: io.BytesIO(data))
+    reader = RecordReader(lambda: io.BytesIO(data), light=True)
     last: Record | None = None
     for record in reader:
         last = record
     end = reader.checkpoint.offset
     return Tail(reader.checkpoint, last, max(0, size - end), unended=end > size)
+
+
+def _lock_name(log: str) -> str:
+    """The lock file's name for the log at ``log``: ``identity.jsonl`` -> ``identity.lock``.
+
+    Its last suffix is replaced (added when it has none), as ``Path.with_suffix``
+    does; a log itself named ``*.lock`` gets ``*.lock.lock``.
+    """
+    name = os.path.basename(log)
+    dot = name.rfind(".")
+    stem, suffix = (name[:dot], name[dot:]) if 0 < dot < len(name) - 1 else (name, "")
+    return stem + (".lock.lock" if suffix == ".lock" else ".lock")
 
 
 class FileLog:
@@ -185,33 +201,60 @@ class FileLog:
     opened with ``O_APPEND``, then ``fsync``. The directory is created 0700
     and the files 0600; a symlink in place of the log is never followed.
     ``lock_timeout`` bounds the wait for another process's lock (``None``:
-    wait as long as it takes); the identity service waits 3 s at most.
+    wait as long as it takes); the identity service waits
+    :data:`~idstitch.store.LOCK_WAIT` at most.
+
+    Appends check the log's end and write with the standard library only;
+    :meth:`records` reads with ``orjson`` unless ``light`` (the identity
+    service reads light: the same verdicts, without ``orjson``'s import on
+    a CLI's start).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> None:
-        self.path = Path(path)
-        # identity.jsonl -> identity.lock; a log itself named *.lock gets *.lock.lock.
-        suffix = ".lock.lock" if self.path.suffix == ".lock" else ".lock"
-        self.lock_path = self.path.with_suffix(suffix)
-        self._lock = ProcessLock(self.lock_path, timeout=lock_timeout)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float | None = None,
+        light: bool = False,
+    ) -> None:
+        #: The log's path as given, as a string (``os`` works on it: no ``pathlib`` at start-up).
+        self.file = os.fspath(path)
+        #: The lock file's path, as a string.
+        self.lock_file = os.path.join(os.path.dirname(self.file), _lock_name(self.file))
+        self.light = light
+        self._lock = ProcessLock(self.lock_file, timeout=lock_timeout)
         #: Torn tails that appends of this object removed, oldest first.
         self.repairs: list[TornTailRepair] = []
         #: The position after the record this object appended last (``None`` before any).
         self.end: Checkpoint | None = None
 
+    @property
+    def path(self) -> Path:
+        """The log's path."""
+        from pathlib import Path
+
+        return Path(self.file)
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file's path: beside the log, ``identity.lock`` for ``identity.jsonl``."""
+        from pathlib import Path
+
+        return Path(self.lock_file)
+
     def __repr__(self) -> str:
-        return f"FileLog({str(self.path)!r})"
+        return f"FileLog({self.file!r})"
 
     def exists(self) -> bool:
         """Whether the log file exists (it may still be empty)."""
-        return self.path.exists()
+        return os.path.exists(self.file)
 
     def locked(self) -> ProcessLock:
         """The exclusive lock; re-entrant, so :meth:`append` may be called while holding it."""
         return self._lock
 
     def _open_read(self) -> IO[bytes]:
-        return os.fdopen(open_file(self.path, os.O_RDONLY), "rb")
+        return os.fdopen(open_file(self.file, os.O_RDONLY), "rb")
 
     def records(self, *, strict: bool = False, since: Checkpoint = START) -> RecordReader:
         """Stream the records after ``since``, checked (``strict``: fully validated).
@@ -219,7 +262,7 @@ class FileLog:
         Iterating raises :class:`OSError` if the file cannot be opened and
         :class:`LogDamagedError` at the first damaged record.
         """
-        return RecordReader(self._open_read, since, strict=strict)
+        return RecordReader(self._open_read, since, strict=strict, light=self.light)
 
     def peek_end(self) -> tuple[int, bytes]:
         """The file's size and its last line, read with the standard library only.
@@ -229,12 +272,12 @@ class FileLog:
         that lost only its ``\\n`` (shape only, unchecked: it ends in its
         ``"h"`` field), returned as it is on disk; see :func:`.peek_end`.
         """
-        return peek_end(self.path)
+        return peek_end(self.file)
 
     def tail(self) -> Tail:
         """The last record, checked against the one before it; ``(START, None, 0)`` if empty."""
         try:
-            fd = open_file(self.path, os.O_RDONLY)
+            fd = open_file(self.file, os.O_RDONLY)
         except FileNotFoundError:
             return Tail(START, None, 0)
         try:
@@ -254,9 +297,10 @@ class FileLog:
         a line end it completed).
         """
         with self._lock:
-            created = ensure_dir(self.path.parent)
-            is_new = not self.path.exists()
-            fd = open_file(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+            folder = os.path.dirname(self.file) or "."
+            created = ensure_dir(folder)
+            is_new = not os.path.exists(self.file)
+            fd = open_file(self.file, os.O_RDWR | os.O_CREAT | os.O_APPEND)
             try:
                 size = os.fstat(fd).st_size
                 tail = _tail_of(lambda at, n: os.pread(fd, n, at), size)
@@ -274,7 +318,7 @@ class FileLog:
             finally:
                 os.close(fd)
             if created or is_new:
-                fsync_dir(self.path.parent)
+                fsync_dir(folder)
             return record
 
     def complete_line(self) -> bool:
@@ -290,7 +334,7 @@ class FileLog:
         """
         with self._lock:
             try:
-                fd = open_file(self.path, os.O_RDWR | os.O_APPEND)
+                fd = open_file(self.file, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
                 return False
             try:
@@ -309,15 +353,17 @@ class FileLog:
             "idstitch.store",
             "idstitch: completed the last line of %s (record seq %d had lost its line end; "
             "the record is kept as it was)",
-            self.path,
+            self.file,
             tail.checkpoint.seq,
         )
 
     def _repair(self, fd: int, tail: Tail) -> None:
+        from ._repair import TornTailRepair
+
         offset = tail.checkpoint.offset
         os.ftruncate(fd, offset)
         os.fsync(fd)
-        repair = TornTailRepair(str(self.path), offset, tail.torn, tail.checkpoint.seq + 1)
+        repair = TornTailRepair(self.file, offset, tail.torn, tail.checkpoint.seq + 1)
         self.repairs.append(repair)
         warn(
             "idstitch.store",
@@ -325,7 +371,7 @@ class FileLog:
             "completed; every record before it is intact)",
             repair.length,
             repair.offset,
-            self.path,
+            self.file,
             repair.seq,
         )
 
@@ -350,20 +396,22 @@ class MemoryLog:
     then hold only what this process changed).
     """
 
-    def __init__(self, start: Checkpoint = START) -> None:
+    def __init__(self, start: Checkpoint = START, *, light: bool = False) -> None:
         self._lines: list[bytes] = []
         self._start = start
         self._size = 0
         self._last: Record | None = None
         self._checkpoint = Checkpoint(start.seq, start.h, 0)
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
+        #: Whether :meth:`records` reads with the standard library only (see :class:`FileLog`).
+        self.light = light
         #: The position after the record appended last (``None`` before any).
         self.end: Checkpoint | None = None
 
     def __repr__(self) -> str:
         return f"MemoryLog({len(self._lines)} records)"
 
-    def locked(self) -> AbstractContextManager[object]:
+    def locked(self) -> _thread.RLock:
         """The log's thread lock (there is no other process to exclude)."""
         return self._lock
 
@@ -377,7 +425,7 @@ class MemoryLog:
         data = self.getvalue()
         if since == START:
             since = Checkpoint(self._start.seq, self._start.h, 0)
-        return RecordReader(lambda: io.BytesIO(data), since, strict=strict)
+        return RecordReader(lambda: io.BytesIO(data), since, strict=strict, light=self.light)
 
     def tail(self) -> Tail:
         """The last record (always intact: nothing else writes here)."""

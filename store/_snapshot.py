@@ -1,8 +1,8 @@
 """The snapshot file (``telemetry.json``): the folded state at a given ``seq``.
 
 Written atomically: a uniquely named temporary file in the same directory
-(``mkstemp``: ``O_EXCL``, 0600), write, ``os.replace``, then ``fsync`` of
-the directory. Two writers in the same millisecond never share a temporary
+(random name, ``O_EXCL``, 0600: what ``mkstemp`` does), write, ``os.replace``,
+then ``fsync`` of the directory. Two writers in the same millisecond never share a temporary
 path (rule R12), and a reader sees the old file or the new one, never half
 of one.
 
@@ -16,20 +16,23 @@ change cost two fsyncs (the log and the directory) instead of three (bar B3).
 
 Reading never raises: a missing, oversized, unreadable, corrupt or newer
 snapshot is reported as such and the caller rebuilds from the log. Reading
-is on every start-up path, so it imports nothing but ``os`` and the C JSON
-scanner that the standard library's ``json`` itself runs on (``json``
-would bring ``re`` and ``enum`` along).
+is on every start-up path and writing on the first run's, so both import
+nothing but ``os`` and the C JSON code that the standard library's ``json``
+itself runs on (:mod:`idstitch.events._canonical`; ``json`` would bring
+``re`` and ``enum`` along, ``tempfile`` ``shutil`` and ``random``).
 """
 
 from __future__ import annotations
 
 import os
 
+from idstitch.events._canonical import dumps, loads
+
 from ._fs import ensure_dir, fsync_dir, list_folder, open_file
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
     from typing import Any, Final, Literal, TypeAlias
 
     from ._fs import PathLike
@@ -88,52 +91,6 @@ class SnapshotRead:
         return f"SnapshotRead({self.status!r}, data={self.data!r}, problem={self.problem!r})"
 
 
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-class _ScanContext:
-    """The settings ``json.JSONDecoder`` hands the C scanner, without importing ``json``."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = staticmethod(_refuse_constant)
-
-
-_scan: Callable[[str, int], tuple[object, int]] | None = None
-
-
-def _loads(text: str) -> object:
-    """``json.loads`` for one document, by the C scanner ``json`` uses."""
-    global _scan  # noqa: PLW0603 - built once, on first use
-    if _scan is None:
-        try:
-            from _json import make_scanner
-        except ImportError:  # pragma: no cover - an interpreter without the C accelerator
-            import json
-
-            return json.loads(text)
-        _scan = make_scanner(_ScanContext())  # type: ignore[arg-type]  # duck-typed context
-    start = len(text) - len(text.lstrip(" \t\n\r"))
-    try:
-        value, end = _scan(text, start)
-    except StopIteration:
-        raise ValueError("no JSON value") from None
-    except SystemError:
-        # Python 3.11's scanner raises its syntax errors through json.decoder,
-        # which it only finds when already imported; otherwise the error comes
-        # out as a SystemError. Let ``json`` report it properly.
-        import json
-
-        return json.loads(text)
-    if text[end:].strip(" \t\n\r"):
-        raise ValueError("extra data after the JSON value")
-    return value
-
-
 def read_snapshot(path: PathLike, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> SnapshotRead:
     """Read the snapshot at ``path``; never raises."""
     try:
@@ -151,7 +108,7 @@ def read_snapshot(path: PathLike, *, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Sna
     if len(raw) > max_bytes:
         return SnapshotRead("corrupt", problem=f"larger than {max_bytes} bytes")
     try:
-        data = _loads(raw.decode("utf-8"))
+        data = loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return SnapshotRead("corrupt", problem=f"not JSON: {type(exc).__name__}")
     if not isinstance(data, dict):
@@ -180,22 +137,16 @@ def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
     the page cache makes them (see the module docstring). Raises
     :class:`ValueError`, writing nothing, when ``state`` holds a key of the
     marker (``format`` or ``version``): it would pass the file off as another
-    format.
+    format, or a value JSON cannot hold here (a float, an integer beyond 64 bits).
     """
-    import contextlib
-    import json
-    import tempfile
-
     clash = sorted(_MARKER_KEYS.intersection(state))
     if clash:
         raise ValueError(f"a snapshot's state cannot set {clash}: those keys are its format marker")
-    payload = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, **state}
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    data = dumps({"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, **state})
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     created = ensure_dir(directory)
-    prefix, suffix = temporary_affixes(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    fd, tmp = _create_temporary(directory, *temporary_affixes(os.path.basename(path)))
     try:
         try:
             view = memoryview(data)
@@ -205,12 +156,38 @@ def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs 4 ms of a first run's start
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     fsync_dir(directory)
     if created:
         fsync_dir(os.path.dirname(os.path.abspath(directory)))
+
+
+#: How many names :func:`_create_temporary` tries (``tempfile.mkstemp`` tries as many).
+_TEMPORARY_ATTEMPTS = 10_000
+
+
+def _token() -> str:
+    """The random middle of a temporary file's name."""
+    return os.urandom(6).hex()
+
+
+def _create_temporary(directory: str, prefix: str, suffix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp``'s promise without importing it (``shutil``, ``random``: about
+    12 ms): a new file, 0600, made with ``O_EXCL`` (so never through a planted link, even
+    a dangling one), under a name no other writer holds. Returns its descriptor and path."""
+    for _ in range(_TEMPORARY_ATTEMPTS):
+        name = os.path.join(directory, f"{prefix}{_token()}{suffix}")
+        try:
+            return open_file(name, os.O_RDWR | os.O_CREAT | os.O_EXCL), name
+        except FileExistsError:
+            continue
+    import errno
+
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
 
 
 def temporary_affixes(name: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ import sys
 from idstitch.adapters.sinks import SpoolSink
 from idstitch.machine import IdentityStitch
 
-HEAVY = ("posthog", "pydantic", "transitions", "orjson", "subprocess", "uuid", "requests")
+HEAVY = ("posthog", "pydantic", "transitions", "orjson", "subprocess", "requests", "uuid")
 
 
 def main() -> int:

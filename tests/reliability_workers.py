@@ -21,9 +21,9 @@ from workers import write_snapshots
 
 __all__ = ["FAILED", "churn", "write_snapshots_reporting"]
 
-# Loaded here so that a forkserver preloading this module has them: record
-# validation, the live machine and the file log, all lazy in the service.
-for _name in ("idstitch.events._models", "idstitch.machine._live", "idstitch.store._log"):
+# Loaded here so that a forkserver preloading this module has it: the file log (with
+# the codec and the record check), lazy in the service.
+for _name in ("idstitch.store._log",):
     importlib.import_module(_name)
 
 #: Exit code of a worker that raised something other than an ``OSError``.

@@ -15,7 +15,7 @@ from idstitch.events import validate_record
 from idstitch.machine import replay
 from idstitch.store import FileLog
 
-from bench import _cli, _data, _delivery, _instructions, _replay
+from bench import _cli, _data, _delivery, _instructions, _replay, _starts
 from bench._report import FIELDS, percentile, render_phases, render_table, render_tax, to_json
 
 
@@ -106,7 +106,8 @@ def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> Non
     config = tiny(tmp_path / "data")
     rows, extra = _cli.run(config, _cli.BARS[:5])
     bars = [row.bar for row in rows]
-    assert ["B1"] * 4 + ["B2"] * 2 + ["B3"] + ["B4"] * 3 + ["B5"] * 3 == bars
+    paths = len(_starts.START_PATHS)
+    assert ["B1"] * 4 + ["B2"] * (paths + 2) + ["B3"] + ["B4"] * 3 + ["B5"] * 3 == bars
     for row in rows:
         assert row.measure
         assert row.ours >= 0
@@ -121,6 +122,9 @@ def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> Non
     document = json.loads(to_json(rows, settings={"records": config.records}, extra=extra))
     assert [[*FIELDS, "samples"]] * len(rows) == [list(r) for r in document["rows"]]
     assert [] == extra["heavy_modules_imported"]
+    assert {name: [] for name in _starts.START_PATHS} == {
+        name: path["heavy_modules"] for name, path in extra["start_paths"].items()
+    }
     assert [] == extra["steady_starts"]["changed_files"]
     assert (1, 1) == (extra["contention"]["aliases_sent"], extra["contention"]["alias_records"])
     assert not (config.data_dir / "work").exists()

@@ -261,11 +261,12 @@ def test_an_ephemeral_run_spools_in_the_temporary_dir(
 
 
 def test_the_host_path_imports_no_client(tmp_path: Path, server: CaptureServer) -> None:
-    run_host(tmp_path / "state", server.url, "response:user-1", bare=True)
+    """A command that spools and starts the sender imports none of the heavy packages: on the
+    first run (genesis and the alias written) and on a steady one."""
+    first = run_host(tmp_path / "state", server.url, "response:user-1", bare=True)
     report = run_host(tmp_path / "state", server.url, "response:user-1", "events:3", bare=True)
-    assert "posthog" not in report["imported"]
-    assert "requests" not in report["imported"]
-    assert "subprocess" not in report["imported"]
+    assert ([], []) == (first["imported"], report["imported"])
+    assert len(report["senders"]) <= 1
     wait_drained(report["folder"])
     assert len(server.wait_for(6)) >= 6
 

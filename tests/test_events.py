@@ -58,6 +58,7 @@ from idstitch.events import (
     user_id_problem,
     validate_record,
 )
+from idstitch.events._codec import now_text
 from idstitch.events._models import MODELS, parse_fields
 from idstitch.events._models import validate_python as validate_dict
 from pydantic import ValidationError
@@ -1010,6 +1011,27 @@ def test_format_time_output_parses_back_and_validates(at: str) -> None:
     assert at == format_time(parsed)
     record = {**valid_record("clear"), "at": at}
     assert record == Clear.model_validate(record).model_dump()
+
+
+@pytest.mark.parametrize(
+    "micros",
+    [0, 951_782_400_000_001, 1_795_798_800_123_456, 253_402_300_799_999_999],
+    ids=["epoch", "leap-day", "2026", "year-9999"],
+)
+def test_now_text_writes_the_clock_as_format_time_does(
+    micros: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The time the service stamps records with, read without datetime, is format_time's text."""
+    monkeypatch.setattr("time.time_ns", lambda: micros * 1000 + 999)
+    expected = format_time(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros))
+    assert expected == now_text()
+
+
+def test_now_text_is_now() -> None:
+    """now_text() reads the system clock: within a second of datetime's reading of it."""
+    before = datetime.now(UTC)
+    read = datetime.strptime(now_text(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert timedelta(0) <= read - before.replace(microsecond=0) < timedelta(seconds=2)
 
 
 # --- import cost ------------------------------------------------------------------

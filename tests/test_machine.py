@@ -20,7 +20,7 @@ from idstitch.machine import (
     mermaid,
     replay,
 )
-from idstitch.machine._decide import decide
+from idstitch.machine._decide import check_decision, decide
 from idstitch.machine._diagram import edge_label
 from idstitch.machine._live import LiveMachine
 from idstitch.machine._table import compiled_table
@@ -137,6 +137,41 @@ def test_decide_refuses_impossible_events() -> None:
         decide(identity(State.ANONYMOUS), "genesis", runtime="persistent", pid=1, device_id="x")
     with pytest.raises(TransitionError, match="logout is not a transition from state initial"):
         decide(None, "logout", runtime="persistent", pid=1, device_id="x")
+
+
+def test_a_decision_is_checked_against_the_table_from_the_state_it_is_applied_to() -> None:
+    """check_decision passes the edge decided for this state, and refuses it from a state the
+    identity has left: no such edge there (TransitionError), or another one (AssertionError)."""
+    anonymous, stamped = identity(State.ANONYMOUS), identity(State.STAMPED, user="u")
+    alias = decide(anonymous, "response", runtime="persistent", pid=1, user_id="v")
+    undo = decide(
+        Identity(
+            state=State.ALIASED,
+            device_id="d-1",
+            user_id="v",
+            linked_user="v",
+            undo=(State.ANONYMOUS, None, None),
+            seq=4,
+            h="b" * 32,
+        ),
+        "enqueue_failure",
+        runtime="persistent",
+        pid=1,
+    )
+    genesis = decide(None, "genesis", runtime="persistent", pid=1, device_id="d-1")
+    assert alias is not None
+    assert undo is not None
+    assert genesis is not None
+    check_decision(anonymous, alias)
+    check_decision(None, genesis)
+    with pytest.raises(AssertionError, match=r"from this state the table says <stamped --"):
+        check_decision(stamped, alias)
+    with pytest.raises(
+        TransitionError, match=r"\[was_anonymous\] is not a transition from state st"
+    ):
+        check_decision(stamped, undo)
+    with pytest.raises(TransitionError, match="genesis is not a transition from state anonymous"):
+        check_decision(anonymous, genesis)
 
 
 def build(records: list[tuple[str, dict[str, object]]]) -> MemoryLog:

@@ -1,9 +1,11 @@
 """The checked reader's fast comparisons never change a verdict: it agrees with the complete check.
 
 The reference reads line by line through ``check_line`` (the complete,
-ordered check and nothing else); the reader under test takes its fast
-path on sound lines. Both must yield the same records, stop at the same
-damage and end at the same checkpoint, whatever was done to the bytes.
+ordered check and nothing else, parsing with ``orjson``); the reader under
+test takes its fast path on sound lines. Both must yield the same records,
+stop at the same damage and end at the same checkpoint, whatever was done
+to the bytes. The reader is tried three ways: checked (``orjson``), light
+(the standard library, as the embedding service reads) and strict.
 """
 
 from __future__ import annotations
@@ -56,11 +58,15 @@ def reference(
     return records, None, after
 
 
+#: The ways the reader reads: with orjson, with the standard library only, strictly.
+READS = ["checked", "light", "strict"]
+
+
 def reader(
-    data: bytes, *, strict: bool = False
+    data: bytes, *, strict: bool = False, light: bool = False
 ) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
-    """What the checked (or strict) reader makes of ``data``."""
-    stream = RecordReader(lambda: io.BytesIO(data), strict=strict)
+    """What the checked (``light``: by the standard library; or strict) reader makes of ``data``."""
+    stream = RecordReader(lambda: io.BytesIO(data), strict=strict, light=light)
     records: list[Record] = []
     try:
         records.extend(stream)
@@ -91,11 +97,12 @@ def log(request: pytest.FixtureRequest) -> bytes:
     return opened
 
 
-@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
-def test_a_sound_log_reads_the_same(log: bytes, strict: bool) -> None:
+@pytest.mark.parametrize("read", READS)
+def test_a_sound_log_reads_the_same(log: bytes, read: str) -> None:
     """On a log with no damage, both read every record and end at the same place."""
-    assert reference(log, strict=strict) == reader(log, strict=strict)
-    assert 15 == len(reader(log, strict=strict)[0])
+    strict, light = read == "strict", read == "light"
+    assert reference(log, strict=strict) == reader(log, strict=strict, light=light)
+    assert 15 == len(reader(log, strict=strict, light=light)[0])
 
 
 @settings(max_examples=examples(400), deadline=None)
@@ -113,8 +120,9 @@ def test_any_byte_changed_reads_the_same(log: bytes, data: st.DataObject) -> Non
         damaged = log[:at] + bytes([byte]) + log[at:]
     if data.draw(st.booleans(), label="rechain"):
         damaged = rechain(damaged)
-    strict = data.draw(st.booleans(), label="strict")
-    assert reference(damaged, strict=strict) == reader(damaged, strict=strict)
+    read = data.draw(st.sampled_from(READS), label="read")
+    strict, light = read == "strict", read == "light"
+    assert reference(damaged, strict=strict) == reader(damaged, strict=strict, light=light)
 
 
 @pytest.mark.parametrize(
@@ -127,19 +135,20 @@ def test_any_byte_changed_reads_the_same(log: bytes, data: st.DataObject) -> Non
         (b'"runtime":"persistent"', b'"pid":4242'),  # two fields exchanged, values and all
     ],
 )
-@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+@pytest.mark.parametrize("read", READS)
 def test_a_reordered_or_retyped_field_is_refused_as_before(
-    log: bytes, swap: tuple[bytes, bytes], strict: bool
+    log: bytes, swap: tuple[bytes, bytes], read: str
 ) -> None:
     """Shapes the fast comparisons exist for are refused with the complete check's words."""
     old, new = swap
     exchanged = old in (b'"user_id":', b'"runtime":"persistent"')  # two keys, or two pairs
     damaged = _exchange(log, old, new) if exchanged else log.replace(old, new, 1)
     damaged = rechain(damaged)
+    strict = read == "strict"
     expected = reference(damaged, strict=strict)
     assert damaged != log
     assert "bad-field" == (expected[1] or ("none",))[0]
-    assert expected == reader(damaged, strict=strict)
+    assert expected == reader(damaged, strict=strict, light=read == "light")
 
 
 @pytest.mark.parametrize("twice", [b'"pid":4242,"pid":4242', b'"pid":7,"pid":4242'])
@@ -150,7 +159,9 @@ def test_a_key_written_twice_stops_the_strict_read_only(log: bytes, twice: bytes
     assert ("bad-field", 2) == (expected[1] or ("none", 0))[:2]
     assert "'pid' appears more than once" in str(reader_error(damaged))
     assert expected == reader(damaged, strict=True)
-    assert (None, 15) == (reader(damaged)[1], len(reader(damaged)[0]))
+    for light in (False, True):
+        records, damage, _ = reader(damaged, light=light)
+        assert (None, 15) == (damage, len(records))
 
 
 @pytest.mark.parametrize(
@@ -171,27 +182,31 @@ def test_the_strict_read_takes_only_compact_lines(
     expected = None if compact else "whitespace between tokens: a line is compact"
     error = reader_error(damaged)
     assert expected == (None if error is None else error.detail)
-    assert (None, 15) == (reader(damaged)[1], len(reader(damaged)[0]))
+    for light in (False, True):  # light: a line it cannot take as canonical goes to orjson
+        records, damage, _ = reader(damaged, light=light)
+        assert (None, 15, reader(damaged)[0]) == (damage, len(records), records)
 
 
-@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
-def test_a_heal_claiming_version_1_is_refused_as_before(healed: bytes, strict: bool) -> None:
-    """A heal is a version-2 kind: the same line claiming v 1 is a bad field, on both paths."""
+@pytest.mark.parametrize("read", READS)
+def test_a_heal_claiming_version_1_is_refused_as_before(healed: bytes, read: str) -> None:
+    """A heal is a version-2 kind: the same line claiming v 1 is a bad field, on every path."""
     damaged = rechain(healed.replace(b'{"v":2,', b'{"v":1,', 1))
+    strict = read == "strict"
     expected = reference(damaged, strict=strict)
     assert ("bad-field", 1, 0) == expected[1]
-    assert expected == reader(damaged, strict=strict)
+    assert expected == reader(damaged, strict=strict, light=read == "light")
 
 
-@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
+@pytest.mark.parametrize("read", READS)
 def test_a_version_2_line_of_a_first_release_kind_is_read_off_the_fast_path(
-    healed: bytes, strict: bool
+    healed: bytes, read: str
 ) -> None:
     """A v 2 response (its kind is written with v 1) leaves the fast path and is read as it is."""
     damaged = rechain(healed.replace(b'{"v":1,"seq":2,', b'{"v":2,"seq":2,', 1))
-    records, damage, _ = reader(damaged, strict=strict)
+    strict, light = read == "strict", read == "light"
+    records, damage, _ = reader(damaged, strict=strict, light=light)
     assert (None, 15, 2) == (damage, len(records), records[1]["v"])
-    assert reference(damaged, strict=strict) == reader(damaged, strict=strict)
+    assert reference(damaged, strict=strict) == reader(damaged, strict=strict, light=light)
 
 
 def reader_error(data: bytes) -> LogDamagedError | None:
@@ -203,16 +218,15 @@ def reader_error(data: bytes) -> LogDamagedError | None:
     return None
 
 
-@pytest.mark.parametrize("strict", [False, True], ids=["checked", "strict"])
-def test_a_string_holding_the_key_separator_is_read_like_any_other(
-    log: bytes, strict: bool
-) -> None:
+@pytest.mark.parametrize("read", READS)
+def test_a_string_holding_the_key_separator_is_read_like_any_other(log: bytes, read: str) -> None:
     """An id holding '":' leaves the fast path (one separator too many) and is still read."""
     damaged = rechain(log.replace(b'"user-0000000"', b'"us\\":er-0"', 1))
     assert damaged != log
-    records, damage, _ = reader(damaged, strict=strict)
+    strict, light = read == "strict", read == "light"
+    records, damage, _ = reader(damaged, strict=strict, light=light)
     assert (None, 'us":er-0') == (damage, records[1]["user_id"])
-    assert reference(damaged, strict=strict) == reader(damaged, strict=strict)
+    assert reference(damaged, strict=strict) == reader(damaged, strict=strict, light=light)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +251,8 @@ def test_a_record_the_models_refuse_stops_the_strict_read_only(
     assert "bad-field" == (expected[1] or ("none",))[0]
     assert expected == reader(damaged, strict=True)
     retyped = old.startswith(b'"alias"')
-    assert (expected[1] if retyped else None) == reader(damaged)[1]
+    for light in (False, True):
+        assert (expected[1] if retyped else None) == reader(damaged, light=light)[1]
 
 
 def rechain(data: bytes) -> bytes:

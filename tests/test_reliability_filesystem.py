@@ -153,7 +153,7 @@ def test_a_fifo_in_the_state_dir_never_hangs_the_host(
 def test_temporary_snapshot_files_are_created_exclusively_in_the_state_dir(
     tmp_path: Path, precious: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Plant symlinks at the first two temporary names mkstemp will try (one live, one dangling).
+    """Links planted at write_snapshot's first two temporary names (live, dangling) are skipped.
 
     write_snapshot must step over both (O_EXCL: EEXIST even for a dangling
     link), write through the third name in the same directory, and leave
@@ -165,21 +165,14 @@ def test_temporary_snapshot_files_are_created_exclusively_in_the_state_dir(
     names = iter(["planted1", "planted2", "free3", "free4"])
     tried: list[str] = []
 
-    def candidates() -> object:
-        class Names:
-            def __iter__(self) -> Names:
-                return self
-
-            def __next__(self) -> str:
-                tried.append(next(names))
-                return tried[-1]
-
-        return Names()
+    def token() -> str:
+        tried.append(next(names))
+        return tried[-1]
 
     (state_dir / ".telemetry.json.planted1.tmp").symlink_to(precious)
     (state_dir / ".telemetry.json.planted2.tmp").symlink_to(dangling)
     before = tree(precious.parent)
-    monkeypatch.setattr("tempfile._get_candidate_names", candidates)
+    monkeypatch.setattr("idstitch.store._snapshot._token", token)
     write_snapshot(state_dir / "telemetry.json", {"seq": 1})
     monkeypatch.undo()
     assert ["planted1", "planted2", "free3"] == tried

@@ -379,6 +379,19 @@ def test_replaying_the_log_equals_the_live_identity(tmp_path: Path) -> None:
     assert stitch.identity == result.identity
 
 
+@pytest.mark.parametrize("raw", [bytes(16), b"\xff" * 16, bytes(range(16)), bytes(range(99, 115))])
+def test_a_minted_device_id_is_uuid4s_text_of_the_same_random_bytes(
+    raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service mints device ids without importing uuid: str(uuid.uuid4()) for its bytes."""
+    import uuid
+
+    from idstitch.service import _stitch
+
+    monkeypatch.setattr(os, "urandom", lambda n: raw[:n])
+    assert str(uuid.UUID(bytes=raw, version=4)) == _stitch._new_device_id()
+
+
 def test_steady_state_appends_nothing_and_imports_nothing_heavy(tmp_path: Path) -> None:
     """The steady state writes nothing and loads no posthog, pydantic, transitions or orjson."""
     open_stitch(tmp_path).observe_authenticated_response("user-a")
