@@ -319,8 +319,7 @@ def telemetry_tax(
 
 #: Runs the CLI with the command wrapper's exit timestamped (the clock every process
 #: shares): when the interpreter reached this code, when the wrapper's exit began (the
-#: command's own work done) and when it ended (event spooled, sender spawned). With
-#: ``BENCH_SPAWN_POLICY`` the sender is spawned under that scheduling policy (Linux).
+#: command's own work done) and when it ended (event spooled, sender spawned).
 PROBE = """\
 import os, runpy, sys, time
 started = time.monotonic()
@@ -331,13 +330,6 @@ def timed_exit(self, *exc):
     command_exit(self, *exc)
     os.write(2, f"{started} {entered} {time.monotonic()}\\n".encode())
 _command.Command.__exit__ = timed_exit
-policy = os.environ.get("BENCH_SPAWN_POLICY")
-if policy:
-    spawn = os.posix_spawn
-    def posix_spawn(path, argv, env, **options):
-        options["scheduler"] = (getattr(os, policy), os.sched_param(0))
-        return spawn(path, argv, env, **options)
-    os.posix_spawn = posix_spawn
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -351,11 +343,10 @@ PHASES = (
     "total",
 )
 
-#: The halves timed phase by phase: the sender spawned as the library does, and as a
-#: batch process (no wake-up preemption of the exiting CLI), against opted out.
+#: The halves timed phase by phase: the sender spawned as the library does (at a lower
+#: priority, SCHED_BATCH on Linux), against opted out.
 PHASE_HALVES = {
     "on": {},
-    "on, sender SCHED_BATCH": {"BENCH_SPAWN_POLICY": "SCHED_BATCH"},
     "DO_NOT_TRACK=1": {"DO_NOT_TRACK": "1"},
 }
 
