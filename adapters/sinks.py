@@ -406,6 +406,7 @@ class SpoolSink(_PostHogDestination):
         a failed run asked for a pause). Never raises.
         """
         import os
+        import time
 
         from idstitch.delivery._spawn import reap, spawn_sender
 
@@ -422,7 +423,10 @@ class SpoolSink(_PostHogDestination):
         try:
             reap(self.sender_pids)
             if self.mode == "in_process":
-                self._deliver_here(folder, min(timeout, self.in_process_bound))
+                from idstitch.delivery._spool import retry_after
+
+                if time.time() >= retry_after(folder):  # a failed run asked for a pause
+                    self._deliver_here(folder, min(timeout, self.in_process_bound))
                 return
             pid = spawn_sender(
                 folder,

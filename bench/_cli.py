@@ -606,7 +606,7 @@ def _notes(rows: Sequence[Row], extra: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit 0 when it ran (whether or not every bar is met)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows and details to FILE")
     parser.add_argument(
         "--only", metavar="BARS", help="comma-separated bars to measure (default: all, B1-B7)"

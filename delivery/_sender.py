@@ -93,6 +93,45 @@ class _OutOfTimeError(Exception):
     """The run's budget is spent before the batch could be delivered."""
 
 
+class _Batch:
+    """Events gathered for one request, across segments, and how far each segment got."""
+
+    __slots__ = ("entries", "header", "key", "reached")
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.header: Mapping[str, Any] | None = None
+        self.entries: list[dict[str, Any]] = []
+        self.reached: dict[str, tuple[Segment, int]] = {}
+
+    def add(
+        self,
+        key: str,
+        header: Mapping[str, Any],
+        segment: Segment,
+        offset: int,
+        entry: dict[str, Any] | None,
+    ) -> None:
+        """Take ``entry`` (``None``: a damaged line, only passed over) ending at ``offset``."""
+        self.key, self.header = key, header
+        if entry is not None:
+            self.entries.append(entry)
+        self.reached[segment.path] = (segment, offset)
+
+    def clear(self) -> None:
+        self.key, self.header = None, None
+        self.entries, self.reached = [], {}
+
+
+def _destination(header: Mapping[str, Any]) -> str:
+    """Where a segment's events go: the same key, host and options may share a request."""
+    import json
+
+    return json.dumps(
+        [header.get("api_key"), header.get("host"), header.get("options")], sort_keys=True
+    )
+
+
 class RunReport:
     """What one sender run did."""
 
@@ -126,11 +165,7 @@ class _Messages:
         self._kept.append(message)
 
     def _client(self, header: Mapping[str, Any]) -> Any:  # noqa: ANN401 - posthog.Posthog
-        import json
-
-        key = json.dumps(
-            [header.get("api_key"), header.get("host"), header.get("options")], sort_keys=True
-        )
+        key = _destination(header)
         client = self._clients.get(key)
         if client is None:
             import logging
@@ -253,62 +288,72 @@ class _Run:
 
     # --------------------------------------------------------------- delivery
 
-    def deliver_segment(self, segment: Segment) -> bool:
-        """Deliver what ``segment`` holds; ``False`` when the run must stop."""
+    def deliver(self, found: list[Segment]) -> bool:
+        """Deliver every segment's waiting events; ``False`` when the run must stop.
+
+        Events are batched across segments (each process writes its own, so a
+        thousand offline commands are a thousand segments) as long as they go
+        to the same project; each segment's progress is recorded once the
+        batch holding its events was taken.
+        """
+        batch = _Batch()
+        ours: list[Segment] = []
+        for segment in found:
+            header = self.header_of(segment)
+            if header is None:
+                continue
+            ours.append(segment)
+            key = _destination(header)
+            start = max(segment.sent, _header_end(segment))
+            for end, line in iter_lines(segment.read_from(start)):
+                entry = _entry(line)
+                if entry is None:
+                    self.drop("damaged", 1)
+                if batch.key not in (None, key) and not self.flush(batch):
+                    return False
+                batch.add(key, header, segment, start + end, entry)
+                if len(batch.entries) >= self.batch_size and not self.flush(batch):
+                    return False
+        if not self.flush(batch):
+            return False
+        for segment in ours:
+            if os.path.exists(segment.path) and not segment.in_use():
+                if segment.size > max(segment.sent, _header_end(segment)):
+                    self.drop("damaged", 1)  # a last line never finished (power cut, full disk)
+                segment.remove()
+        return True
+
+    def header_of(self, segment: Segment) -> dict[str, Any] | None:
+        """The header of a segment this run delivers; ``None`` for one it leaves (a newer
+        build's) or has discarded (no header: written by no one, or damaged)."""
         header = _header(segment)
         if header is None:
             if not segment.in_use() and segment.size > 0:
                 self.discard(segment, "damaged")
-            return True
-        if int(header.get("v", 0)) > SPOOL_VERSION:
-            return True  # a newer build's: left for it
-        start = max(segment.sent, _header_end(segment))
-        data = segment.read_from(start)
-        pending: list[tuple[int, dict[str, Any]]] = []
-        offset = start
-        for end, line in iter_lines(data):
-            entry = _entry(line)
-            if entry is None:
-                self.drop("damaged", 1)
-            else:
-                pending.append((start + end, entry))
-            offset = start + end
-            if len(pending) >= self.batch_size:
-                if not self.deliver_batch(segment, header, pending, offset):
-                    return False
-                pending = []
-        if (pending or offset > segment.sent) and not self.deliver_batch(
-            segment, header, pending, offset
-        ):
-            return False
-        if not segment.in_use():
-            torn = segment.size - segment.sent
-            if torn > 0:  # a last line the writer never finished (a power cut, a full disk)
-                self.drop("damaged", 1)
-            segment.remove()
-        return True
+            return None
+        return header if int(header.get("v", 0)) <= SPOOL_VERSION else None
 
-    def deliver_batch(
-        self,
-        segment: Segment,
-        header: Mapping[str, Any],
-        pending: list[tuple[int, dict[str, Any]]],
-        offset: int,
-    ) -> bool:
-        if not os.path.exists(segment.path):
+    def flush(self, batch: _Batch) -> bool:
+        """Send what ``batch`` holds and record each segment's progress; ``False``: stop."""
+        if not batch.reached:
+            return True
+        if not all(os.path.exists(segment.path) for segment, _ in batch.reached.values()):
             return False  # purged meanwhile (the user opted out): send nothing more
+        assert batch.header is not None
         messages: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for _, entry in pending:
-            message = self.messages.build(header, entry)
+        for entry in batch.entries:
+            message = self.messages.build(batch.header, entry)
             if message is None:
                 self.drop("invalid", 1)
             else:
                 messages.append((entry, message))
         try:
-            self.send(header, messages)
+            self.send(batch.header, messages)
         except _OutOfTimeError:
             return False
-        segment.mark_sent(offset)
+        for segment, offset in batch.reached.values():
+            segment.mark_sent(offset)
+        batch.clear()
         return True
 
     def send(
@@ -370,10 +415,11 @@ class _Run:
         self.sweep()
         while True:
             before = (self.report.delivered, sum(self.report.dropped.values()))
-            for segment in self.enforce_bounds(segments(self.folder)):
-                if time.monotonic() >= self.deadline or not self.deliver_segment(segment):
-                    self.report.result = "failed" if self.report.error else "stopped"
-                    return self.report
+            if time.monotonic() >= self.deadline or not self.deliver(
+                self.enforce_bounds(segments(self.folder))
+            ):
+                self.report.result = "failed" if self.report.error else "stopped"
+                return self.report
             if (self.report.delivered, sum(self.report.dropped.values())) == before:
                 return self.report
 

@@ -31,7 +31,6 @@ path at every command that captures something.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import fcntl
 import os
 import time
@@ -182,8 +181,10 @@ class SpoolWriter:
     def _close_locked(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib is not loaded on the capture path
                 os.close(fd)
+            except OSError:  # already gone: nothing to release
+                pass
 
     def _after_fork_in_child(self) -> None:
         # The flock belongs to the description shared with the parent: closing the child's
@@ -244,8 +245,10 @@ class Segment:
 
     def remove(self) -> None:
         for path in (self.path, self.path + SENT_SUFFIX):
-            with contextlib.suppress(FileNotFoundError):
+            try:  # noqa: SIM105 - contextlib is not loaded on the capture path
                 os.unlink(path)
+            except FileNotFoundError:  # removed already (a sweep, an opt-out)
+                pass
 
 
 def locked_by_another(path: str, *, create: bool = False) -> bool:

@@ -761,3 +761,16 @@ def test_an_alias_that_expired_in_the_spool_is_recorded(tmp_path: Path) -> None:
     assert read_status(report["folder"]).dropped == {"expired": 2}
     assert log_kinds(state)[-1] == "alias_dropped"
     assert replay(FileLog(state / "identity.jsonl").records()).state is State.STAMPED
+
+
+def test_events_of_many_commands_share_a_request(tmp_path: Path, server: CaptureServer) -> None:
+    folder = str(tmp_path / "spool")
+    for _ in range(30):
+        spool_events(folder, server.url, 2)
+    spool_events(folder, server.url, 1, api_key="another project")
+    report = run_sender(folder, batch_size=100)
+    assert report.delivered == 61
+    assert [(60, "k"), (1, "another project")] == [
+        (len(batch["batch"]), batch["api_key"]) for batch in server.batches
+    ]
+    assert segments(folder) == []
