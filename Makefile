@@ -54,7 +54,7 @@ fuzz: install
 	$(BIN)/python fuzz/fuzz_snapshot_reader.py $(VENV)/fuzz/snapshot fuzz/seeds/snapshot \
 		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(VENV)/fuzz/crashes/snapshot-
 
-# The benchmarks of docs/performance.md (bars B1-B5 next to their baselines);
+# The benchmarks of docs/performance.md (bars B1-B7 next to their baselines);
 # BENCH_ARGS=--quick for the short run, BENCH_ARGS='--json bench.json' to keep the figures.
 BENCH_ARGS ?=
 bench: install
