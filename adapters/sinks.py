@@ -222,6 +222,41 @@ class _PostHogDestination:
             return False
         return bool(self._api_key.strip()) and not self._options.get("disabled", False)
 
+    def alias(self, *, user_id: str, device_id: str) -> bool:
+        """Hand over the ``$create_alias`` merging ``device_id``'s history into ``user_id``
+        (printed instead in a dry run); ``False``: not queued (R9)."""
+        if self._dry_run is not None:
+            return self._dry_run.alias(user_id=user_id, device_id=device_id)
+        return self._alias(user_id, device_id)
+
+    def capture(
+        self,
+        *,
+        distinct_id: str,
+        event: str,
+        properties: Mapping[str, Any],
+        groups: Mapping[str, str],
+    ) -> bool:
+        """Hand over ``event`` under ``distinct_id`` (printed instead in a dry run);
+        device-only events create no person."""
+        if self._dry_run is not None:
+            return self._dry_run.capture(
+                distinct_id=distinct_id, event=event, properties=properties, groups=groups
+            )
+        return self._capture(distinct_id, event, _wire_properties(distinct_id, properties), groups)
+
+    def _alias(self, user_id: str, device_id: str) -> bool:
+        raise NotImplementedError
+
+    def _capture(
+        self,
+        distinct_id: str,
+        event: str,
+        properties: dict[str, Any],
+        groups: Mapping[str, str],
+    ) -> bool:
+        raise NotImplementedError
+
 
 class SpoolSink(_PostHogDestination):
     """Events go to a durable spool; a detached sender delivers them to PostHog (rule R17).
@@ -351,14 +386,9 @@ class SpoolSink(_PostHogDestination):
                 self._at_exit = True
         return bool(writer.append(entry))
 
-    def alias(self, *, user_id: str, device_id: str) -> bool:
-        """Spool the ``$create_alias`` merging ``device_id``'s history into ``user_id``.
-
-        ``False`` (not queued: R9) when the spool cannot take it: a full or
-        read-only disk, a spool over its bound.
-        """
-        if self._dry_run is not None:
-            return self._dry_run.alias(user_id=user_id, device_id=device_id)
+    def _alias(self, user_id: str, device_id: str) -> bool:
+        """Spool the alias. ``False`` (not queued: R9) when the spool cannot take it: a full
+        or read-only disk, a spool over its bound."""
         from idstitch.delivery._spool import iso_now, new_uuid
 
         return self._append(
@@ -371,19 +401,13 @@ class SpoolSink(_PostHogDestination):
             }
         )
 
-    def capture(
+    def _capture(
         self,
-        *,
         distinct_id: str,
         event: str,
-        properties: Mapping[str, Any],
+        properties: dict[str, Any],
         groups: Mapping[str, str],
     ) -> bool:
-        """Spool ``event`` under ``distinct_id``; device-only events create no person."""
-        if self._dry_run is not None:
-            return self._dry_run.capture(
-                distinct_id=distinct_id, event=event, properties=properties, groups=groups
-            )
         from idstitch.delivery._spool import iso_now, new_uuid
 
         return self._append(
@@ -393,7 +417,7 @@ class SpoolSink(_PostHogDestination):
                 "timestamp": iso_now(),
                 "event": event,
                 "distinct_id": distinct_id,
-                "properties": _wire_properties(distinct_id, properties),
+                "properties": properties,
                 "groups": dict(groups),
             }
         )
@@ -518,36 +542,23 @@ class PostHogSink(_PostHogDestination):
                 self._client = Posthog(self._api_key, host=self._host, **self._options)
             return self._client
 
-    def alias(self, *, user_id: str, device_id: str) -> bool:
-        """Queue the ``$create_alias`` that merges ``device_id``'s history into ``user_id``.
-
-        On the wire: ``distinct_id`` is the user and ``properties.alias`` the
-        device. The Python client's ``alias(previous_id, distinct_id)`` puts
-        ``previous_id`` in the event's ``distinct_id``, so the user goes there.
-        """
-        if self._dry_run is not None:
-            return self._dry_run.alias(user_id=user_id, device_id=device_id)
+    def _alias(self, user_id: str, device_id: str) -> bool:
+        """Queue the alias. On the wire: ``distinct_id`` is the user and
+        ``properties.alias`` the device. The Python client's ``alias(previous_id,
+        distinct_id)`` puts ``previous_id`` in the event's ``distinct_id``, so the user
+        goes there."""
         queued = self._posthog().alias(previous_id=user_id, distinct_id=device_id)
         return queued is not None
 
-    def capture(
+    def _capture(
         self,
-        *,
         distinct_id: str,
         event: str,
-        properties: Mapping[str, Any],
+        properties: dict[str, Any],
         groups: Mapping[str, str],
     ) -> bool:
-        """Queue ``event`` under ``distinct_id``; device-only events create no person."""
-        if self._dry_run is not None:
-            return self._dry_run.capture(
-                distinct_id=distinct_id, event=event, properties=properties, groups=groups
-            )
         queued = self._posthog().capture(
-            event,
-            distinct_id=distinct_id,
-            properties=_wire_properties(distinct_id, properties),
-            groups=dict(groups) or None,
+            event, distinct_id=distinct_id, properties=properties, groups=dict(groups) or None
         )
         return queued is not None
 
