@@ -1,4 +1,5 @@
-"""The local capture server's late answers (``delay_seconds``), as B6 and B7 use them.
+"""The local capture server: the paths it takes events on, and its late answers
+(``delay_seconds``), as B6 and B7 use them.
 
 Requests are posted as posthog-python posts a batch, with the standard
 library's client, and by the real sender through ``run_sender``.
@@ -108,3 +109,23 @@ def test_the_sender_waits_for_a_late_answer(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 0.3
         assert uuids == [m["uuid"] for m in far.messages]
         assert 0 == read_status(folder).waiting
+
+
+@pytest.mark.parametrize("path", ["/batch/", "/capture/", "/e/", "/i/v0/e/"])
+def test_every_path_posthog_python_posts_events_to_is_taken(path: str) -> None:
+    from posthog.request import batch_post
+
+    message = {"event": "e", "distinct_id": "d", "uuid": new_uuid(), "properties": {}}
+    with CaptureServer() as server:
+        batch_post("k", server.url, gzip=True, path=path, batch=[message])
+        assert [message["uuid"]] == [m["uuid"] for m in server.messages]
+        assert [path] == server.paths
+
+
+def test_another_path_is_refused() -> None:
+    from posthog.request import APIError, batch_post
+
+    with CaptureServer() as server:
+        with pytest.raises(APIError) as refused:
+            batch_post("k", server.url, path="/nowhere/", batch=[{"event": "e"}])
+        assert (404, []) == (refused.value.status, server.messages)
