@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Final, NoReturn
 
 from ._render import Output, printable
@@ -29,10 +28,36 @@ READER_GONE: Final = 141
 
 
 def _version() -> str:
+    # importlib.metadata costs about 20 ms: only ``--version`` pays for it.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("idstitch")
     except PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show the installed version and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"idstitch {_version()}\n")
+        parser.exit(0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="idstitch",
         description="Replay, verify and explain idstitch identity logs.",
     )
-    parser.add_argument("--version", action="version", version=f"idstitch {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import bare_environment
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import INITIAL, TRANSITIONS
 from service_support import DeviceIds, open_stitch
@@ -517,3 +518,26 @@ def test_every_command_stops_quietly_when_its_reader_is_gone(
         code = process.wait(timeout=120)
         stderr = process.stderr.read()
     assert (141, b"") == (code, stderr)
+
+
+def test_a_replay_does_not_look_up_the_installed_version(tmp_path: Path) -> None:
+    """importlib.metadata (about 20 ms of the tool's start) is loaded for --version only."""
+    from test_audit_support import genesis, write_log
+
+    log = tmp_path / "identity.jsonl"
+    write_log(log, [genesis()])
+    script = (
+        "import sys\n"
+        "from idstitch.audit.cli import main\n"
+        "code = main(['replay', sys.argv[1]])\n"
+        "print(code, 'importlib.metadata' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(log)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=bare_environment(),
+    )
+    assert "0 False" == done.stderr.strip()
