@@ -314,48 +314,71 @@ class SpoolSink(_PostHogDestination):
         self.sender_budget = sender_budget
         #: The spool folder once attached (``None`` before, or when nothing is spooled).
         self.folder: str | None = None
-        #: ``"detached"``, ``"in_process"`` or ``"off"`` (opted out, or inside a sender).
-        self.mode = "detached"
+        self._mode: str | None = None
+        self._root = "/"
         #: The senders this process started (for tests and long-lived hosts).
         self.sender_pids: list[int] = []
         self._writer: Any = None
         self._state_dir: str | None = None
         self._at_exit = False
         self._lock = _thread.allocate_lock()
+        from idstitch.store._lock import at_fork_in_child
+
+        at_fork_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # Another thread may have held the lock at the fork; the parent's senders are not
+        # the child's to collect. (The writer starts a segment of its own by itself.)
+        self._lock = _thread.allocate_lock()
+        self.sender_pids = []
 
     def attach(
         self, *, state_dir: str | None, persistent: bool, opted_out: bool, root: str = "/"
     ) -> None:
-        """Called by :meth:`IdentityStitch.open`: where the spool is, and whether to use it."""
+        """Called by :meth:`IdentityStitch.open`: where the spool is, and whether to use it.
+
+        Reads nothing and imports nothing on a start (the spool's modules load
+        with the first event), except under opt-out: then what the state dir's
+        spool holds is deleted now.
+        """
         import os
 
-        from idstitch.delivery._spawn import SENDER_VARIABLE, can_outlive
+        from idstitch.service._runtime import SENDER_VARIABLE
+        from idstitch.store._names import SPOOL_NAME
 
         if opted_out:
-            self.mode, self.folder = "off", None
+            self._mode, self.folder = "off", None
             if state_dir is not None:
-                from idstitch.delivery._spool import SPOOL_FOLDER, purge
+                from idstitch.delivery._spool import purge
 
-                purge(os.path.join(state_dir, SPOOL_FOLDER))  # opt-out is retroactive
+                purge(os.path.join(state_dir, SPOOL_NAME))  # opt-out is retroactive
             return
         if self._env.get(SENDER_VARIABLE):
-            self.mode, self.folder = "off", None
+            self._mode, self.folder = "off", None
             return
         self._state_dir = state_dir if persistent else None
+        self._root = root
         if persistent and state_dir is not None:
-            from idstitch.delivery._spool import SPOOL_FOLDER
-
-            self.folder = os.path.join(state_dir, SPOOL_FOLDER)
+            self.folder = os.path.join(state_dir, SPOOL_NAME)
         else:
             self.folder = _temporary_spool(state_dir, self._env)
-        if self.delivery != "auto":
-            self.mode = self.delivery
-        else:
-            self.mode = "detached" if can_outlive(root) else "in_process"
+
+    @property
+    def mode(self) -> str:
+        """``"detached"``, ``"in_process"`` or ``"off"`` (opted out, or inside a sender);
+        ``delivery="auto"`` is decided the first time it is asked (at the first flush)."""
+        if self._mode is None:
+            if self.delivery != "auto":
+                self._mode = self.delivery
+            else:
+                from idstitch.delivery._spawn import can_outlive
+
+                self._mode = "detached" if can_outlive(self._root) else "in_process"
+        return self._mode
 
     def _writer_for(self) -> Any:  # noqa: ANN401 - a SpoolWriter, imported lazily
         if self._writer is None:
-            if self.folder is None and self.mode != "off":
+            if self.folder is None and self._mode != "off":
                 self.attach(state_dir=None, persistent=False, opted_out=False)
             if self.folder is None:
                 return None
@@ -442,7 +465,9 @@ class SpoolSink(_PostHogDestination):
                 writer.appended = 0
         if folder is None or self.mode == "off":
             return
-        if not appended and not any(name.startswith("seg-") for name in _names(folder)):
+        from idstitch.delivery._spool import segment_names
+
+        if not appended and not segment_names(folder):
             return
         try:
             reap(self.sender_pids)
@@ -485,12 +510,6 @@ class SpoolSink(_PostHogDestination):
         writer = self._writer
         if writer is not None and writer.appended > 0:
             self.flush(self.in_process_bound)
-
-
-def _names(folder: str) -> list[str]:
-    from idstitch.store._fs import list_folder
-
-    return list_folder(folder)
 
 
 def _temporary_spool(state_dir: str | None, env: Mapping[str, str]) -> str:

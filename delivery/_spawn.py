@@ -26,6 +26,8 @@ import os
 import sys
 import time
 
+from idstitch.service._runtime import SENDER_VARIABLE
+
 from ._spool import LEASE_NAME, locked_by_another, retry_after
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
@@ -33,9 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["SENDER_VARIABLE", "can_outlive", "reap", "sender_running", "spawn_sender"]
-
-#: Set in the sender's environment: a process that has it never spools or spawns.
-SENDER_VARIABLE = "IDSTITCH_SENDER"
 
 
 def sender_running(folder: str) -> bool:

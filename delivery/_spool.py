@@ -37,6 +37,7 @@ import time
 
 from idstitch.store._fs import ensure_dir, list_folder, open_file
 from idstitch.store._lock import at_fork_in_child
+from idstitch.store._names import SPOOL_NAME
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "new_uuid",
     "purge",
     "read_status",
+    "segment_names",
     "segments",
 ]
 
@@ -65,8 +67,8 @@ MAX_BYTES = 10 * 1024 * 1024
 #: Default bound on an event's age in the spool (seconds): 14 days, older ones are dropped.
 MAX_AGE = 14 * 24 * 3600.0
 
-#: The spool's folder in a state dir.
-SPOOL_FOLDER = "spool"
+#: The spool's folder in a state dir (declared with the state dir's other names).
+SPOOL_FOLDER = SPOOL_NAME
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".jsonl"
 SENT_SUFFIX = ".sent"
@@ -267,14 +269,18 @@ def locked_by_another(path: str, *, create: bool = False) -> bool:
     return False
 
 
-def segments(folder: str) -> list[Segment]:
-    """The spool's segments, oldest first."""
-    names = sorted(
+def segment_names(folder: str) -> list[str]:
+    """The names of the spool's segments, oldest first (one listing, nothing opened)."""
+    return sorted(
         name
         for name in list_folder(folder)
         if name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX)
     )
-    return [Segment(folder, name) for name in names]
+
+
+def segments(folder: str) -> list[Segment]:
+    """The spool's segments, oldest first."""
+    return [Segment(folder, name) for name in segment_names(folder)]
 
 
 def write_small(path: str, data: bytes) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CI_VARIABLES",
+    "SENDER_VARIABLE",
     "Runtime",
     "detect_runtime",
     "in_container",
@@ -103,6 +104,10 @@ CI_VARIABLES = (
     "WORKERS_CI",
     "XCS",
 )
+
+#: Set in the detached sender's environment: a process that has it never spools events
+#: or starts senders (``idstitch.delivery``).
+SENDER_VARIABLE = "IDSTITCH_SENDER"
 
 _HEROKU_NODE = "/app/.heroku/node/bin/node"
 _CONTAINER_MARKERS = (".dockerenv", "run/.containerenv")

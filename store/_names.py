@@ -6,7 +6,7 @@ them from here, so a file's name is one fact known in one place.
 
 from __future__ import annotations
 
-__all__ = ["LOCK_NAME", "LOG_NAME", "PENDING_NAME", "SNAPSHOT_NAME"]
+__all__ = ["LOCK_NAME", "LOG_NAME", "PENDING_NAME", "SNAPSHOT_NAME", "SPOOL_NAME"]
 
 #: The identity log: append-only, hash-chained, the source of truth.
 LOG_NAME = "identity.jsonl"
@@ -16,3 +16,5 @@ SNAPSHOT_NAME = "telemetry.json"
 LOCK_NAME = "identity.lock"
 #: Forgettings (a logout, a clear) not yet in the log: applied before anything else.
 PENDING_NAME = "identity.pending"
+#: The folder of events waiting for the sender (``idstitch.delivery``).
+SPOOL_NAME = "spool"

@@ -774,3 +774,55 @@ def test_events_of_many_commands_share_a_request(tmp_path: Path, server: Capture
         (len(batch["batch"]), batch["api_key"]) for batch in server.batches
     ]
     assert segments(folder) == []
+
+
+def test_opening_with_a_spool_sink_loads_no_delivery_module(tmp_path: Path) -> None:
+    """The sink is attached at open without reading the spool or importing its modules: a
+    steady start stays what B2 measures; they load with the first event."""
+    script = (
+        "import sys\n"
+        "from idstitch.adapters.sinks import SpoolSink\n"
+        "from idstitch.machine import IdentityStitch\n"
+        "sink = SpoolSink('phc_test', host='http://127.0.0.1:9')\n"
+        "stitch = IdentityStitch.open(state_dir=sys.argv[1], runtime='persistent', sink=sink)\n"
+        "stitch.distinct_id\n"
+        "before = sorted(m for m in sys.modules if m.startswith('idstitch.delivery'))\n"
+        "stitch.capture('first')\n"
+        "after = 'idstitch.delivery._spool' in sys.modules\n"
+        "print(before, after, sink.folder == sys.argv[1] + '/spool')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=bare_environment(),
+    )
+    assert "[] True True" == done.stdout.strip()
+
+
+def test_a_fork_while_another_thread_spools_does_not_hang_the_child(tmp_path: Path) -> None:
+    import threading
+
+    sink = SpoolSink("phc_test", host="http://127.0.0.1:9", sender_budget=0.5)
+    stitch = IdentityStitch.open(state_dir=tmp_path / "s", runtime="persistent", sink=sink)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sink._lock:  # a capture in flight in another thread at the fork
+            holding.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    assert holding.wait(10)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        signal.alarm(10)  # a hang fails the test instead of holding it
+        os._exit(0 if stitch.capture("in the child") and sink.sender_pids == [] else 1)
+    release.set()
+    worker.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [e["event"] for e in spooled(str(tmp_path / "s" / "spool"))] == ["in the child"]
