@@ -444,7 +444,7 @@ def _entry(line: bytes) -> dict[str, Any] | None:
 
 
 def _first_line(segment: Segment) -> bytes | None:
-    data = segment.read_from(0)[: 1 << 16]
+    data = segment.read_from(0, limit=1 << 16)  # a header is far shorter
     end = data.find(b"\n")
     return None if end < 0 else data[:end]
 

@@ -220,19 +220,23 @@ class Segment:
         data = self.read_from(self.sent)
         return data[: data.rfind(b"\n") + 1]
 
-    def read_from(self, offset: int) -> bytes:
+    def read_from(self, offset: int, limit: int | None = None) -> bytes:
+        """The segment's bytes from ``offset`` to its end (at most ``limit`` of them)."""
         try:
             fd = open_file(self.path, os.O_RDONLY)
         except OSError:
             return b""
         try:
             chunks: list[bytes] = []
-            while True:
-                chunk = os.pread(fd, 1 << 20, offset)
+            left = -1 if limit is None else limit
+            while left:
+                chunk = os.pread(fd, 1 << 20 if left < 0 else min(left, 1 << 20), offset)
                 if not chunk:
-                    return b"".join(chunks)
+                    break
                 chunks.append(chunk)
                 offset += len(chunk)
+                left = left if left < 0 else left - len(chunk)
+            return b"".join(chunks)
         finally:
             os.close(fd)
 

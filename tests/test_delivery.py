@@ -826,3 +826,29 @@ def test_a_fork_while_another_thread_spools_does_not_hang_the_child(tmp_path: Pa
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert [e["event"] for e in spooled(str(tmp_path / "s" / "spool"))] == ["in the child"]
+
+
+def test_a_segment_is_read_from_an_offset_and_up_to_a_limit(tmp_path: Path) -> None:
+    folder = str(tmp_path / "spool")
+    spool_events(folder, "http://127.0.0.1:9", 3)
+    [segment] = segments(folder)
+    whole = Path(segment.path).read_bytes()
+    assert (whole, whole[7:], whole[:10], whole[7:12], b"") == (
+        segment.read_from(0),
+        segment.read_from(7),
+        segment.read_from(0, limit=10),
+        segment.read_from(7, limit=5),
+        segment.read_from(len(whole), limit=5),
+    )
+
+
+def test_a_segment_with_a_damaged_header_is_counted_and_the_rest_delivered(
+    tmp_path: Path, server: CaptureServer
+) -> None:
+    folder = tmp_path / "spool"
+    spool_events(str(folder), server.url, 2)
+    damaged = folder / f"seg-{time.time_ns():020d}-1-abcdef.jsonl"
+    damaged.write_bytes(b'{"type":"hea\x00\n{"type":"capture"}\n')  # its header, one event
+    report = run_sender(str(folder))
+    assert (report.delivered, report.dropped) == (2, {"damaged": 1})
+    assert segments(str(folder)) == []
