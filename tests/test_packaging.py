@@ -21,6 +21,33 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
+    "idstitch": {
+        "__version__",
+        "open",
+        "IdentityStitch",
+        "State",
+        "Runtime",
+        "detect_runtime",
+        "Command",
+        # sinks
+        "Sink",
+        "NullSink",
+        "PostHogSink",
+        "PrintSink",
+        "RecordingSink",
+        "SpoolSink",
+        # HTTP hooks
+        "httpx_async_hooks",
+        "httpx_hooks",
+        "requests_hook",
+        "user_id_from",
+        # errors
+        "IdentityError",
+        "IllegalUserIdError",
+        "LogDamagedError",
+        "NewerFormatError",
+        "TransitionError",
+    },
     "idstitch.events": {
         # kinds and constants
         "FORMAT_VERSION",
@@ -132,10 +159,74 @@ def test_all_is_exactly_the_public_names(package: str) -> None:
 
 
 def test_no_idstitch_folder_at_the_repository_root() -> None:
-    """idstitch is a namespace with no folder in the checkout, so nothing there can shadow it."""
+    """The front door's folder is not named idstitch: the installed __init__.py is the one used."""
     assert not (REPO / "idstitch").exists()
-    namespace_paths = [Path(p) for p in idstitch.__path__]
-    assert (None, False) == (getattr(idstitch, "__file__", None), REPO in namespace_paths)
+    file = Path(idstitch.__file__ or "")
+    expected = (("idstitch", "__init__.py"), False, [str(file.parent)])
+    actual = (file.parts[-2:], file.is_relative_to(REPO / "front"), list(idstitch.__path__))
+    assert expected == actual
+
+
+def test_a_folder_named_idstitch_in_the_working_directory_does_not_replace_the_install(
+    tmp_path: Path,
+) -> None:
+    """A clone named idstitch, run from its parent (cwd first on sys.path), is not imported."""
+    clone = tmp_path / "idstitch"
+    for folder in ("front", "events", "machine", "audit"):
+        (clone / folder).mkdir(parents=True)
+        (clone / folder / "__init__.py").write_text("raise SystemExit('the clone was imported')\n")
+    (clone / "pyproject.toml").write_text("[project]\nname = 'idstitch'\n")
+    script = (
+        "import json, idstitch, idstitch.events, idstitch.machine\n"
+        "print(json.dumps([idstitch.__file__, idstitch.events.__file__,"
+        " idstitch.machine.__file__, idstitch.__version__]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (0, "") == (result.returncode, result.stderr)
+    files = json.loads(result.stdout)
+    expected = [idstitch.__file__, idstitch.events.__file__, idstitch.machine.__file__]
+    assert [*expected, idstitch.__version__] == files
+
+
+def test_the_front_door_opens_the_same_service_as_the_long_paths(tmp_path: Path) -> None:
+    """idstitch.open is IdentityStitch.open, and each front-door name is the subpackages' object."""
+    from idstitch.adapters import http, runtime, sinks
+    from idstitch.machine import IdentityError, IdentityStitch, State
+
+    expected = (IdentityStitch, State, IdentityError, sinks.SpoolSink, runtime.Runtime)
+    actual = (idstitch.IdentityStitch, idstitch.State, idstitch.IdentityError)
+    assert expected == (*actual, idstitch.SpoolSink, idstitch.Runtime)
+    assert http.httpx_hooks is idstitch.httpx_hooks
+    assert IdentityStitch.open == idstitch.open
+    sink = idstitch.RecordingSink()
+    stitch = idstitch.open(
+        state_dir=str(tmp_path), runtime=idstitch.Runtime.PERSISTENT, sink=sink, env={}
+    )
+    assert stitch.observe_authenticated_response("user-1")
+    expected_alias = [sinks.RecordedAlias(user_id="user-1", device_id=stitch.device_id)]
+    assert (idstitch.State.ALIASED, expected_alias) == (stitch.state, sink.aliases)
+    stitch.close()
+
+
+def test_importing_idstitch_loads_only_the_vocabulary() -> None:
+    """`import idstitch` is free: the front door loads its names on first access."""
+    script = (
+        "import sys, idstitch\n"
+        "heavy = {'posthog', 'pydantic', 'transitions', 'orjson', 'typing', 'enum'}\n"
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('idstitch.')}),"
+        " sorted(heavy & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "['events'] []" == done.stdout.strip()
 
 
 def test_the_installed_package_is_imported_even_from_the_repository_root() -> None:
@@ -167,7 +258,9 @@ def test_the_installed_package_is_imported_even_from_the_repository_root() -> No
 
 def test_every_code_folder_is_an_installed_subpackage() -> None:
     """Each root folder holding an __init__.py is installed as idstitch.<folder>, and no more."""
-    folders = sorted(p.name for p in REPO.iterdir() if (p / "__init__.py").is_file())
+    folders = sorted(
+        p.name for p in REPO.iterdir() if (p / "__init__.py").is_file() and p.name != "front"
+    )
     installed = sorted(m.name for m in pkgutil.iter_modules(idstitch.__path__) if m.ispkg)
     assert folders == installed
 
@@ -181,6 +274,7 @@ def test_every_installed_subpackage_ships_py_typed() -> None:
         for name in subpackages
     ]
     assert [True] * len(subpackages) == typed
+    assert importlib.resources.files("idstitch").joinpath("py.typed").is_file()
 
 
 def test_the_console_script_prints_its_version() -> None:
@@ -190,7 +284,12 @@ def test_the_console_script_prints_its_version() -> None:
     result = subprocess.run(
         [script, "--version"], capture_output=True, text=True, check=False, timeout=60
     )
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert (["version"], {"attr": "idstitch.__version__"}) == (
+        project["project"]["dynamic"],
+        project["tool"]["setuptools"]["dynamic"]["version"],
+    )
+    version = idstitch.__version__
     assert version == importlib.metadata.version("idstitch")
     expected = (0, f"idstitch {version}\n", "")
     assert expected == (result.returncode, result.stdout, result.stderr)
@@ -216,6 +315,7 @@ FLOORS = {
     "delivery": 4,
     "adapters": 5,
     "audit": 6,
+    "front": 7,  # idstitch/__init__.py, the front door: it may name any floor
 }
 
 
