@@ -69,15 +69,20 @@ class Diagnosis:
     heal starts from (``device_id`` ``None``: a new device is minted).
     ``identity``: the trusted identity the dir holds (``None``: none).
     ``storage``: the storage state the next persistent run opens in
-    (``healthy``, ``healing`` or ``read_only``), ``storage_reason`` why.
+    (``healthy``, ``healing`` or ``read_only``), ``storage_reason`` why;
+    ``newer``: what a newer build wrote, as the service says it (``None``:
+    nothing). ``host_opted_out``: the dir holds only the host's own state
+    file, which says telemetry is off (the service takes it as an opt-out).
     """
 
     __slots__ = (
         "heal",
         "healthy",
+        "host_opted_out",
         "identity",
         "kept",
         "log_bytes",
+        "newer",
         "notes",
         "pending",
         "problems",
@@ -104,6 +109,8 @@ class Diagnosis:
         self.identity: dict[str, Any] | None = None
         self.snapshot = "missing"
         self.log_bytes: int | None = None
+        self.newer: str | None = None
+        self.host_opted_out = False
 
     def as_json(self) -> dict[str, Any]:
         """The diagnosis as plain JSON values (``idstitch doctor --json``)."""
@@ -228,6 +235,10 @@ def _diagnose(state_dir: str) -> Diagnosis:
     good, error = result.identity, result.error
     torn = isinstance(error, LogDamagedError) and error.cause == "torn-tail"
     damage: str | None = None
+    if snapshot.status == "newer":  # the service reads the snapshot first
+        found.newer = snapshot.problem
+    elif isinstance(error, NewerFormatError):
+        found.newer = str(error)
     if isinstance(error, NewerFormatError):
         _newer(found, f"{_LOG} holds records of a newer idstitch ({error})")
     elif snapshot.status == "newer":
@@ -326,6 +337,8 @@ def _check_snapshot(
     """What the next persistent run does with the snapshot (the log being sound)."""
     status = "corrupt" if snapshot.status == "ok" and held is None else snapshot.status
     if good is None:  # no record yet: the next persistent run writes the first one
+        off = snapshot.data.get("enabled") is False  # the host's own file: telemetry is off
+        found.host_opted_out = status == "foreign" and found.log_bytes is None and off
         if status == "foreign":
             found.notes.append(_adoption(snapshot))
         elif status == "corrupt":

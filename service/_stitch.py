@@ -49,7 +49,7 @@ from idstitch.store._snapshot import read_snapshot, write_snapshot
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
 from ._pending import pending_names, read_pending, remove_pending, write_pending
-from ._runtime import Runtime, detect_runtime, is_truthy, runtime_override
+from ._runtime import Runtime, opened_read_only_reason, opening_runtime, opted_out_by
 from ._storage import Storage, StorageMachine
 from ._trust import (
     fold_noting,
@@ -220,18 +220,18 @@ class IdentityStitch:
         """
         env = os.environ if env is None else env
         folder, problem = state_folder(app, state_dir, env)
-        opted_out = any(is_truthy(env.get(name)) for name in ("DO_NOT_TRACK", *opt_out_vars))
+        opted_out = opted_out_by(env, opt_out_vars)
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
-        if isinstance(runtime, str):
-            runtime = Runtime(runtime)
-        if runtime is None:
-            runtime = runtime_override(env)
-        if runtime is None:
-            has_state = problem is None and (
-                os.path.exists(log_path) or os.path.exists(snapshot_path)
-            )
-            runtime = detect_runtime(env=env, root=root, is_tty=is_tty, has_state=has_state)
+        runtime, _ = opening_runtime(
+            runtime,
+            env=env,
+            root=root,
+            is_tty=is_tty,
+            has_state=lambda: (
+                problem is None and (os.path.exists(log_path) or os.path.exists(snapshot_path))
+            ),
+        )
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink with a spool: where it is, and whether it may be used
             try:
@@ -346,8 +346,12 @@ class IdentityStitch:
         if odd_kind(lock_path) is not None:
             self._keep_aside(lock_path, DAMAGED)
 
+    def _writable_run(self) -> bool:
+        """Whether this run would write the state dir, were nothing in the way."""
+        return self._runtime is Runtime.PERSISTENT and not self._opted_out
+
     def _why_read_only(self) -> str:
-        return "opted out" if self._opted_out else f"{self._runtime} runtime"
+        return opened_read_only_reason(opted_out=self._opted_out, runtime=self._runtime)
 
     def _read_only(self, journal: _Journal, event: str, reason: str, pending: list[str]) -> None:
         """Keep the identity read from the dir in memory; an opted-out run may still forget."""
@@ -431,6 +435,10 @@ class IdentityStitch:
             self._apply_pending_in_memory(journal.folder, pending)
             return
         reason = self._why_read_only()
+        if event == "newer_format" and self._writable_run():
+            # L8 says why this persistent run writes nothing: the newer build's files.
+            newer_snapshot = snapshot.problem if snapshot.status == "newer" else None
+            reason = newer_snapshot or str(result.error)
         if event == "lock_busy":
             event = "newer_format" if newer else "read_only"
             reason = "the log needs healing and another process holds the lock"
