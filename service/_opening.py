@@ -131,12 +131,16 @@ def _dir_route(
 ) -> tuple[list[tuple[str, str]], bool, bool]:
     """The storage route of an open of the usable dir ``folder``, whether the dir holds a
     state to start from, and whether the open counts as opted out."""
-    from ._doctor import CannotExamineError, diagnose
+    from ._doctor import CannotExamineError, Diagnosis, diagnose
 
     if found is None:
         try:
             found = diagnose(folder)
-        except (CannotExamineError, OSError) as exc:
+        except CannotExamineError as exc:
+            if exc.kind != "missing":
+                return [("no_dir", str(exc))], False, opted_out
+            found = Diagnosis(folder)  # the open makes the dir (a run that may write)
+        except OSError as exc:
             return [("no_dir", str(exc))], False, opted_out
     holds_state = bool(found.log_bytes) or found.snapshot in ("ok", "foreign")
     if found.host_opted_out:  # the host's own state file says telemetry is off
