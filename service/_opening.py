@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from idstitch.store._names import (
     LOCK_NAME,
     LOG_NAME,
+    NOTICE_NAME,
     SNAPSHOT_NAME,
     SPOOL_NAME,
     kept_names,
@@ -165,5 +166,6 @@ def _names(folder: str) -> list[str]:
 
 def _store_files(names: list[str]) -> tuple[str, ...]:
     """The state dir's own files among ``names``: what the store names, nothing else."""
-    own = [name for name in (LOG_NAME, SNAPSHOT_NAME, LOCK_NAME, SPOOL_NAME) if name in names]
+    fixed = (LOG_NAME, SNAPSHOT_NAME, LOCK_NAME, SPOOL_NAME, NOTICE_NAME)
+    own = [name for name in fixed if name in names]
     return (*own, *pending_names(names), *kept_names(names))

@@ -20,6 +20,7 @@ __all__ = [
     "DAMAGED",
     "LOCK_NAME",
     "LOG_NAME",
+    "NOTICE_NAME",
     "PENDING_NAME",
     "PENDING_PREFIX",
     "PRE_IDSTITCH",
@@ -46,6 +47,8 @@ LOCK_NAME: Final = "identity.lock"
 PENDING_NAME: Final = "identity.pending"
 #: The folder of events waiting for the sender (``idstitch.delivery``).
 SPOOL_NAME: Final = "spool"
+#: The marker a shown first-run notice leaves (it holds the device id it was shown for).
+NOTICE_NAME: Final = "notice-shown"
 
 #: Each pending forgetting is a file of its own: ``identity.pending-<token>``.
 PENDING_PREFIX: Final = PENDING_NAME + "-"

@@ -27,7 +27,7 @@ from idstitch.store import (
     write_snapshot,
 )
 from idstitch.store._fs import ends_with, holds
-from idstitch.store._names import published_temporary, temporary_affixes
+from idstitch.store._names import NOTICE_NAME, published_temporary, temporary_affixes
 from service_support import open_stitch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ OUTSIDE_STORE = ("events", "machine", "service", "delivery", "adapters", "audit"
 #: The codec writes the line layout a floor below the store (test_store checks they agree).
 CODEC = Path("events") / "_codec.py"
 #: The file names (``SPOOL_NAME``, ``"spool"``, is also a word reports use as a label).
-NAMES = {LOG_NAME, SNAPSHOT_NAME, LOCK_NAME, PENDING_NAME}
+NAMES = {LOG_NAME, SNAPSHOT_NAME, LOCK_NAME, PENDING_NAME, NOTICE_NAME}
 
 
 def _sources() -> list[Path]:
