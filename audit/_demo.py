@@ -30,10 +30,11 @@ from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import PostHogSink
 from idstitch.events import START, Checkpoint, encode_record
 from idstitch.machine import IdentityStitch
+from idstitch.store import LOG_NAME
 
 from ._render import Output
 from ._reports import persons_report, replay_report, verify_report
-from ._source import LOG_NAME, open_log
+from ._source import open_log
 
 __all__ = ["SCENARIOS", "run_demo", "worker_main"]
 

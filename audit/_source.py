@@ -16,16 +16,13 @@ from collections.abc import Generator
 from typing import IO, Final
 
 from idstitch.events import Checkpoint, LogDamagedError, Record, RecordReader
+from idstitch.store._line import LINE_START as _LINE_START
+from idstitch.store._names import LOG_NAME
 
 from ._progress import DelayedProgress
 
-__all__ = ["LOG_NAME", "LogSource", "UnusableInputError", "open_log"]
+__all__ = ["LogSource", "UnusableInputError", "open_log"]
 
-#: The log's file name inside a state dir.
-LOG_NAME: Final = "identity.jsonl"
-
-#: Every log line begins with these bytes: compact JSON, ``v`` first.
-_LINE_START: Final = b'{"v":'
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
 

@@ -24,6 +24,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from idstitch.store._line import BODY_SLICE, HASH_SLICE
+
 __all__ = [
     "EventsourcingReplay",
     "bare_loads",
@@ -70,9 +72,9 @@ def floor(path: Path) -> int:
     with path.open("rb") as stream:
         for line in stream:
             record = loads(line)
-            if blake2b(prev + line[:-41] + b"}", digest_size=16).hexdigest() != record["h"]:
+            if blake2b(prev + line[BODY_SLICE] + b"}", digest_size=16).hexdigest() != record["h"]:
                 raise RuntimeError(f"line {count + 1} of {path} does not link")
-            prev = line[-35:-3]
+            prev = line[HASH_SLICE]
             count += 1
     return count
 

@@ -20,10 +20,11 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 with atheris.instrument_imports(include=["idstitch", "reader_oracles"]):
+    from idstitch.store import SNAPSHOT_NAME
     from reader_oracles import check_snapshot_bytes
 
 _FOLDER = tempfile.mkdtemp(prefix="idstitch-fuzz-")
-_PATH = os.path.join(_FOLDER, "telemetry.json")
+_PATH = os.path.join(_FOLDER, SNAPSHOT_NAME)
 
 
 def test_one_input(data: bytes) -> None:

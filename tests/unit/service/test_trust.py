@@ -12,8 +12,9 @@ import pytest
 from idstitch.machine import Identity, State
 from idstitch.service._pending import Pending, pending_names, read_pending, write_pending
 from idstitch.service._storage import OPENING, STORAGE_TRANSITIONS, Storage, StorageMachine
-from idstitch.service._trust import HealPlan, heal_plan, looks_torn, lost_records, names_line
+from idstitch.service._trust import HealPlan, heal_plan, lost_records, names_line
 from idstitch.store import SnapshotRead
+from idstitch.store._line import looks_torn
 
 D1, D2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 

@@ -701,6 +701,6 @@ def test_the_file_names_load_nothing_heavy() -> None:
 def test_peek_end_knows_the_line_shape_the_codec_writes() -> None:
     """The start-up peek's "h" field shape is the codec's (one format fact, checked here)."""
     from idstitch.events import _codec
-    from idstitch.store import _fs
+    from idstitch.store import _line
 
-    assert (_codec._H_KEY, _codec._H_TAIL_LEN - 1) == (_fs._H_KEY, _fs._UNENDED_TAIL)
+    assert (_codec._H_KEY, _codec._H_TAIL_LEN - 1) == (_line.HASH_KEY, _line.UNENDED_TAIL)
