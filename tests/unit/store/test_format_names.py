@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import build_log, sample_specs
 from idstitch.events._codec import START, Checkpoint
 from idstitch.service import IdentityStitch, OpenReport, Runtime, Storage, open_report
 from idstitch.store import (
@@ -28,9 +27,11 @@ from idstitch.store import (
 )
 from idstitch.store._fs import ends_with, holds
 from idstitch.store._names import NOTICE_NAME, published_temporary, temporary_affixes
-from service_support import open_stitch
+from support import REPO
+from support.helpers import build_log, sample_specs
+from support.service import open_stitch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 #: The folders of installed code and tools that must take the state dir's names from store/.
 OUTSIDE_STORE = ("events", "machine", "service", "delivery", "adapters", "audit", "bench", "fuzz")
 #: The codec writes the line layout a floor below the store (test_store checks they agree).
