@@ -12,12 +12,17 @@ Reading streams: one line in memory at a time, whatever the log's size.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
-from typing import IO, Final
 
-from idstitch.events import Checkpoint, LogDamagedError, Record, RecordReader
+from idstitch.events import Checkpoint, LogDamagedError, RecordReader
 
 from ._progress import DelayedProgress
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import IO, Final
+
+    from idstitch.events import Record
 
 __all__ = ["LOG_NAME", "LogSource", "UnusableInputError", "open_log"]
 
@@ -27,6 +32,11 @@ LOG_NAME: Final = "identity.jsonl"
 #: Every log line begins with these bytes: compact JSON, ``v`` first.
 _LINE_START: Final = b'{"v":'
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+
+#: A log up to this size is read with the standard library (the reader's *light* read: the
+#: same verdicts), which saves the import of ``orjson`` (a few ms, with the ``json``,
+#: ``dataclasses``, ``uuid`` and ``datetime`` it loads): more than such a log's whole read.
+LIGHT_READ_BYTES: Final = 256 * 1024
 
 
 class UnusableInputError(Exception):
@@ -51,7 +61,8 @@ class LogSource:
     def records(self, *, progress: bool = True) -> Generator[tuple[Record, int], None, None]:
         """Yield ``(record, offset)`` for each good record; stop quietly at damage."""
         stream = self._stream
-        reader = RecordReader(lambda: stream, strict=self.strict)
+        light = self.size <= LIGHT_READ_BYTES
+        reader = RecordReader(lambda: stream, strict=self.strict, light=light)
         bar = DelayedProgress(self.size, stream.tell) if progress else None
         offset = 0
         try:
