@@ -117,17 +117,18 @@ def timeline(
     size streams through). Stops at damage or at a record the transition
     table refuses, both named in the result.
     """
-    from contextlib import closing
-
     from ._timeline import Timeline
 
     source = _open(log, strict)
     kept: list[Step] = []
     each = kept.append if on_step is None else on_step
     found = Timeline()
-    with closing(source.records()) as records:
+    records = source.records()
+    try:
         for step in found.steps(records):
             each(step)
+    finally:
+        records.close()  # the log is closed even when ``on_step`` raises
     refused = found.refused
     return TimelineReport(
         path=source.path,
@@ -195,8 +196,6 @@ def verify_log(
     ``strict`` as for :func:`timeline`; ``on_violation``: called with each
     violation as it is settled, which the result then does not keep.
     """
-    from contextlib import closing
-
     from ._verify import INVARIANTS, Verifier, damage_violation
 
     source = _open(log, strict)
@@ -213,9 +212,12 @@ def verify_log(
             each(violation)
 
     verifier = Verifier()
-    with closing(source.records()) as records:
+    records = source.records()
+    try:
         for record, offset in records:
             report(verifier.check(record, offset))
+    finally:
+        records.close()  # the log is closed even when ``on_violation`` raises
     report(verifier.finish())
     error = source.error
     if error is not None:
@@ -317,15 +319,16 @@ def person_graph(log: str | os.PathLike[str], *, strict: bool = False) -> Person
 
     Only the records before damage are modelled. ``strict`` as for :func:`timeline`.
     """
-    from contextlib import closing
-
     from ._persons import PersonGraph
 
     source = _open(log, strict)
     graph = PersonGraph()
-    with closing(source.records()) as records:
+    records = source.records()
+    try:
         for record, _ in records:
             graph.feed(record)
+    finally:
+        records.close()
     graph.finish()
     persons = []
     for person in graph.live:
