@@ -47,12 +47,13 @@ AUDIT_COMMANDS: dict[str, AuditCommand] = {
 _TOOL = "import sys\nfrom idstitch.audit.cli import main\nsys.exit(main())"
 
 _PROBE = """\
-import json, sys
+import sys
 _before = set(sys.modules)
 from idstitch.audit.cli import main
 sys.argv = ["idstitch", *sys.argv[1:]]
 code = main()
 sys.stdout.flush()
+import json
 found = sorted({m.split(".")[0] for m in set(sys.modules) - _before})
 sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": found}) + "\\n")
 """
