@@ -118,9 +118,9 @@ def test_results_are_frozen_values(tmp_path: Path) -> None:
     folder, _ = _real_state_dir(tmp_path / "state")
     report = timeline(folder)
     with pytest.raises(AttributeError, match="TimelineReport is frozen"):
-        report.records = 0  # type: ignore[misc]
+        report.records = 0
     with pytest.raises(AttributeError):
-        report.steps[0].kind = "login"  # type: ignore[misc]
+        report.steps[0].kind = "login"
     again = timeline(folder).steps
     assert (report.steps, hash(report.steps)) == (again, hash(again))
 
