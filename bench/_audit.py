@@ -53,8 +53,8 @@ from idstitch.audit.cli import main
 sys.argv = ["idstitch", *sys.argv[1:]]
 code = main()
 sys.stdout.flush()
-import json
 found = sorted({m.split(".")[0] for m in set(sys.modules) - _before})
+import json
 sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": found}) + "\\n")
 """
 
