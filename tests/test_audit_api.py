@@ -348,3 +348,16 @@ def test_replay_json_is_the_timelines_rows(tmp_path: Path) -> None:
     printed = json_lines(in_process("replay", "--json", str(folder)).stdout)
     rows = [line for line in printed if line["type"] == "record"]
     assert [json.loads(json.dumps(s.as_json())) for s in timeline(folder).steps] == rows
+
+
+def test_a_frozen_result_refuses_deletion_and_compares_only_with_its_own_kind() -> None:
+    """A result's field cannot be deleted, it is unequal to another kind with the same values,
+    and a result class must declare its fields as slots."""
+    from idstitch.audit._frozen import Frozen
+
+    violation = Violation("L1", 1, 0, "a gap in seq")
+    with pytest.raises(AttributeError, match="Violation is frozen: cannot delete seq"):
+        del violation.seq
+    assert (True, False) == (violation == Violation("L1", 1, 0, "a gap in seq"), violation == 1)
+    with pytest.raises(TypeError, match="Loose must declare its fields as __slots__"):
+        type("Loose", (Frozen,), {})
