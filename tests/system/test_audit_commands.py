@@ -347,6 +347,7 @@ def test_the_diagram_as_json_is_the_table_row_by_row() -> None:
     assert (0, expected) == (result.code, json_lines(result.stdout))
 
 
+@pytest.mark.slow
 def test_the_demo_plays_every_scenario_against_a_local_server(tmp_path: Path) -> None:
     """demo --json: every scenario's checks hold; only the hand-written pre-fix log is flagged."""
     result = idstitch("demo", "--json", "--keep", str(tmp_path), timeout=120)
@@ -443,6 +444,7 @@ def test_the_audit_tool_imports_rich_only_for_a_terminal() -> None:
     assert [] == [m for m in modules if m.split(".")[0] == "rich"]
 
 
+@pytest.mark.slow
 def test_the_demo_prints_each_scenario_for_a_reader(tmp_path: Path) -> None:
     """`make demo`'s command: each scenario's sections in order, then the verdict; exit 0."""
     result = idstitch("demo", "--keep", str(tmp_path), timeout=120)

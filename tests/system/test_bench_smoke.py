@@ -88,6 +88,7 @@ def test_the_transitions_baseline_reaches_the_state_the_fold_does(tmp_path: Path
     assert (45, str(result.state)) == _replay.fire_all(path)
 
 
+@pytest.mark.slow
 def test_instructions_are_counted_per_record_of_a_warm_pass(tmp_path: Path) -> None:
     """callgrind counts each case's instructions: the floor is bare orjson plus the hash link."""
     log = _data.cached_log(tmp_path, 400)
@@ -102,6 +103,7 @@ def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
     assert (40, 40) == (baseline.store(path), baseline())
 
 
+@pytest.mark.slow
 def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> None:
     """A tiny run of B1-B5 gives one row per figure with every field filled, as table and JSON."""
     config = tiny(tmp_path / "data")
@@ -131,6 +133,7 @@ def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> Non
     assert not (config.data_dir / "work").exists()
 
 
+@pytest.mark.slow
 def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
     """A tiny run of B6 and B7: every case timed, no event lost, and B7 delivered every event."""
     config = replace(tiny(tmp_path / "data"), phases=True)

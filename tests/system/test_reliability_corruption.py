@@ -233,6 +233,7 @@ def state_dir(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Path:
 # --- every single-byte change ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_single_byte_change_is_reported_at_its_record_by_replay(pristine: Pristine) -> None:
     """Replay every one of the 255 other values at every byte of a 4-record log (~230,000 logs).
 
@@ -262,6 +263,7 @@ def test_every_single_byte_change_is_reported_at_its_record_by_replay(pristine: 
     assert (255 * len(data), []) == (tried, wrong[:5])
 
 
+@pytest.mark.slow
 def test_every_single_byte_change_heals_once_keeping_every_alias_and_logout(
     pristine: Pristine, state_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -311,6 +313,7 @@ def test_every_single_byte_change_heals_once_keeping_every_alias_and_logout(
 # --- every truncation point -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_truncation_point_is_a_torn_tail_or_a_shorter_log(
     pristine: Pristine, state_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -136,6 +136,7 @@ def _last_record_cuts(log: bytes) -> Iterator[int]:
     yield from range(start, len(log))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("snapshot", ["kept", "removed"])
 def test_every_truncation_of_the_last_record_heals(
     used: UsedDir, tmp_path: Path, snapshot: str
@@ -193,6 +194,7 @@ def test_any_damage_heals_and_keeps_every_promise(
 STRIDE = count("DAMAGE_STRIDE", 25)
 
 
+@pytest.mark.slow
 def test_a_sweep_of_cuts_flips_and_insertions_heals(used: UsedDir, tmp_path: Path) -> None:
     """Cuts, bit flips and inserted NULs at every STRIDE-th offset, each snapshot variant:
     every promise holds, except the documented limit (whole records lost with the snapshot)."""

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import SUPPORT
 from support.service import log_records
 
@@ -77,6 +78,7 @@ def test_a_cli_stopped_mid_change_never_loses_a_later_logout(tmp_path: Path) -> 
     assert "user-b" in [user for _, user, _ in kinds]
 
 
+@pytest.mark.slow
 def test_64_cold_clis_logging_out_at_once_lose_no_logout(tmp_path: Path) -> None:
     """R16: 64 fresh interpreters log out at the same moment; each logout is in the log or a
     pending file when it returns, and the next CLI opens with no user."""

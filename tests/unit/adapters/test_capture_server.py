@@ -99,6 +99,7 @@ def test_errors_are_not_delayed() -> None:
         assert [] == failing.messages
 
 
+@pytest.mark.processes
 def test_the_sender_waits_for_a_late_answer(tmp_path: Path) -> None:
     with CaptureServer(delay_seconds=0.3) as far:
         folder = str(tmp_path / "spool")

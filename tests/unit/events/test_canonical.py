@@ -79,6 +79,7 @@ def test_dumps_writes_the_bytes_orjson_writes(value: object) -> None:
     assert orjson.dumps(value) == dumps(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(300), deadline=None)
 @given(
     kind=st.sampled_from(sorted(KIND_FIELDS)),
@@ -149,6 +150,7 @@ def orjson_reads(line: bytes) -> object:
         return "refused"
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(300), deadline=None)
 @given(
     kind=st.sampled_from(sorted(KIND_FIELDS)),

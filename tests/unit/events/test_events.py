@@ -530,6 +530,7 @@ _any_json_value = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(400))
 @given(spec=record_specs(), data=st.data())
 def test_the_dict_validator_agrees_with_the_models(spec: RecordSpec, data: st.DataObject) -> None:
@@ -1003,6 +1004,7 @@ def test_now_text_is_now() -> None:
 # --- import cost ------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_importing_events_and_store_loads_neither_pydantic_nor_orjson() -> None:
     """A fresh interpreter importing idstitch.events and .store loads no pydantic or orjson."""
     script = (

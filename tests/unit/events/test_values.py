@@ -76,6 +76,7 @@ def records(draw: st.DrawFn) -> Record:
     return record
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(1500), deadline=None)
 @given(record=records())
 def test_record_fault_agrees_with_the_models(record: Record) -> None:

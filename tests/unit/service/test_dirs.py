@@ -156,6 +156,7 @@ print(json.dumps([stitch.persisting, stitch.state_dir, stitch.distinct_id, os.li
 """
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0, reason="running as another uid needs root"
 )

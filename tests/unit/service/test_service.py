@@ -392,6 +392,7 @@ def test_a_minted_device_id_is_uuid4s_text_of_the_same_random_bytes(
     assert str(uuid.UUID(bytes=raw, version=4)) == _stitch._new_device_id()
 
 
+@pytest.mark.processes
 def test_steady_state_appends_nothing_and_imports_nothing_heavy(tmp_path: Path) -> None:
     """The steady state writes nothing and loads no posthog, pydantic, transitions or orjson."""
     open_stitch(tmp_path).observe_authenticated_response("user-a")

@@ -74,6 +74,7 @@ def new_process_response(state_dir: Path, user_id: str) -> tuple[str, int, str, 
     return report
 
 
+@pytest.mark.processes
 def test_after_a_drop_a_new_process_aliases_the_device_again_exactly_once(tmp_path: Path) -> None:
     """R9: the drop is recorded (aliased becomes stamped); the next process's response aliases
     the device again, the one after finds it aliased and sends nothing; verify holds."""
@@ -112,6 +113,7 @@ def test_a_long_lived_host_aliases_again_after_the_sender_dropped_its_alias(
     assert host.identity == replay_dir(tmp_path).identity
 
 
+@pytest.mark.processes
 def test_processes_recording_one_drop_at_once_record_it_once(tmp_path: Path) -> None:
     """Six sender processes report the same drop at the same moment: one is recorded (True),
     the others find nothing left to record (False)."""
@@ -204,6 +206,7 @@ def test_a_log_of_a_newer_format_is_left_alone(tmp_path: Path) -> None:
     assert (False, before) == (drop(tmp_path, device), tree(tmp_path))
 
 
+@pytest.mark.processes
 def test_a_lock_held_elsewhere_makes_it_give_up_not_hang(tmp_path: Path) -> None:
     """R15: a holder that never lets go: False after the bounded wait, nothing appended; the
     drop is recorded once the lock is free (the sender tries again)."""
@@ -214,6 +217,7 @@ def test_a_lock_held_elsewhere_makes_it_give_up_not_hang(tmp_path: Path) -> None
     assert drop(tmp_path, device)
 
 
+@pytest.mark.processes
 def test_a_full_disk_records_nothing_and_raises_nothing(tmp_path: Path) -> None:
     """R15: the log cannot grow (EFBIG): the sender's call returns False in a process that exits
     normally, and the log keeps every byte; with room again it records the drop."""
@@ -307,6 +311,7 @@ print(before, "idstitch.service._dropped" in sys.modules)
 """
 
 
+@pytest.mark.processes
 def test_a_host_start_does_not_load_the_entry_point(tmp_path: Path) -> None:
     """The sender's entry point costs a host start nothing: a steady persistent start never
     imports its module; asking idstitch.service for the name does."""

@@ -15,6 +15,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -266,4 +267,4 @@ class ServiceMachine(RuleBasedStateMachine):
 ServiceMachine.TestCase.settings = settings(
     max_examples=examples(200), stateful_step_count=25, deadline=None
 )
-test_service_follows_the_rules = ServiceMachine.TestCase
+test_service_follows_the_rules = pytest.mark.slow(ServiceMachine.TestCase)

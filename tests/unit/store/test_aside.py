@@ -136,6 +136,7 @@ def test_kept_files_lists_only_its_own_names_by_number(tmp_path: Path) -> None:
     assert expected == actual
 
 
+@pytest.mark.processes
 def test_concurrent_keepers_keep_every_file_exactly_once(tmp_path: Path) -> None:
     """Two processes put 100 files each at one path, keeping what is there: all 200 kept once."""
     path = tmp_path / "identity.jsonl"

@@ -109,6 +109,7 @@ class Forked:
 # --- short waits ------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_acquire_says_whether_another_process_holds_the_lock(lock_path: Path) -> None:
     """acquire(0) and acquire(0.2) return False while a process holds it, True once it lets go."""
     lock_path.parent.mkdir()
@@ -180,6 +181,7 @@ def test_with_keeps_its_timeout_error(lock_path: Path) -> None:
 # --- forks ------------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_a_fork_while_another_thread_holds_the_lock_never_hangs_the_child(
     lock_path: Path,
 ) -> None:
@@ -203,6 +205,7 @@ def test_a_fork_while_another_thread_holds_the_lock_never_hangs_the_child(
     assert (False, False) == (lock.held, taken_elsewhere(lock_path))
 
 
+@pytest.mark.processes
 def test_a_child_gets_the_lock_once_the_parents_holder_lets_go(lock_path: Path) -> None:
     """A child forked mid-change finds the lock busy, then takes it once the holder leaves."""
     lock = ProcessLock(lock_path, timeout=WAIT)
@@ -220,6 +223,7 @@ def test_a_child_gets_the_lock_once_the_parents_holder_lets_go(lock_path: Path) 
     assert ({"busy": True}, {"got it": True}, 0) == (first, second, forked.exit_code())
 
 
+@pytest.mark.processes
 def test_a_fork_inside_the_lock_leaves_it_in_the_child_without_unlocking_the_parent(
     lock_path: Path,
 ) -> None:
@@ -251,6 +255,7 @@ class _Service:
         raise RuntimeError("a reset that fails")
 
 
+@pytest.mark.processes
 def test_at_fork_in_child_runs_live_resets_and_holds_them_weakly(lock_path: Path) -> None:
     """A registered bound method runs in the child (a failing one breaks nothing); registering
     keeps no object alive."""

@@ -146,6 +146,7 @@ def test_a_corrupt_snapshot_is_reported_corrupt(
         assert SnapshotRead("corrupt", problem=problem) == found
 
 
+@pytest.mark.processes
 def test_corrupt_snapshots_never_raise_in_a_fresh_interpreter(tmp_path: Path) -> None:
     """In a process that has not imported json, every corrupt file still reads as 'corrupt'."""
     paths = []
@@ -224,6 +225,7 @@ def test_a_write_under_a_regular_file_fails_cleanly(tmp_path: Path) -> None:
     assert (["not-a-dir"], b"a file\n") == (names_in(tmp_path), blocker.read_bytes())
 
 
+@pytest.mark.processes
 def test_a_write_that_fails_midway_keeps_the_old_snapshot(snapshot_path: Path) -> None:
     """A write cut short by the file size limit (EFBIG) leaves the old snapshot and no temp file."""
     write_snapshot(snapshot_path, STATE)

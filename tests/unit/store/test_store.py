@@ -222,6 +222,7 @@ def test_the_lock_is_reentrant_within_a_process(log_path: Path) -> None:
     assert not lock.held
 
 
+@pytest.mark.processes
 def test_the_lock_keeps_another_process_waiting(log_path: Path) -> None:
     """While this process holds the lock, another process's append waits, then goes through."""
     log = FileLog(log_path)
@@ -637,6 +638,7 @@ def test_peek_end_never_returns_part_of_a_line(log_path: Path) -> None:
     assert (3000 + 12, b'{"short":1}\n') == FileLog(log_path).peek_end()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("room", "exit_code"), [(0, errno.EFBIG), (40, SHORT_WRITE)])
 def test_an_append_cut_short_leaves_the_log_as_it_was(
     log_path: Path, room: int, exit_code: int
@@ -676,6 +678,7 @@ def test_the_state_dir_file_names_are_the_specs(tmp_path: Path) -> None:
     assert (*expected, "identity.lock") == names
 
 
+@pytest.mark.processes
 def test_the_file_names_load_nothing_heavy() -> None:
     """Importing the names (on every start-up path) loads neither pathlib, logging nor the log."""
     script = (
