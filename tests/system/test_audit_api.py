@@ -24,8 +24,7 @@ from idstitch.audit import (
 )
 from idstitch.audit.cli import build_parser, parse_fast
 from idstitch.machine import State, mermaid
-from service_support import open_stitch
-from test_audit_support import (
+from support.audit import (
     D1,
     D2,
     alias,
@@ -34,6 +33,7 @@ from test_audit_support import (
     json_lines,
     write_log,
 )
+from support.service import open_stitch
 
 
 def _real_state_dir(folder: Path) -> tuple[Path, str]:
@@ -48,6 +48,7 @@ def _real_state_dir(folder: Path) -> tuple[Path, str]:
     return folder, device
 
 
+@pytest.mark.processes
 def test_importing_the_package_loads_none_of_its_modules() -> None:
     """import idstitch.audit loads no submodule; each public name is imported on first use."""
     probe = (

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_audit_support import (
+from support.audit import (
     D1,
     D2,
     alias,
@@ -32,6 +32,8 @@ _TOOL = "from idstitch.audit.cli import main\nsys.argv[0] = 'idstitch'\nsys.exit
 WITHOUT_RICH = [sys.executable, "-c", "import sys\nsys.modules['rich'] = None\n" + _TOOL]
 #: ``idstitch`` in an interpreter that can (the same program, rich left alone).
 WITH_RICH = [sys.executable, "-c", "import sys\n" + _TOOL]
+pytestmark = pytest.mark.processes
+
 _ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
