@@ -19,16 +19,18 @@ that is not UTF-8 appears as its escape (``\\xe9``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 
+from ._frozen import Frozen, freeze
 from ._render import Output, Part, printable
 from ._source import UnusableInputError
 
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
     from idstitch.delivery import SpoolStatus
     from idstitch.machine import Identity
     from idstitch.service import Diagnosis, OpenReport
@@ -51,15 +53,28 @@ _IN_MEMORY = (
 _W = len("was wrong  ")  # the width of the doctor's row labels
 
 
-@dataclass(slots=True)
-class StateReport:
-    """What ``show`` prints (``state_dir`` and ``notes`` already made printable)."""
+class StateReport(Frozen):
+    """What ``show`` prints: the state dir, the identity a run started now holds, how a run
+    would open the dir now (runtime, storage), the service's diagnosis and notes
+    (``state_dir`` and ``notes`` already made printable)."""
 
+    __slots__ = ("diagnosis", "identity", "notes", "opening", "state_dir")
     state_dir: str
     identity: Identity
     opening: OpenReport
     diagnosis: Diagnosis
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        state_dir: str,
+        identity: Identity,
+        opening: OpenReport,
+        diagnosis: Diagnosis,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        freeze(self, locals())
 
 
 def resolve_state_dir(
@@ -133,7 +148,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
         identity=stitch.identity,
         opening=opening,
         diagnosis=found,
-        notes=[printable(note) for note in notes],
+        notes=tuple(printable(note) for note in notes),
     )
 
 
@@ -159,7 +174,7 @@ def report_json(report: StateReport) -> dict[str, Any]:
         "pending": len(found.pending),
         "kept": found.kept,
         "spool": _spool_json(found.state_dir),
-        "notes": report.notes,
+        "notes": list(report.notes),
     }
 
 

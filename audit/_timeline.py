@@ -8,12 +8,18 @@ not allow stops the timeline, as it stops a replay.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from idstitch.events import TransitionError
+from idstitch.machine import INITIAL, fold
 
-from idstitch.events import Record, TransitionError
-from idstitch.machine import INITIAL, Identity, fold
+from ._frozen import Frozen, freeze
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+    from idstitch.events import Record
+    from idstitch.machine import Identity
 
 __all__ = ["Step", "Timeline", "alias_mark"]
 
@@ -35,12 +41,25 @@ def alias_mark(record: Record) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(Frozen):
     """One row of the timeline. ``kept``: the damaged log a ``heal`` kept aside; ``reason``:
     why an ``alias_dropped``'s alias was dropped. A drop's ``device_id`` is the alias's
     device, which may be an earlier one than the device in force."""
 
+    __slots__ = (
+        "after",
+        "alias",
+        "at",
+        "before",
+        "device_id",
+        "distinct_id",
+        "kept",
+        "kind",
+        "offset",
+        "reason",
+        "seq",
+        "user_id",
+    )
     seq: int
     at: str
     kind: str
@@ -51,8 +70,26 @@ class Step:
     user_id: str | None
     distinct_id: str
     alias: str | None
-    kept: str | None = None
-    reason: str | None = None
+    kept: str | None
+    reason: str | None
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        at: str,
+        kind: str,
+        offset: int,
+        before: str,
+        after: str,
+        device_id: str,
+        user_id: str | None,
+        distinct_id: str,
+        alias: str | None,
+        kept: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        freeze(self, locals())
 
     def as_json(self) -> dict[str, Any]:
         """The row as ``replay --json`` prints it."""

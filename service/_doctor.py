@@ -217,6 +217,7 @@ def _cannot(exc: OSError) -> str:
 
 def _diagnose(state_dir: str) -> Diagnosis:
     from idstitch.events._errors import LogDamagedError, NewerFormatError
+    from idstitch.store._line import LIGHT_READ_BYTES
     from idstitch.store._log import FileLog
     from idstitch.store._snapshot import read_snapshot
 
@@ -230,7 +231,7 @@ def _diagnose(state_dir: str) -> Diagnosis:
     held = snapshot_identity(snapshot)
     if _odd_log(found, log_path, held, names):
         return found
-    reader = FileLog(log_path).records()
+    reader = FileLog(log_path, light=(found.log_bytes or 0) <= LIGHT_READ_BYTES).records()
     result, hashes, devices = fold_noting(reader)
     good, error = result.identity, result.error
     torn = isinstance(error, LogDamagedError) and error.cause == "torn-tail"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sysconfig
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +42,7 @@ __all__ = [
     "in_process",
     "json_lines",
     "logout",
+    "on_terminal",
     "script",
     "stamp",
     "write_lines",
@@ -84,6 +87,50 @@ def idstitch(*args: str, env: Mapping[str, str] | None = None, timeout: float = 
         env=environ,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def on_terminal(
+    args: list[str], stream: str, env: dict[str, str], tool: Sequence[str] | None = None
+) -> tuple[int, bytes, bytes]:
+    """Run ``idstitch args`` with ``stream`` (stdout or stderr) on a pseudo-terminal.
+
+    ``tool``: the command that stands for ``idstitch`` (default: the console script).
+    Returns the exit code, what the terminal showed and what the other stream (a pipe) got.
+    Both are read while the command runs, so neither can fill up and stall it.
+    """
+    leader, follower = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IDSTITCH_")}
+    environ.update(env)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: follower}
+    shown: list[bytes] = []
+    with subprocess.Popen(
+        [*(tool or [script()]), *args],
+        stdout=streams["stdout"],
+        stderr=streams["stderr"],
+        env=environ,
+    ) as process:
+        os.close(follower)
+        reader = threading.Thread(target=lambda: shown.append(_read_until_closed(leader)))
+        reader.start()
+        other = process.stderr if stream == "stdout" else process.stdout
+        piped = other.read() if other is not None else b""
+        code = process.wait(timeout=60)
+        reader.join(timeout=60)
+    os.close(leader)
+    return code, b"".join(shown), piped
+
+
+def _read_until_closed(leader: int) -> bytes:
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: every writer of the terminal has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def in_process(*args: str) -> Result:

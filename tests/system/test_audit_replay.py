@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from support.audit import (
     idstitch,
     json_lines,
     logout,
+    on_terminal,
     script,
     stamp,
     write_lines,
@@ -470,44 +469,6 @@ def test_unusable_input_is_one_line_on_stderr_and_exit_2(
     """Missing files, directories without a log and non-logs: one error line, exit 2."""
     argument, message = _unusable(tmp_path, case)
     assert (2, "", f"idstitch: error: {message}\n") == idstitch(command, argument)
-
-
-def on_terminal(args: list[str], stream: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
-    """Run ``idstitch args`` with ``stream`` (stdout or stderr) on a pseudo-terminal.
-
-    Returns the exit code, what the terminal showed and what the other stream (a pipe) got.
-    Both are read while the command runs, so neither can fill up and stall it.
-    """
-    leader, follower = pty.openpty()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("IDSTITCH_")}
-    environ.update(env)
-    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: follower}
-    shown: list[bytes] = []
-    with subprocess.Popen(
-        [script(), *args], stdout=streams["stdout"], stderr=streams["stderr"], env=environ
-    ) as process:
-        os.close(follower)
-        reader = threading.Thread(target=lambda: shown.append(_read_until_closed(leader)))
-        reader.start()
-        other = process.stderr if stream == "stdout" else process.stdout
-        piped = other.read() if other is not None else b""
-        code = process.wait(timeout=60)
-        reader.join(timeout=60)
-    os.close(leader)
-    return code, b"".join(shown), piped
-
-
-def _read_until_closed(leader: int) -> bytes:
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: every writer of the terminal has gone
-            break
-        if not chunk:
-            break
-        seen += chunk
-    return seen
 
 
 def _long_log(path: Path, count: int) -> None:

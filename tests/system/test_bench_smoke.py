@@ -15,7 +15,7 @@ from idstitch.events import validate_record
 from idstitch.machine import replay
 from idstitch.store import FileLog
 
-from bench import _cli, _data, _delivery, _instructions, _replay, _starts
+from bench import _audit, _cli, _data, _delivery, _instructions, _replay, _starts
 from bench._report import FIELDS, percentile, render_phases, render_table, render_tax, to_json
 
 
@@ -40,6 +40,7 @@ def tiny(data_dir: Path) -> _cli.Config:
         context_runs=1,
         tax_conditions=("reachable", "refused"),
         delivery_commands=6,
+        audit_runs=1,
     )
 
 
@@ -173,6 +174,24 @@ def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
     assert [True] * 3 == [row.met for row in b7 if row.met is not None]
     assert [] == _delivery.Senders(config.data_dir).running()  # no sender left behind
     assert not (config.data_dir / "work").exists()
+
+
+def test_the_audit_tool_start_bar(tmp_path: Path) -> None:
+    """A tiny run of B8: a row per command, the bar on three; replay and verify of a small log
+    import none of the modules the tool avoids, and --strict imports pydantic."""
+    rows, extra = _cli.run(tiny(tmp_path / "data"), ("B8",))
+    assert ["B8"] * len(_audit.AUDIT_COMMANDS) == [row.bar for row in rows]
+    assert ["≤ +40 ms"] * 3 + [""] * 2 == [row.target for row in rows]
+    assert [True] * 3 == [row.met is not None for row in rows if row.target]
+    for row in rows:
+        assert row.ratio == row.ours - (row.baseline_value or 0)
+    found = extra["audit_starts"]
+    assert ([], []) == (
+        found["replay"]["avoided_modules_imported"],
+        found["verify"]["avoided_modules_imported"],
+    )
+    assert "pydantic" in found["replay --strict"]["avoided_modules_imported"]
+    assert not (tmp_path / "data" / "work").exists()
 
 
 def test_p95_is_the_nearest_rank() -> None:

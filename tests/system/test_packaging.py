@@ -151,7 +151,24 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "read_status",
         "run_sender",
     },
-    "idstitch.audit": set(),
+    "idstitch.audit": {
+        "INVARIANTS",
+        "Person",
+        "PersonReport",
+        "Refusal",
+        "StateReport",
+        "Step",
+        "TimelineReport",
+        "UnusableInputError",
+        "VerifyReport",
+        "Violation",
+        "diagnosis",
+        "diagram",
+        "person_graph",
+        "state_report",
+        "timeline",
+        "verify_log",
+    },
 }
 
 
