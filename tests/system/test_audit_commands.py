@@ -17,6 +17,8 @@ from support.audit import clear, genesis, idstitch, json_lines, script, write_lo
 from support.helpers import bare_environment
 from support.service import DeviceIds, open_stitch
 
+pytestmark = pytest.mark.processes
+
 PERSISTENT = {"IDSTITCH_RUNTIME": "persistent"}
 
 

@@ -31,6 +31,7 @@ def test_printable_shows_each_unprintable_character_as_its_escape() -> None:
     assert "caf\\xe9" == printable(os.fsdecode(b"caf\xe9"))  # a path's non-UTF-8 byte
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("command", ["replay", "persons"])
 def test_text_output_never_carries_an_ids_control_characters(tmp_path: Path, command: str) -> None:
     """One row per record however the ids are made: nothing unprintable reaches the reader."""
@@ -44,6 +45,7 @@ def test_text_output_never_carries_an_ids_control_characters(tmp_path: Path, com
         assert (0, 2) == (result.code, sum(line.lstrip()[:1].isdigit() for line in lines))
 
 
+@pytest.mark.processes
 def test_json_output_keeps_the_exact_id(tmp_path: Path) -> None:
     """``--json`` is for machines: the id is the log's own string, escaped by JSON only."""
     log = tmp_path / "identity.jsonl"
@@ -69,6 +71,7 @@ def test_styled_output_escapes_too() -> None:
     assert "\\x1b[2J" in shown
 
 
+@pytest.mark.processes
 def test_an_error_line_shows_a_paths_control_characters_escaped(tmp_path: Path) -> None:
     """The one stderr line for an unusable input stays one line, whatever the path holds."""
     hostile = tmp_path / "log\nidstitch: error: forged\x1b[2J"
@@ -77,6 +80,7 @@ def test_an_error_line_shows_a_paths_control_characters_escaped(tmp_path: Path) 
     assert "log\\x0aidstitch: error: forged\\x1b[2J" in result.stderr
 
 
+@pytest.mark.processes
 def test_an_error_line_shows_a_paths_non_utf8_byte_as_that_byte(tmp_path: Path) -> None:
     """Every command names an unusable path the same way show does: the byte, ``\\xe9``."""
     missing = os.fsencode(tmp_path) + b"/log\xe9.jsonl"

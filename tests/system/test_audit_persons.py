@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.service import record_dropped_alias
 from support.audit import (
@@ -25,6 +26,8 @@ from support.audit import (
     write_log,
 )
 from support.service import DeviceIds, open_stitch
+
+pytestmark = pytest.mark.processes
 
 
 def person(

@@ -33,6 +33,8 @@ from support.audit import (
 )
 from support.service import DeviceIds, open_stitch
 
+pytestmark = pytest.mark.processes
+
 GOLDEN = """\
    seq  at                           kind             state                  device                                distinct id                           alias
      1  2026-11-27T17:00:00.000000Z  genesis          initial → anonymous    11111111-1111-4111-8111-111111111111  11111111-1111-4111-8111-111111111111

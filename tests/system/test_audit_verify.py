@@ -421,6 +421,7 @@ def test_damage_that_is_no_record_breaks_l1_not_l8(tmp_path: Path, name: str) ->
     assert (1, [("L1", 3, message)]) == (result.code, violations(json_lines(result.stdout)))
 
 
+@pytest.mark.processes
 def test_verify_prints_violations_and_what_each_id_protects(tmp_path: Path) -> None:
     """Text output: one line per violation, a summary, then the meaning of each broken id."""
     log = tmp_path / "identity.jsonl"
@@ -438,6 +439,7 @@ def test_verify_prints_violations_and_what_each_id_protects(tmp_path: Path) -> N
     assert (1, expected, "") == idstitch("verify", str(log))
 
 
+@pytest.mark.processes
 def test_every_log_the_library_writes_verifies(tmp_path: Path) -> None:
     """The seed's scenarios through the real service, one state dir: L1-L8 all hold; exit 0."""
     devices = DeviceIds()
@@ -457,6 +459,7 @@ def test_every_log_the_library_writes_verifies(tmp_path: Path) -> None:
     assert (0, "ok: L1-L9 hold over 8 records.\n", "") == result
 
 
+@pytest.mark.processes
 def test_a_log_with_drops_the_library_wrote_verifies(tmp_path: Path) -> None:
     """The service's log with a sender's drops (of the device in force, aliased again after it,
     then of an earlier one, whose device is not the one in force: no L6): L1-L9 hold."""

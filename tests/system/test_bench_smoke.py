@@ -88,6 +88,7 @@ def test_the_transitions_baseline_reaches_the_state_the_fold_does(tmp_path: Path
     assert (45, str(result.state)) == _replay.fire_all(path)
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_instructions_are_counted_per_record_of_a_warm_pass(tmp_path: Path) -> None:
     """callgrind counts each case's instructions: the floor is bare orjson plus the hash link."""
@@ -103,6 +104,7 @@ def test_the_eventsourcing_baseline_replays_every_event(tmp_path: Path) -> None:
     assert (40, 40) == (baseline.store(path), baseline())
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> None:
     """A tiny run of B1-B5 gives one row per figure with every field filled, as table and JSON."""
@@ -133,6 +135,7 @@ def test_every_bar_yields_its_rows_the_table_and_the_json(tmp_path: Path) -> Non
     assert not (config.data_dir / "work").exists()
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
     """A tiny run of B6 and B7: every case timed, no event lost, and B7 delivered every event."""
@@ -176,6 +179,7 @@ def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
     assert not (config.data_dir / "work").exists()
 
 
+@pytest.mark.processes
 def test_the_audit_tool_start_bar(tmp_path: Path) -> None:
     """A tiny run of B8: a row per command, the bar on three; replay and verify of a small log
     import none of the modules the tool avoids, and --strict imports pydantic."""

@@ -118,6 +118,7 @@ def server() -> Iterator[CaptureServer]:
 # ----------------------------------------------------------------- the host's side
 
 
+@pytest.mark.processes
 def test_a_command_spools_and_a_detached_sender_delivers(
     tmp_path: Path, server: CaptureServer
 ) -> None:
@@ -138,6 +139,7 @@ def test_a_command_spools_and_a_detached_sender_delivers(
     assert [] == [s.name for s in segments(report["folder"])]  # delivered and closed: removed
 
 
+@pytest.mark.processes
 def test_device_only_events_create_no_person(tmp_path: Path, server: CaptureServer) -> None:
     report = run_host(tmp_path / "state", server.url, "capture:look")
     wait_drained(report["folder"])
@@ -149,6 +151,7 @@ def test_device_only_events_create_no_person(tmp_path: Path, server: CaptureServ
     assert server.events("$create_alias") == []
 
 
+@pytest.mark.processes
 def test_the_uuid_and_time_of_capture_are_what_posthog_gets(tmp_path: Path) -> None:
     port = free_port()
     report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:3")
@@ -165,6 +168,7 @@ def test_the_uuid_and_time_of_capture_are_what_posthog_gets(tmp_path: Path) -> N
         assert arrived[entry["uuid"]]["event"] == entry["event"]
 
 
+@pytest.mark.processes
 def test_the_host_never_waits_for_a_hanging_posthog(tmp_path: Path) -> None:
     with CaptureServer("hang", hang_seconds=120) as hanging:
         started = time.monotonic()
@@ -187,6 +191,7 @@ def test_the_host_never_waits_for_a_hanging_posthog(tmp_path: Path) -> None:
         assert read_status(report["folder"]).waiting == 0
 
 
+@pytest.mark.processes
 def test_offline_commands_keep_their_events_until_posthog_is_back(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -208,6 +213,7 @@ def test_offline_commands_keep_their_events_until_posthog_is_back(tmp_path: Path
     assert read_json(os.path.join(folder, RUN_NAME))["last_delivery"] is not None
 
 
+@pytest.mark.processes
 def test_a_failed_run_pauses_new_senders(tmp_path: Path) -> None:
     port = free_port()
     report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:1")
@@ -218,6 +224,7 @@ def test_a_failed_run_pauses_new_senders(tmp_path: Path) -> None:
     assert read_status(report["folder"]).waiting == 4
 
 
+@pytest.mark.processes
 def test_in_process_delivery_is_done_before_the_host_exits(
     tmp_path: Path, server: CaptureServer
 ) -> None:
@@ -230,6 +237,7 @@ def test_in_process_delivery_is_done_before_the_host_exits(
     assert read_status(report["folder"]).waiting == 0
 
 
+@pytest.mark.processes
 def test_in_process_delivery_is_bounded(tmp_path: Path) -> None:
     with CaptureServer("hang", hang_seconds=120) as hanging:
         started = time.monotonic()
@@ -241,6 +249,7 @@ def test_in_process_delivery_is_bounded(tmp_path: Path) -> None:
     assert read_status(report["folder"]).waiting == 2  # kept for the next run
 
 
+@pytest.mark.processes
 def test_an_ephemeral_run_spools_in_the_temporary_dir(
     tmp_path: Path, server: CaptureServer
 ) -> None:
@@ -262,6 +271,7 @@ def test_an_ephemeral_run_spools_in_the_temporary_dir(
     assert server.events("$create_alias") == []
 
 
+@pytest.mark.processes
 def test_the_host_path_imports_no_client(tmp_path: Path, server: CaptureServer) -> None:
     """A command that spools and starts the sender imports none of the heavy packages: on the
     first run (genesis and the alias written) and on a steady one."""
@@ -324,6 +334,7 @@ def test_times_are_utc_iso() -> None:
     assert datetime.fromisoformat(iso_now()).astimezone(UTC).year >= 2026
 
 
+@pytest.mark.processes
 def test_a_fork_writes_a_segment_of_its_own(tmp_path: Path, server: CaptureServer) -> None:
     folder = str(tmp_path / "spool")
     writer = SpoolWriter(folder, {"api_key": "k", "host": server.url})
@@ -443,6 +454,7 @@ def test_a_torn_last_line_is_counted_and_the_rest_delivered(
     assert segments(folder) == []
 
 
+@pytest.mark.processes
 def test_one_sender_at_a_time(tmp_path: Path, server: CaptureServer) -> None:
     from idstitch.store._lock import ProcessLock
 
@@ -480,6 +492,7 @@ def test_one_sender_at_a_time(tmp_path: Path, server: CaptureServer) -> None:
     assert run_sender(folder).delivered == 2
 
 
+@pytest.mark.processes
 def test_a_killed_sender_resends_at_most_the_batch_in_flight(tmp_path: Path) -> None:
     with CaptureServer(stall_seconds=120) as stalling:
         folder = str(tmp_path / "spool")
@@ -512,6 +525,7 @@ def test_a_killed_sender_resends_at_most_the_batch_in_flight(tmp_path: Path) -> 
         assert sum(counts.values()) - len(uuids) <= 100  # resent: at most one batch
 
 
+@pytest.mark.processes
 def test_the_last_host_is_not_left_behind_by_a_finishing_sender(
     tmp_path: Path, server: CaptureServer
 ) -> None:
@@ -558,6 +572,7 @@ def test_a_spool_that_cannot_take_the_alias_is_an_enqueue_failure(tmp_path: Path
     assert replay(FileLog(state / "identity.jsonl").records()).state is State.ALIASED
 
 
+@pytest.mark.processes
 def test_opting_out_deletes_what_the_spool_holds(tmp_path: Path) -> None:
     port = free_port()
     report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:3")
@@ -603,6 +618,7 @@ def test_a_detached_sender_is_only_used_where_it_can_outlive_the_host(tmp_path: 
 # ------------------------------------------------------------------ the reports
 
 
+@pytest.mark.processes
 def test_show_and_doctor_report_the_spool(tmp_path: Path) -> None:
     from support.audit import in_process, json_lines
 
@@ -630,6 +646,7 @@ def test_show_and_doctor_report_the_spool(tmp_path: Path) -> None:
     assert "empty; last sender run drained, last delivery 20" in row
 
 
+@pytest.mark.processes
 def test_a_host_that_never_closes_still_starts_a_sender_at_exit(
     tmp_path: Path, server: CaptureServer
 ) -> None:
@@ -664,6 +681,7 @@ def test_a_sink_without_a_key_spools_nothing(tmp_path: Path) -> None:
     assert sink.sender_pids == []
 
 
+@pytest.mark.processes
 def test_a_full_disk_refuses_events_and_breaks_nothing(
     tmp_path: Path, server: CaptureServer
 ) -> None:
@@ -705,6 +723,7 @@ def log_kinds(state: Path) -> list[str]:
     return [record["kind"] for record in FileLog(state / "identity.jsonl").records()]
 
 
+@pytest.mark.processes
 def test_an_alias_posthog_refuses_is_recorded_and_made_again(tmp_path: Path) -> None:
     from support.audit import in_process
 
@@ -729,6 +748,7 @@ def test_an_alias_posthog_refuses_is_recorded_and_made_again(tmp_path: Path) -> 
     assert persons.code == 0
 
 
+@pytest.mark.processes
 def test_an_alias_that_expired_in_the_spool_is_recorded(tmp_path: Path) -> None:
     state = tmp_path / "state"
     port = free_port()
@@ -758,6 +778,7 @@ def test_events_of_many_commands_share_a_request(tmp_path: Path, server: Capture
     assert segments(folder) == []
 
 
+@pytest.mark.processes
 def test_opening_with_a_spool_sink_loads_no_delivery_module(tmp_path: Path) -> None:
     """The sink is attached at open without reading the spool or importing its modules: a
     steady start stays what B2 measures; they load with the first event."""
@@ -784,6 +805,7 @@ def test_opening_with_a_spool_sink_loads_no_delivery_module(tmp_path: Path) -> N
     assert "[] True True" == done.stdout.strip()
 
 
+@pytest.mark.processes
 def test_a_fork_while_another_thread_spools_does_not_hang_the_child(tmp_path: Path) -> None:
     import threading
 

@@ -51,6 +51,7 @@ def _doctor(state: Path, *flags: str) -> tuple[int, dict[str, Any], str]:
     return result.code, found, result.stderr
 
 
+@pytest.mark.processes
 def test_a_healthy_dir_exits_0_and_says_so(tmp_path: Path) -> None:
     """A dir the service wrote: healthy, nothing to repair, its identity; nothing changes."""
     devices = _logged_in(tmp_path)
@@ -212,6 +213,7 @@ def test_repair_says_what_was_wrong_what_it_did_and_how_to_read_the_kept_log(
     assert (0, expected, "", "heal") == (*result, heal["kind"])
 
 
+@pytest.mark.processes
 def test_a_pending_forgetting_needs_repair_and_repair_appends_it(tmp_path: Path) -> None:
     """A logout made while another process held the lock: exit 1; --repair appends it: exit 0."""
     _logged_in(tmp_path)
@@ -271,6 +273,7 @@ def test_a_newer_format_log_needs_a_newer_build_and_repair_leaves_every_byte(
     assert found["problems"][0].startswith("identity.jsonl holds records of a newer idstitch (")
 
 
+@pytest.mark.processes
 def test_a_dir_it_cannot_open_exits_2_with_one_line(tmp_path: Path) -> None:
     """A missing dir, a file in its place: one line on stderr, exit 2."""
     file = tmp_path / "file"

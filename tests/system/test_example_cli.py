@@ -16,6 +16,8 @@ from idstitch.adapters.capture_server import CaptureServer
 from support import REPO
 from support.local_api import serve
 
+pytestmark = pytest.mark.processes
+
 EXAMPLE = REPO / "examples" / "mycli.py"
 USERS = {"token-a": "user-a", "token-b": "user-b"}
 

@@ -191,6 +191,7 @@ def test_no_idstitch_folder_at_the_repository_root() -> None:
     assert expected == actual
 
 
+@pytest.mark.processes
 def test_a_folder_named_idstitch_in_the_working_directory_does_not_replace_the_install(
     tmp_path: Path,
 ) -> None:
@@ -239,6 +240,7 @@ def test_the_front_door_opens_the_same_service_as_the_long_paths(tmp_path: Path)
     stitch.close()
 
 
+@pytest.mark.processes
 def test_importing_idstitch_loads_only_the_vocabulary() -> None:
     """`import idstitch` is free: the front door loads its names on first access."""
     script = (
@@ -253,6 +255,7 @@ def test_importing_idstitch_loads_only_the_vocabulary() -> None:
     assert "['events'] []" == done.stdout.strip()
 
 
+@pytest.mark.processes
 def test_the_installed_package_is_imported_even_from_the_repository_root() -> None:
     """Run from the checkout (cwd first on sys.path), idstitch.events comes from the install."""
     script = (
@@ -301,6 +304,7 @@ def test_every_installed_subpackage_ships_py_typed() -> None:
     assert importlib.resources.files("idstitch").joinpath("py.typed").is_file()
 
 
+@pytest.mark.processes
 def test_the_console_script_prints_its_version() -> None:
     """`idstitch --version` exits 0 and prints the installed version, which is pyproject's."""
     script = shutil.which("idstitch", path=sysconfig.get_path("scripts"))
@@ -319,6 +323,7 @@ def test_the_console_script_prints_its_version() -> None:
     assert expected == (result.returncode, result.stdout, result.stderr)
 
 
+@pytest.mark.processes
 def test_the_console_script_has_help() -> None:
     """`idstitch --help` exits 0 and prints a usage line naming the program."""
     script = shutil.which("idstitch", path=sysconfig.get_path("scripts"))
@@ -377,6 +382,7 @@ def test_no_package_imports_one_above_it() -> None:
     assert [] == upward
 
 
+@pytest.mark.processes
 def test_importing_the_machine_loads_nothing_above_it_and_opens_no_file() -> None:
     """idstitch.machine is pure: importing it loads only events and machine modules."""
     script = (

@@ -266,6 +266,7 @@ closed.append(time.monotonic())
 """
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("mode", ["error", "hang"])
 def test_a_failing_posthog_adds_no_wait_at_exit_and_prints_nothing(
     tmp_path: Path, mode: str

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from idstitch.events import ZERO_HASH, body_hash
 from idstitch.store import (
     MAX_SNAPSHOT_BYTES,
@@ -19,6 +20,8 @@ from support.helpers import split_lines
 from support.reliability import count, run_together
 from support.reliability_workers import write_snapshots_reporting
 from support.workers import append_many, read_snapshots_until
+
+pytestmark = pytest.mark.processes
 
 SNAPSHOT_WRITERS = count("snapshot_writers", 32)
 SNAPSHOT_WRITES = count("snapshot_writes", 50)

@@ -86,6 +86,7 @@ def temporaries(state_dir: Path) -> set[str]:
     return {name for name in os.listdir(state_dir) if name.endswith(".tmp")}
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_writers_killed_at_random_moments_lose_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch

@@ -32,6 +32,8 @@ from support.reliability import (
     tree,
 )
 
+pytestmark = pytest.mark.processes
+
 CYCLES = ["login:user-a", "capture:work", "logout"] * 20
 NOBODY = 65534
 

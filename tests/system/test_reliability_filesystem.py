@@ -111,6 +111,7 @@ def test_a_symlinked_state_dir_is_refused(
 # --- FIFOs: never hang the host --------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", ["telemetry.json", "identity.jsonl", "identity.lock"])
 @pytest.mark.parametrize("existing", [True, False], ids=["existing-state", "fresh-dir"])
 def test_a_fifo_in_the_state_dir_never_hangs_the_host(

@@ -104,6 +104,7 @@ def _besides_log_and_snapshot(found: dict[str, Any]) -> dict[str, Any]:
     return {name: entry for name, entry in found.items() if name not in _WRITTEN}
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("variable", ["DO_NOT_TRACK", HOST_VARIABLE])
 @pytest.mark.parametrize("spelling", ["1", "TRUE", "yEs", "On"])
 def test_an_opted_out_logout_on_a_dir_holding_a_user_appends_exactly_one_logout(
@@ -147,6 +148,7 @@ def test_an_opted_out_logout_on_a_dir_holding_a_user_appends_exactly_one_logout(
     )
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("variable", ["DO_NOT_TRACK", HOST_VARIABLE])
 @pytest.mark.parametrize("spelling", ["1", "TRUE", "yEs", "On"])
 def test_an_opted_out_host_run_on_a_dir_holding_no_user_touches_neither_wire_nor_disk(
@@ -172,6 +174,7 @@ def test_an_opted_out_host_run_on_a_dir_holding_no_user_touches_neither_wire_nor
     assert ([], before) == (server.paths, (tree(logged_out), tree(home)))
 
 
+@pytest.mark.processes
 def test_a_falsy_value_is_not_an_opt_out(tmp_path: Path) -> None:
     """The control: DO_NOT_TRACK=0 and the host's variable empty send the alias and the command."""
     home = tmp_path / "home"

@@ -12,6 +12,8 @@ from idstitch.store import FileLog
 from support.helpers import forge_line
 from support.reliability import run_host, seed_state_dir, tree
 
+pytestmark = pytest.mark.processes
+
 STEPS = ["login:user-z", "capture:work", "logout", "login:user-y", "clear"]
 
 

@@ -35,6 +35,7 @@ def _exit_code(target: Callable[..., object], *args: object) -> int | None:
     return child.exitcode
 
 
+@pytest.mark.processes
 def test_a_notice_that_cannot_be_recorded_is_not_shown_and_raises_nothing(tmp_path: Path) -> None:
     """R15: on a full disk the notice says "not shown" (no marker left); the next run shows it."""
     assert 0 == _exit_code(notice_beyond_file_size_limit, str(tmp_path))
@@ -45,6 +46,7 @@ def test_a_notice_that_cannot_be_recorded_is_not_shown_and_raises_nothing(tmp_pa
     assert "we collect usage data\n" == shown.getvalue()
 
 
+@pytest.mark.processes
 def test_an_audit_log_that_fills_up_still_stamps_the_user(tmp_path: Path) -> None:
     """R1, R15: the change is made in memory when the audit log cannot take it."""
     audit = tmp_path / "audit.jsonl"
@@ -53,6 +55,7 @@ def test_an_audit_log_that_fills_up_still_stamps_the_user(tmp_path: Path) -> Non
     assert (None, 1) == (result.error, result.last_seq)  # the genesis, whole
 
 
+@pytest.mark.processes
 def test_runs_sharing_an_audit_log_append_one_chain(tmp_path: Path) -> None:
     """R5 for audit logs: eight runs at once make one genesis and a log that replays whole."""
     audit = tmp_path / "audit.jsonl"
@@ -80,6 +83,7 @@ def stuck_holder(tmp_path: Path) -> Iterator[Path]:
         child.join(60)
 
 
+@pytest.mark.processes
 def test_the_lock_gives_up_after_its_timeout(stuck_holder: Path) -> None:
     """A holder that never lets go: TimeoutError (an OSError) after the wait, not a hang."""
     lock = ProcessLock(stuck_holder, timeout=0.2)
@@ -88,6 +92,7 @@ def test_the_lock_gives_up_after_its_timeout(stuck_holder: Path) -> None:
     assert not lock.held
 
 
+@pytest.mark.processes
 def test_a_change_behind_a_stuck_lock_is_made_in_memory(stuck_holder: Path) -> None:
     """R15: the host's login returns (after the bounded wait), stamped in memory, nothing sent."""
     state_dir = stuck_holder.parent
@@ -110,6 +115,7 @@ print(sorted(name for name in heavy if name in sys.modules))
 """
 
 
+@pytest.mark.processes
 def test_a_torn_tail_after_the_snapshot_leaves_start_up_steady(tmp_path: Path) -> None:
     """B4 after a crash mid-append: starts read the snapshot and write nothing, until a change."""
     first = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})

@@ -5,9 +5,12 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+import pytest
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import IdentityStitch
 from support.service import first_response_worker, log_records
+
+pytestmark = pytest.mark.processes
 
 PROCESSES = 8
 

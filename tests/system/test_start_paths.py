@@ -91,6 +91,7 @@ def test_every_start_path_is_checked() -> None:
     assert sorted(EXPECTED) == sorted(START_PATHS)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", sorted(START_PATHS))
 def test_no_start_path_imports_a_heavy_package(
     name: str, tmp_path: Path, roots: dict[bool, Path]
@@ -113,6 +114,7 @@ def test_no_start_path_imports_a_heavy_package(
     ) == (heavy, found["storage"], found["runtime"], found["distinct_id"] == "user-a", written)
 
 
+@pytest.mark.processes
 def test_the_check_sees_a_heavy_package_when_one_is_imported(
     tmp_path: Path, roots: dict[bool, Path]
 ) -> None:

@@ -52,6 +52,7 @@ def _logged_in(state_dir: Path, user: str = "user-a") -> IdentityStitch:
 # ------------------------------------------------------------ forgetting is never lost
 
 
+@pytest.mark.processes
 def test_a_logout_behind_a_stuck_lock_is_pending_and_the_next_run_opens_logged_out(
     tmp_path: Path,
 ) -> None:
@@ -88,6 +89,7 @@ def test_a_logout_behind_a_stuck_lock_is_pending_and_the_next_run_opens_logged_o
     assert stitch.device_id == again.device_id
 
 
+@pytest.mark.processes
 def test_a_login_behind_a_stuck_lock_stamps_in_memory_and_aliases_nothing(
     tmp_path: Path,
 ) -> None:
@@ -108,6 +110,7 @@ def test_a_login_behind_a_stuck_lock_stamps_in_memory_and_aliases_nothing(
     assert [] == _pending(tmp_path)
 
 
+@pytest.mark.processes
 def test_a_first_run_behind_a_stuck_lock_starts_in_memory_and_writes_once_it_can(
     tmp_path: Path,
 ) -> None:
@@ -149,6 +152,7 @@ def test_an_opted_out_logout_with_no_user_on_disk_writes_nothing(tmp_path: Path)
     assert files == {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
 
+@pytest.mark.processes
 def test_an_opted_out_logout_behind_a_stuck_lock_is_pending(tmp_path: Path) -> None:
     """R14, R16: an opted-out logout that cannot have the lock still leaves a pending file,
     and a run that opens while the lock is still held is logged out."""
@@ -299,6 +303,7 @@ def test_a_newer_log_stays_read_only_and_untouched(tmp_path: Path) -> None:
 # ------------------------------------------------------------ the host never breaks
 
 
+@pytest.mark.processes
 def test_a_forked_child_never_hangs_on_a_lock_another_thread_held(tmp_path: Path) -> None:
     """R15: fork while a thread is inside a change; the child's logout returns (and is written)."""
     parent_end, child_end = multiprocessing.Pipe()
@@ -332,6 +337,7 @@ def test_an_id_from_the_network_never_raises_even_opted_out(tmp_path: Path) -> N
         assert False is stitch.capture(["not", "a", "name"])  # type: ignore[arg-type]
 
 
+@pytest.mark.processes
 def test_nothing_reaches_stderr_unless_the_host_configures_logging(tmp_path: Path) -> None:
     """The library's voice: a heal's warning is silent by default (one NullHandler on the
     idstitch logger) and shown once when the host configures logging."""
@@ -396,6 +402,7 @@ def test_every_storage_state_is_reached_by_some_run(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.processes
 def test_cold_processes_report_their_storage(tmp_path: Path) -> None:
     """A login then a logout in two fresh interpreters: the second opens as the first left it."""
     worker = str(SUPPORT / "storage_workers.py")
@@ -417,6 +424,7 @@ def test_cold_processes_report_their_storage(tmp_path: Path) -> None:
     assert FileLog(tmp_path / "identity.jsonl").tail().record is not None
 
 
+@pytest.mark.processes
 def test_a_fifo_in_place_of_the_log_is_kept_aside_and_never_blocks(tmp_path: Path) -> None:
     """R15: a FIFO planted as the log is damage: the heal never reads it (no blocking), keeps
     it aside and starts a new log; with no record to check the snapshot against, on a fresh
@@ -481,6 +489,7 @@ def test_a_logout_past_a_newer_log_is_pending_and_the_next_run_opens_logged_out(
 # ------------------------------------------------------------ found by a review
 
 
+@pytest.mark.processes
 def test_a_logout_the_log_cannot_take_goes_to_a_pending_file(tmp_path: Path) -> None:
     """R16: the log cannot grow by a record (a full disk, RLIMIT_FSIZE in a real process) but
     a small pending file fits: the logout is durable and the next run opens logged out."""

@@ -17,6 +17,8 @@ import pytest
 from support import SUPPORT
 from support.service import log_records
 
+pytestmark = pytest.mark.processes
+
 WORKER = str(SUPPORT / "storage_workers.py")
 ENV = {k: v for k, v in os.environ.items() if k not in ("DO_NOT_TRACK", "IDSTITCH_RUNTIME")}
 

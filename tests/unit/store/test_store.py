@@ -261,6 +261,7 @@ def test_a_symlink_at_the_log_path_is_refused(tmp_path: Path) -> None:
 # --- truncation and torn tails --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_truncation_at_every_byte_yields_the_longest_valid_prefix(log_path: Path) -> None:
     """Cut a 5-record log at every offset: reads yield every record whose bytes are all there
     (a last one missing only its line end included), then stop at a torn tail."""
