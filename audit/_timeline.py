@@ -1,15 +1,16 @@
 """The timeline of a log: each record with the state before and after it.
 
-Each record is folded with :func:`idstitch.machine.fold`, the same fold
-the identity service and :func:`~idstitch.machine.replay` use, so the
-timeline can never disagree with them. A record the transition table does
+Each record goes through the machine's step (:func:`idstitch.machine.step`),
+the one the identity service and :func:`~idstitch.machine.replay` fold
+with, so the timeline can never disagree with them; the step also says
+what the record did about an alias. A record the transition table does
 not allow stops the timeline, as it stops a replay.
 """
 
 from __future__ import annotations
 
 from idstitch.events import TransitionError
-from idstitch.machine import INITIAL, fold
+from idstitch.machine import INITIAL, step
 
 from ._frozen import Frozen, freeze
 
@@ -21,24 +22,7 @@ if TYPE_CHECKING:
     from idstitch.events import Record
     from idstitch.machine import Identity
 
-__all__ = ["Step", "Timeline", "alias_mark"]
-
-
-def alias_mark(record: Record) -> str | None:
-    """What a record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried``,
-    ``dropped`` or ``None``."""
-    kind = record["kind"]
-    if kind in ("response", "login"):
-        return "sent" if record["alias"] else None
-    if kind == "enqueue_failure":
-        return "undone"
-    if kind == "import" and record["aliased"]:
-        return "adopted"
-    if kind == "heal" and record["linked_user"] is not None:
-        return "carried"
-    if kind == "alias_dropped":
-        return "dropped"
-    return None
+__all__ = ["Step", "Timeline"]
 
 
 class Step(Frozen):
@@ -69,6 +53,8 @@ class Step(Frozen):
     device_id: str
     user_id: str | None
     distinct_id: str
+    #: What the record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried``,
+    #: ``dropped`` or ``None`` (the step's alias mark).
     alias: str | None
     kept: str | None
     reason: str | None
@@ -128,12 +114,11 @@ class Timeline:
         """One :class:`Step` per record, until the end or an impossible transition."""
         for record, offset in records:
             before = self.identity
-            result = fold((record,), before, self.aliases)
-            if isinstance(result.error, TransitionError):
-                self.refused = (result.error, offset)
+            try:
+                _, after, mark = step(before, record, self.aliases)
+            except TransitionError as error:
+                self.refused = (error, offset)
                 return
-            after = result.identity
-            assert after is not None
             self.identity = after
             self.count += 1
             yield Step(
@@ -146,7 +131,7 @@ class Timeline:
                 device_id=record["device_id"],
                 user_id=record.get("user_id"),
                 distinct_id=after.distinct_id,
-                alias=alias_mark(record),
+                alias=mark,
                 kept=record.get("kept"),
                 reason=record.get("reason"),
             )

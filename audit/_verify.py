@@ -29,7 +29,7 @@ all: device ids and user ids alike), never with the number of records.
 from __future__ import annotations
 
 from idstitch.events import FORMAT_VERSION, KIND_VERSION, user_id_problem
-from idstitch.machine import TransitionError, fold
+from idstitch.machine import USER_EVENTS, TransitionError, step
 
 from ._frozen import Frozen, freeze
 
@@ -235,7 +235,8 @@ class Verifier:
             problem = user_id_problem(named)
             if problem is not None:
                 flag("L7", f"{what} {_show(named)} is illegal: {problem}")
-        if kind in ("response", "login") and record["alias"]:
+        aliasing = kind in USER_EVENTS and record["alias"]
+        if aliasing:
             if record["runtime"] == "ephemeral":
                 flag("L3", f"{kind} aliased {device} to {_show(user)} in an ephemeral runtime")
             self._alias(found, record, offset)
@@ -249,7 +250,7 @@ class Verifier:
             self.links[device] = [_Link(record["linked_user"], seq, carried)]
         elif kind == "alias_dropped":
             self._drop(found, record, offset, skipped=skipped)
-        self._last_alias = device if kind in ("response", "login") and record["alias"] else None
+        self._last_alias = device if aliasing else None
         self._track_ids(record)
         return found
 
@@ -301,10 +302,10 @@ class Verifier:
             del links[named[-1]]
 
     def _transition(self, record: Record, offset: int) -> Violation | None:
-        """Fold ``record`` into :attr:`identity`; the T violation when the table refuses it."""
-        result = fold((record,), self.identity)
-        if isinstance(result.error, TransitionError):
-            error = result.error
+        """Step :attr:`identity` by ``record``; the T violation when the table refuses it."""
+        try:
+            _, self.identity, _ = step(self.identity, record)
+        except TransitionError as error:
             shown = f"{error.event} [{error.guard}]" if error.guard else error.event
             return Violation(
                 "T",
@@ -312,7 +313,6 @@ class Verifier:
                 offset,
                 f"{shown} is not a transition from state {error.state}; the record is skipped",
             )
-        self.identity = result.identity
         return None
 
     def _track_ids(self, record: Record) -> None:

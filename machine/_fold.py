@@ -101,19 +101,17 @@ def fold(
                 guard, effect = rules[kind]
             except KeyError:
                 guard, effect = no_rule
-            row = table.get((now.state, kind, None if guard is None else guard(now, record)))
+            named = None if guard is None else guard(now, record)
+            row = table.get((now.state, kind, named))
             if row is None:
-                error = transition_refused(now, record)
+                error = transition_refused(now, record, named)
                 break
             effect(now, record, row, aliases)
             now.state = row.target
             last = record
     except IdentityError as exc:
         error = exc
-    if last is not None:
-        identity = now.identity(last["seq"], last["h"])
-    else:
-        identity = start
+    identity = start if last is None else now.identity(last["seq"], last["h"])
     return ReplayResult(identity, aliases, error)
 
 

@@ -73,6 +73,7 @@ __all__ = [
     "Transition",
     "carried_guard",
     "compiled_table",
+    "edge",
     "guard_of",
     "step",
     "transition_of",
@@ -506,10 +507,19 @@ def transition_of(identity: Identity | Draft | None, record: Mapping[str, Any]) 
     Raises :class:`TransitionError` (naming the state, the event and the
     guard) when the table has none.
     """
-    now = Draft() if identity is None else identity
-    row = _TABLE.get((now.state, record["kind"], guard_of(now, record)))
+    return edge(identity, record, guard_of(identity, record))
+
+
+def edge(
+    identity: Identity | Draft | None, record: Mapping[str, Any], guard: str | None
+) -> Transition:
+    """The row of the table for ``record``'s kind with ``guard`` out of ``identity``'s state.
+
+    Raises :class:`TransitionError` when the table has none.
+    """
+    row = _TABLE.get((INITIAL if identity is None else identity.state, record["kind"], guard))
     if row is None:
-        raise transition_refused(identity, record)
+        raise transition_refused(identity, record, guard)
     return row
 
 
@@ -537,12 +547,11 @@ def step(
 
 
 def transition_refused(
-    identity: Identity | Draft | None, record: Mapping[str, Any]
+    identity: Identity | Draft | None, record: Mapping[str, Any], guard: str | None
 ) -> TransitionError:
-    """The error for a ``record`` the table has no row for from ``identity``."""
-    now = Draft() if identity is None else identity
+    """The error for a ``record`` that has no row from ``identity`` with ``guard``."""
     seq = record.get("seq")
     if seq is None:  # a record not written yet: it would be the next one
         seq = identity.seq + 1 if isinstance(identity, Identity) else 1
-    guard = guard_of(now, record)
-    return TransitionError(seq=seq, state=str(now.state), event=record["kind"], guard=guard)
+    state = INITIAL if identity is None else str(identity.state)
+    return TransitionError(seq=seq, state=state, event=record["kind"], guard=guard)

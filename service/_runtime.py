@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import sys
 
-from idstitch.events._names import Names
+from idstitch.events._kinds import RUNTIMES, Runtime
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
-    from typing import ClassVar
 
 __all__ = [
     "CI_VARIABLES",
@@ -31,13 +30,6 @@ __all__ = [
     "runtime_override",
     "runtime_signal",
 ]
-
-
-class Runtime(Names):
-    """Where the host CLI runs: ``persistent`` or ``ephemeral`` (plain strings, no ``enum``)."""
-
-    PERSISTENT: ClassVar[Runtime]
-    EPHEMERAL: ClassVar[Runtime]
 
 
 #: Variables that mark a CI run: the vendors known to npm's ``ci-info``
@@ -130,7 +122,7 @@ def is_truthy(value: str | None) -> bool:
 def runtime_override(env: Mapping[str, str]) -> Runtime | None:
     """The runtime ``IDSTITCH_RUNTIME`` asks for, if it names one."""
     value = env.get("IDSTITCH_RUNTIME", "").strip().lower()
-    return Runtime(value) if value in ("persistent", "ephemeral") else None
+    return Runtime(value) if value in RUNTIMES else None
 
 
 def _ci_signal(env: Mapping[str, str]) -> str | None:

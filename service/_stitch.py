@@ -40,7 +40,7 @@ from idstitch.events._ids import MAX_ID_LENGTH, check_user_id
 from idstitch.events._voice import debug, warn
 from idstitch.machine._decide import Decision, check_decision, decide
 from idstitch.machine._fold import Identity, ReplayResult, fold
-from idstitch.machine._table import State
+from idstitch.machine._table import USER_EVENTS, State
 from idstitch.store._fs import ends_with, holds
 from idstitch.store._lock import LOCK_WAIT
 from idstitch.store._names import DAMAGED, LOG_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
@@ -1156,7 +1156,7 @@ class IdentityStitch:
         return "persistent" if self.persisting else "ephemeral"
 
     def _decide(self, event: str, **args: Any) -> Decision | None:  # noqa: ANN401
-        if event in ("response", "login"):
+        if event in USER_EVENTS:
             if getattr(self._sink, "sends", True) is False:
                 args["may_alias"] = False  # a sink that refuses every alias: stamp, never try
             elif self._alias_failures >= ALIAS_ATTEMPTS and event == "response":
@@ -1425,7 +1425,7 @@ def _int_id(user_id: int) -> str:
 def _args_of(decision: Decision) -> dict[str, Any]:
     """The decide() arguments that re-decide ``decision``'s event in memory."""
     fields = decision.fields
-    if decision.kind in ("response", "login"):
+    if decision.kind in USER_EVENTS:
         return {"user_id": fields["user_id"]}
     if decision.kind == "logout":
         return {"device_id": fields["new_device_id"]}

@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
 
 from hypothesis import strategies as st
+from idstitch.events import RUNTIMES as _RUNTIMES
 from idstitch.events import Checkpoint, format_time
+from idstitch.machine import USER_EVENTS
 
 __all__ = [
     "FIELD_STRATEGIES",
@@ -80,7 +82,7 @@ ILLEGAL_ANY_CASE: tuple[str, ...] = (
 #: R13: refused exactly as written (``NULL`` or ``nan`` are legal).
 ILLEGAL_EXACT: tuple[str, ...] = ("null", "none", "None", "NaN", "0", "[object Object]")
 
-RUNTIMES: tuple[str, ...] = ("persistent", "ephemeral")
+RUNTIMES: tuple[str, ...] = _RUNTIMES
 
 _MAX_ID = 200
 
@@ -364,7 +366,7 @@ def life_steps(*, max_size: int = 12) -> st.SearchStrategy[list[LifeStep]]:
     and drops of an alias of the device in force or of the life's first device, standing or
     not (so that a device dropped is aliased again, and a drop of nothing is refused)."""
     users = st.sampled_from(["user-a", "user-b", "user-c"])
-    user_event = st.tuples(st.sampled_from(["response", "login"]), users, st.sampled_from(RUNTIMES))
+    user_event = st.tuples(st.sampled_from(USER_EVENTS), users, st.sampled_from(RUNTIMES))
     plain = st.tuples(
         st.sampled_from(["clear", "logout", "enqueue_failure"]), st.none(), st.just("persistent")
     )

@@ -12,6 +12,7 @@ from idstitch.machine import (
     EVENTS,
     INITIAL,
     TRANSITIONS,
+    USER_EVENTS,
     Identity,
     ReplayResult,
     State,
@@ -41,12 +42,13 @@ def test_every_row_is_declared_once() -> None:
 def test_the_live_machine_and_the_compiled_table_agree(source: str, event: str) -> None:
     """For every (state, event, guard) the live machine goes where the dict says, or refuses."""
     table = compiled_table()
+    start = None if source == INITIAL else identity(State(source), user="u", linked="u")
     for guard in [None, *ALL_GUARDS]:
         row = table.get((source, event, guard))
-        live = LiveMachine(source)
+        live = LiveMachine(start)
         if row is None:
             with pytest.raises(TransitionError) as caught:
-                live.fire(event, guard, seq=7)
+                live._fire(event, guard, seq=7)
             assert (7, source, event, guard) == (
                 caught.value.seq,
                 caught.value.state,
@@ -55,7 +57,7 @@ def test_the_live_machine_and_the_compiled_table_agree(source: str, event: str) 
             )
             assert source == live.state
         else:
-            assert row.target == live.fire(event, guard)
+            assert row.target == live._fire(event, guard)
 
 
 def test_the_live_machine_has_no_back_doors() -> None:
@@ -68,7 +70,7 @@ def test_user_events_alias_only_on_the_first_guard() -> None:
     """Only `first` edges send $create_alias, and every state has one for both user events."""
     aliasing = {(row.source, row.event) for row in TRANSITIONS if row.alias}
     assert {row.guard for row in TRANSITIONS if row.alias} == {"first"}
-    assert aliasing == set(itertools.product(list(State), ["response", "login"]))
+    assert aliasing == set(itertools.product(list(State), USER_EVENTS))
 
 
 def test_the_diagram_shows_every_transition_of_the_table() -> None:
@@ -525,7 +527,7 @@ def test_a_life_from_any_opening_replays_to_what_was_decided(
             carried = record.get("linked_user") if kind == "heal" else record["user_id"]
             if carried is not None and (kind == "heal" or record["aliased"]):
                 standing[device] = carried
-        elif kind in ("response", "login") and record["alias"]:
+        elif kind in USER_EVENTS and record["alias"]:
             assert device not in standing, record
             standing[device] = record["user_id"]
         elif kind == "enqueue_failure":

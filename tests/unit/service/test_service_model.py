@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
-from idstitch.machine import IdentityStitch, State, fold, replay
+from idstitch.machine import USER_EVENTS, IdentityStitch, State, fold, replay
 from idstitch.service import record_dropped_alias
 from idstitch.store import FileLog
 from support.service import DeviceIds, ticking_clock
@@ -147,7 +147,7 @@ class ServiceMachine(RuleBasedStateMachine):
         if self.persisting:
             self.disk = self.model.copy()
 
-    @rule(user=USERS, kind=st.sampled_from(["response", "login"]), fail=st.booleans())
+    @rule(user=USERS, kind=st.sampled_from(USER_EVENTS), fail=st.booleans())
     def user_event(self, user: str, kind: str, fail: bool) -> None:
         self._catch_up()
         self.sink.fail_aliases = 1 if fail else 0
