@@ -2,9 +2,12 @@
 
 Pure: the caller supplies the runtime, the process id and any new device
 id; nothing here reads a clock, a file or a random source. The record a
-decision carries is what the caller appends; folding that record (see
-:mod:`._fold`) is what then changes the state, so the table is consulted
-the same way when deciding and when replaying.
+decision carries is what the caller appends; its transition is the row
+that record's guard gives (:func:`~._table.transition_of`, the step's own
+lookup), and folding that record is what then changes the state, so the
+table is consulted the same way when deciding and when replaying. The only
+policy here is whether a user event aliases (:func:`may_alias_now`) and
+when nothing would change.
 """
 
 from __future__ import annotations

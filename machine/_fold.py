@@ -89,7 +89,7 @@ def fold(
     """
     from idstitch.events import IdentityError
 
-    table, rules, no_rule = _TABLE, RULES, NO_RULE
+    row_of, rules, no_rule = _TABLE.get, RULES, NO_RULE
     aliases = {} if aliases is None else aliases
     now = Draft(start)
     last: Mapping[str, Any] | None = None  # the last record folded
@@ -102,7 +102,7 @@ def fold(
             except KeyError:
                 guard, effect = no_rule
             named = None if guard is None else guard(now, record)
-            row = table.get((now.state, kind, named))
+            row = row_of((now.state, kind, named))
             if row is None:
                 error = transition_refused(now, record, named)
                 break

@@ -2,9 +2,12 @@
 
 Two rules for this file, after h11's ``_state.py``:
 
-* Everything that decides a transition lives here. The replay fold, the
-  live ``transitions.Machine`` and the state diagram are all built from
-  :data:`TRANSITIONS`; nothing else may move the state.
+* Everything that decides a transition lives here: the table
+  (:data:`TRANSITIONS`), and beside it the one :func:`step` that works out
+  a record's guard and its effect on the identity. The replay fold, the
+  decider, the live ``transitions.Machine``, the audit's timeline and
+  person graph and the state diagram are all built on these; nothing else
+  may move the state.
 * This file does not know where events come from (a file, memory, a test).
 
 Theory of operation. The state is one of four: ``anonymous`` (only the
@@ -45,6 +48,23 @@ where the alias stood behind another user or none, stay as they are) or
 ``earlier`` (a device a logout rotated away: the state does not move,
 only the device's alias is forgotten). Whether the alias it names was
 ever made is decided outside the state, from the whole log's aliases.
+
+The step. Each event has one guard function and one effect function
+(:data:`RULES`). The guard reads the identity and the record, nothing else
+(:func:`guard_of`): a record about to be written is judged as one read
+back. It picks the row; the row alone gives the next state; the effect sets
+the device, the user, ``linked_user``, ``undo`` and the map of standing
+aliases, and names what the record did about an alias. :func:`step` does
+this for one record and returns a new :class:`Identity`; the fold runs the
+same functions in a loop over one :class:`Draft` changed in place, so a
+million-record replay builds no object per record. The decider's only
+policy is whether a user event aliases; it then takes the row its record's
+guard gives, so deciding and replaying cannot disagree.
+
+What this file does not do: ``idstitch verify`` keeps its own books of the
+log invariants (L1-L9) and does not use the step's alias map, on purpose.
+It is a second opinion on logs this code did not write; only its **T**
+(a record the table refuses) is the step's verdict.
 """
 
 from __future__ import annotations

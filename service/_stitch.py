@@ -37,6 +37,7 @@ import os
 
 from idstitch.events._errors import IllegalUserIdError, LogDamagedError, NewerFormatError
 from idstitch.events._ids import MAX_ID_LENGTH, check_user_id
+from idstitch.events._kinds import OPENING_KINDS
 from idstitch.events._voice import debug, warn
 from idstitch.machine._decide import Decision, check_decision, decide
 from idstitch.machine._fold import Identity, ReplayResult, fold
@@ -1252,7 +1253,7 @@ class IdentityStitch:
             if self._storage.state in (Storage.READ_ONLY, Storage.HEALING):
                 raise  # an opted-out forgetting (deferred), or a heal (heal_failed)
             self._to_memory("disk_fault", repr(exc))
-            if kind in ("genesis", "import", "heal", "alias_dropped"):
+            if kind in OPENING_KINDS or kind == "alias_dropped":
                 return False  # nothing to make in memory instead
             if kind in FORGETTINGS:  # the log could not take it: a pending file may (R16)
                 self._write_pending(kind, fields.get("new_device_id"))

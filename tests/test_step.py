@@ -373,9 +373,9 @@ def _former_fold(records: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:  # no
     last: Mapping[str, Any] | None = None
     for record in records:
         kind = record["kind"]
-        new_user = record.get("user_id")
+        new_user: Any = record.get("user_id")
         guard: str | None = None
-        if kind in ("response", "login"):
+        if kind in USER_EVENTS:
             guard = "first" if record["alias"] else "linked" if new_user == linked else "other"
         elif kind == "enqueue_failure":
             guard = None if undo is None else "was_" + undo[0]
@@ -407,7 +407,7 @@ def _former_fold(records: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:  # no
                 aliases,
                 (record["seq"], str(state), kind, guard),
             )
-        if kind in ("response", "login"):
+        if kind in USER_EVENTS:
             if target.alias:
                 undo, linked = (state, user, linked), new_user
                 aliases[record["device_id"]] = new_user
