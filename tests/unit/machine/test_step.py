@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 import pytest
-from helpers import drive_life
 from hypothesis import given
 from idstitch.adapters.runtime import Runtime as AdapterRuntime
 from idstitch.events import KINDS, RUNTIMES, TransitionError
@@ -28,7 +27,8 @@ from idstitch.machine import (
 from idstitch.machine._live import LiveMachine
 from idstitch.machine._table import RULES, compiled_table, transition_of
 from idstitch.store import MemoryLog
-from strategies import LifeStep, RecordSpec, life_steps, log_openings, record_sequences
+from support.helpers import drive_life
+from support.strategies import LifeStep, RecordSpec, life_steps, log_openings, record_sequences
 
 H = "c" * 32
 TABLE = compiled_table()
