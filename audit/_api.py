@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from ._frozen import Frozen, freeze
+from idstitch.events._frozen import Frozen, freeze
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:

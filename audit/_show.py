@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 
+from idstitch.events._frozen import Frozen, freeze
 from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 
-from ._frozen import Frozen, freeze
 from ._render import Output, Part, printable
 from ._source import UnusableInputError
 

@@ -10,9 +10,8 @@ not allow stops the timeline, as it stops a replay.
 from __future__ import annotations
 
 from idstitch.events import TransitionError
+from idstitch.events._frozen import Frozen, freeze
 from idstitch.machine import INITIAL, step
-
-from ._frozen import Frozen, freeze
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:

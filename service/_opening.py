@@ -20,8 +20,8 @@ while healing (``memory``) is not foreseen.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from idstitch.events._frozen import Frozen, freeze
 from idstitch.store._names import (
     LOCK_NAME,
     LOG_NAME,
@@ -44,8 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["OpenReport", "open_report"]
 
 
-@dataclass(frozen=True)
-class OpenReport:
+class OpenReport(Frozen):
     """What :meth:`IdentityStitch.open` would do with a state dir, were it called now.
 
     ``state_dir``: the dir (``None`` when there is none to use). ``runtime``
@@ -62,6 +61,17 @@ class OpenReport:
     aside), by name.
     """
 
+    __slots__ = (
+        "files",
+        "holds_state",
+        "opted_out",
+        "reason",
+        "route",
+        "runtime",
+        "runtime_signal",
+        "state_dir",
+        "storage",
+    )
     state_dir: str | None
     runtime: Runtime
     runtime_signal: str
@@ -71,6 +81,21 @@ class OpenReport:
     reason: str
     holds_state: bool
     files: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        state_dir: str | None,
+        runtime: Runtime,
+        runtime_signal: str,
+        opted_out: bool,
+        route: tuple[str, ...],
+        storage: Storage,
+        reason: str,
+        holds_state: bool,
+        files: tuple[str, ...],
+    ) -> None:
+        freeze(self, locals())
 
 
 def open_report(

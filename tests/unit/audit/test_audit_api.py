@@ -354,7 +354,7 @@ def test_replay_json_is_the_timelines_rows(tmp_path: Path) -> None:
 def test_a_frozen_result_refuses_deletion_and_compares_only_with_its_own_kind() -> None:
     """A result's field cannot be deleted, it is unequal to another kind with the same values,
     and a result class must declare its fields as slots."""
-    from idstitch.audit._frozen import Frozen
+    from idstitch.events._frozen import Frozen
 
     violation = Violation("L1", 1, 0, "a gap in seq")
     with pytest.raises(AttributeError, match="Violation is frozen: cannot delete seq"):

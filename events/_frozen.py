@@ -2,10 +2,12 @@
 
 ``dataclasses`` imports ``inspect`` (and with it ``ast``, ``dis`` and
 ``tokenize``): several milliseconds of every ``idstitch`` run, more than
-the replay of a small log. The audit's result objects are few and small,
-so each declares its fields as ``__slots__`` (annotated in the class body)
-and sets them in its ``__init__`` with :func:`freeze`; :class:`Frozen`
-makes them read-only, equal and hashed by value, and shown by field.
+the replay of a small log. The result objects of the audit and of the
+service's reports (both on the audit tool's start path) are few and
+small, so each declares its fields as ``__slots__`` (annotated in the
+class body) and sets them in its ``__init__`` with :func:`freeze`;
+:class:`Frozen` makes them read-only, equal and hashed by value, and shown
+by field.
 """
 
 from __future__ import annotations
