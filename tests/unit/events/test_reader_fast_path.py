@@ -21,11 +21,10 @@ from idstitch.events import (
     LogDamagedError,
     Record,
     RecordReader,
-    body_hash,
-    check_line,
     encode_record,
     record_problem,
 )
+from idstitch.events._codec import body_hash, check_line
 from support.strategies import examples
 
 from bench._data import GENESIS_DEVICE, write_log
