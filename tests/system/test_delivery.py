@@ -36,7 +36,7 @@ from idstitch.machine import IdentityStitch, State, replay
 from idstitch.store import FileLog
 from support import SUPPORT
 from support.helpers import bare_environment
-from support.spool import spool_events
+from support.spool import capture_entry, spool_events
 
 HOST = SUPPORT / "delivery_host.py"
 
@@ -334,24 +334,14 @@ def test_times_are_utc_iso() -> None:
 def test_a_fork_writes_a_segment_of_its_own(tmp_path: Path, server: CaptureServer) -> None:
     folder = str(tmp_path / "spool")
     writer = SpoolWriter(folder, {"api_key": "k", "host": server.url})
-
-    def event(name: str) -> dict[str, Any]:
-        return {
-            "type": "capture",
-            "uuid": new_uuid(),
-            "timestamp": iso_now(),
-            "event": name,
-            "distinct_id": "d",
-        }
-
-    assert writer.append(event("parent-1"))
+    assert writer.append(capture_entry("parent-1"))
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
-        code = 0 if writer.append(event("child")) else 1
+        code = 0 if writer.append(capture_entry("child")) else 1
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert writer.append(event("parent-2"))
+    assert writer.append(capture_entry("parent-2"))
     writer.close()
     assert len(segments(folder)) == 2
     assert "drained" == run_sender(folder).result

@@ -16,21 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from idstitch.delivery import read_status, run_sender
-from idstitch.delivery._spool import SpoolWriter, iso_now, new_uuid, segment_names, segments
+from idstitch.delivery._spool import SpoolWriter, segment_names, segments
+from support.spool import capture_entry
 
 HEADER = {"api_key": "k", "host": "http://127.0.0.1:9"}
-
-
-def capture(name: str) -> dict[str, Any]:
-    """A capture line as the sink spools it."""
-    return {
-        "type": "capture",
-        "uuid": new_uuid(),
-        "timestamp": iso_now(),
-        "event": name,
-        "distinct_id": "d",
-        "properties": {},
-    }
 
 
 def test_lines_appended_after_the_senders_read_are_delivered(tmp_path: Path) -> None:
@@ -38,7 +27,7 @@ def test_lines_appended_after_the_senders_read_are_delivered(tmp_path: Path) -> 
     sender's last look at the segment, has those lines delivered, not deleted unseen."""
     folder = str(tmp_path / "spool")
     writer = SpoolWriter(folder, HEADER)
-    early, late = capture("e0"), [capture("e1"), capture("cli_command_executed")]
+    early, late = capture_entry("e0"), [capture_entry("e1"), capture_entry("cli_command_executed")]
     assert writer.append(early)
     posted: list[str] = []
 
