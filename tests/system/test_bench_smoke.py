@@ -201,6 +201,8 @@ def test_the_audit_tool_start_bar(tmp_path: Path) -> None:
 
 
 def test_p95_is_the_nearest_rank() -> None:
+    """percentile() is nearest-rank whatever the order: the 95th of 21 values is the 20th smallest,
+    of 20 the 19th, of one value that value."""
     assert 20 == percentile(list(range(21, 0, -1)), 95)
     assert 19 == percentile(list(range(1, 21)), 95)
     assert 7 == percentile([7], 95)

@@ -122,6 +122,8 @@ def server() -> Iterator[CaptureServer]:
 def test_a_command_spools_and_a_detached_sender_delivers(
     tmp_path: Path, server: CaptureServer
 ) -> None:
+    """R17: a command spools, and the one detached sender it starts delivers the alias (user to
+    device), the event and cli_command_executed once each, as the user; no segment is left."""
     report = run_host(tmp_path / "state", server.url, "response:user-1", "capture:deploy")
     assert report["mode"] == "detached"
     assert len(report["senders"]) == 1
@@ -141,6 +143,8 @@ def test_a_command_spools_and_a_detached_sender_delivers(
 
 @pytest.mark.processes
 def test_device_only_events_create_no_person(tmp_path: Path, server: CaptureServer) -> None:
+    """Events of a device no user was seen on go out under the device id with
+    `$process_person_profile` false, and no alias is sent."""
     report = run_host(tmp_path / "state", server.url, "capture:look")
     wait_drained(report["folder"])
     messages = server.wait_for(2)
@@ -153,6 +157,8 @@ def test_device_only_events_create_no_person(tmp_path: Path, server: CaptureServ
 
 @pytest.mark.processes
 def test_the_uuid_and_time_of_capture_are_what_posthog_gets(tmp_path: Path) -> None:
+    """Events a command spooled while PostHog was unreachable arrive later, from another run, with
+    the uuid and timestamp fixed at capture."""
     port = free_port()
     report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:3")
     wait_senders_gone(report)
@@ -170,6 +176,8 @@ def test_the_uuid_and_time_of_capture_are_what_posthog_gets(tmp_path: Path) -> N
 
 @pytest.mark.processes
 def test_the_host_never_waits_for_a_hanging_posthog(tmp_path: Path) -> None:
+    """R17: against a server that holds every request 120 s the host exits while its sender waits;
+    after the sender is killed the four events are still spooled and the next run delivers them."""
     with CaptureServer("hang", hang_seconds=120) as hanging:
         started = time.monotonic()
         report = run_host(tmp_path / "state", hanging.url, "response:user-1", "events:2")
@@ -193,6 +201,8 @@ def test_the_host_never_waits_for_a_hanging_posthog(tmp_path: Path) -> None:
 
 @pytest.mark.processes
 def test_offline_commands_keep_their_events_until_posthog_is_back(tmp_path: Path) -> None:
+    """Three commands against a closed port keep all ten events and leave a failed run
+    (ConnectionError); once the server is up, one run delivers each event once."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     for user in ("user-1", "user-1", "user-1"):
@@ -215,6 +225,8 @@ def test_offline_commands_keep_their_events_until_posthog_is_back(tmp_path: Path
 
 @pytest.mark.processes
 def test_a_failed_run_pauses_new_senders(tmp_path: Path) -> None:
+    """After a failed run neither spawn_sender nor the next command starts a sender before the
+    retry-after time; the events keep waiting."""
     port = free_port()
     report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:1")
     wait_senders_gone(report)
@@ -246,6 +258,8 @@ def test_in_process_delivery_keeps_what_its_bound_cut_short(
 
 @pytest.mark.processes
 def test_in_process_delivery_is_bounded(tmp_path: Path) -> None:
+    """R17: in-process delivery against a hanging server gives up at its bound, the host exits, and
+    both events stay spooled for the next run."""
     with CaptureServer("hang", hang_seconds=120) as hanging:
         started = time.monotonic()
         report = run_host(
@@ -260,6 +274,8 @@ def test_in_process_delivery_is_bounded(tmp_path: Path) -> None:
 def test_an_ephemeral_run_spools_in_the_temporary_dir(
     tmp_path: Path, server: CaptureServer
 ) -> None:
+    """R2: an ephemeral run spools under $TMPDIR and writes nothing in the state dir; its events
+    arrive stamped with the user, and no alias is sent."""
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     report = run_host(
@@ -294,6 +310,8 @@ def test_the_host_path_imports_no_client(tmp_path: Path, server: CaptureServer) 
 
 
 def test_segments_are_private_files_in_a_private_dir(tmp_path: Path) -> None:
+    """The spool is a 0700 folder and a segment a 0600 file opening with its project's header; the
+    writer holds the segment's lock until it closes."""
     folder = tmp_path / "spool"
     writer = SpoolWriter(str(folder), {"api_key": "k"})
     assert writer.append({"type": "capture", "uuid": new_uuid(), "timestamp": iso_now()})
@@ -310,6 +328,8 @@ def test_segments_are_private_files_in_a_private_dir(tmp_path: Path) -> None:
 
 
 def test_a_link_in_place_of_the_spool_is_refused(tmp_path: Path) -> None:
+    """A symlink in place of the spool folder makes the append fail, saying "not a directory", and
+    nothing is written through the link."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "spool").symlink_to(elsewhere)
@@ -320,6 +340,7 @@ def test_a_link_in_place_of_the_spool_is_refused(tmp_path: Path) -> None:
 
 
 def test_uuids_are_version_4() -> None:
+    """Event uuids are version 4 UUIDs in canonical text form; 200 of them are all distinct."""
     import uuid
 
     made = {new_uuid() for _ in range(200)}
@@ -331,6 +352,7 @@ def test_uuids_are_version_4() -> None:
 
 
 def test_times_are_utc_iso() -> None:
+    """Event times are ISO 8601 in UTC, to the microsecond, rounded rather than cut."""
     from datetime import UTC, datetime
 
     now = time.time()
@@ -343,6 +365,8 @@ def test_times_are_utc_iso() -> None:
 
 @pytest.mark.processes
 def test_a_fork_writes_a_segment_of_its_own(tmp_path: Path, server: CaptureServer) -> None:
+    """A child forked from a writer appends to a segment of its own, not its parent's; all three
+    events arrive, the parent's two in order."""
     folder = str(tmp_path / "spool")
     writer = SpoolWriter(folder, {"api_key": "k", "host": server.url})
     assert writer.append(capture_entry("parent-1"))
@@ -365,6 +389,7 @@ def test_a_fork_writes_a_segment_of_its_own(tmp_path: Path, server: CaptureServe
 
 
 def test_server_errors_are_retried_with_the_same_event(tmp_path: Path) -> None:
+    """A 500 is retried after one backoff pause; the same events (uuids) arrive once, in order."""
     with CaptureServer("error") as flaky:
         folder = str(tmp_path / "spool")
         uuids = spool_events(folder, flaky.url, 3)
@@ -383,6 +408,7 @@ def test_server_errors_are_retried_with_the_same_event(tmp_path: Path) -> None:
 
 
 def test_a_rate_limit_is_waited_out_as_the_server_asks(tmp_path: Path) -> None:
+    """A 429 with Retry-After: 3 makes the sender wait at least 3 s before it tries again."""
     with CaptureServer("status", status=429, retry_after=3) as limited:
         folder = str(tmp_path / "spool")
         spool_events(folder, limited.url, 2)
@@ -398,6 +424,8 @@ def test_a_rate_limit_is_waited_out_as_the_server_asks(tmp_path: Path) -> None:
 
 
 def test_the_run_gives_up_when_its_time_is_spent(tmp_path: Path) -> None:
+    """A run against a server that keeps answering 500 ends `failed` (HTTP 500) once its budget is
+    spent, keeps both events and sets a retry-after time in the future."""
     with CaptureServer("error") as down:
         folder = str(tmp_path / "spool")
         spool_events(folder, down.url, 2)
@@ -410,6 +438,8 @@ def test_the_run_gives_up_when_its_time_is_spent(tmp_path: Path) -> None:
 
 
 def test_a_refused_event_is_dropped_alone_and_counted(tmp_path: Path) -> None:
+    """A 400 for a batch holding one poison event: the batch is split until that event is alone, it
+    is dropped and counted as refused, and the other five arrive in order."""
     with CaptureServer(poison="e3") as strict:
         folder = str(tmp_path / "spool")
         spool_events(folder, strict.url, 6)
@@ -423,6 +453,8 @@ def test_a_refused_event_is_dropped_alone_and_counted(tmp_path: Path) -> None:
 
 
 def test_old_events_and_a_full_spool_are_dropped_oldest_first(tmp_path: Path) -> None:
+    """A segment past the age bound is dropped as expired, then the oldest segments as over_size
+    until the spool fits its size bound; only the newest events are delivered."""
     folder = str(tmp_path / "spool")
     with CaptureServer() as capture:
         spool_events(folder, capture.url, 2)
@@ -440,6 +472,7 @@ def test_old_events_and_a_full_spool_are_dropped_oldest_first(tmp_path: Path) ->
 def test_a_torn_last_line_is_counted_and_the_rest_delivered(
     tmp_path: Path, server: CaptureServer
 ) -> None:
+    """A half-written last line is counted damaged; the whole lines before it are delivered."""
     folder = str(tmp_path / "spool")
     spool_events(folder, server.url, 3)
     [segment] = segments(folder)
@@ -453,6 +486,8 @@ def test_a_torn_last_line_is_counted_and_the_rest_delivered(
 
 @pytest.mark.processes
 def test_one_sender_at_a_time(tmp_path: Path, server: CaptureServer) -> None:
+    """While another process holds the spool's lease a run says busy, no sender is spawned and
+    nothing is sent; the holder's death frees the lease and the next run delivers."""
     from idstitch.store._lock import ProcessLock
 
     folder = str(tmp_path / "spool")
@@ -491,6 +526,8 @@ def test_one_sender_at_a_time(tmp_path: Path, server: CaptureServer) -> None:
 
 @pytest.mark.processes
 def test_a_killed_sender_resends_at_most_the_batch_in_flight(tmp_path: Path) -> None:
+    """A detached sender SIGKILLed after its first batch of 100 arrived: the next run delivers every
+    event, with at most one batch's worth sent twice."""
     with CaptureServer(stall_seconds=120) as stalling:
         folder = str(tmp_path / "spool")
         uuids = spool_events(folder, stalling.url, 250)
@@ -557,6 +594,8 @@ def test_the_last_host_is_not_left_behind_by_a_finishing_sender(
 
 
 def test_a_spool_that_cannot_take_the_alias_is_an_enqueue_failure(tmp_path: Path) -> None:
+    """R9: with a file in place of spool/ the alias is an enqueue failure, logged, and the identity
+    stays anonymous; once the spool can take it, the next process aliases."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     (state / "spool").write_text("not a folder")
@@ -578,6 +617,8 @@ def test_a_spool_that_cannot_take_the_alias_is_an_enqueue_failure(tmp_path: Path
 
 @pytest.mark.processes
 def test_opting_out_deletes_what_the_spool_holds(tmp_path: Path) -> None:
+    """R14: a run with DO_NOT_TRACK deletes the four events waiting, spools nothing and starts no
+    sender; a later sender run sends nothing."""
     port = free_port()
     report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:3")
     wait_senders_gone(report)
@@ -594,6 +635,8 @@ def test_opting_out_deletes_what_the_spool_holds(tmp_path: Path) -> None:
 
 
 def test_a_sender_never_spools_or_starts_senders(tmp_path: Path) -> None:
+    """With IDSTITCH_SENDER=1 (the sender's own environment) the sink is off: capture queues nothing
+    and closing starts no sender."""
     sink = SpoolSink("phc_test", host="http://127.0.0.1:9", env={"IDSTITCH_SENDER": "1"})
     stitch = IdentityStitch.open(state_dir=tmp_path / "s", runtime="persistent", sink=sink)
     assert sink.mode == "off"
@@ -603,6 +646,7 @@ def test_a_sender_never_spools_or_starts_senders(tmp_path: Path) -> None:
 
 
 def test_client_options_must_be_json() -> None:
+    """SpoolSink refuses a client option that is not a JSON scalar and an unknown delivery= mode."""
     with pytest.raises(TypeError, match="JSON scalar"):
         SpoolSink("phc", on_error=print)
     with pytest.raises(ValueError, match="delivery="):
@@ -610,6 +654,8 @@ def test_client_options_must_be_json() -> None:
 
 
 def test_a_detached_sender_is_only_used_where_it_can_outlive_the_host(tmp_path: Path) -> None:
+    """can_outlive: a sender can outlive the host outside a container, and inside one unless the
+    host is PID 1 or a child of the container's init (tini, docker --init)."""
     container = tmp_path / "root"
     container.mkdir()
     (container / ".dockerenv").touch()
@@ -624,6 +670,8 @@ def test_a_detached_sender_is_only_used_where_it_can_outlive_the_host(tmp_path: 
 
 @pytest.mark.processes
 def test_show_and_doctor_report_the_spool(tmp_path: Path) -> None:
+    """`idstitch show` and `doctor` (text and JSON) report the events waiting and the last run's
+    failure; after delivery, the empty spool and the last delivery."""
     from support.audit import in_process, json_lines
 
     port = free_port()
@@ -654,6 +702,8 @@ def test_show_and_doctor_report_the_spool(tmp_path: Path) -> None:
 def test_a_host_that_never_closes_still_starts_a_sender_at_exit(
     tmp_path: Path, server: CaptureServer
 ) -> None:
+    """A host that captures and never closes or flushes still starts a sender when its process ends
+    (atexit), which delivers the event."""
     script = (
         "import sys\n"
         "from idstitch.adapters.sinks import SpoolSink\n"
@@ -675,6 +725,8 @@ def test_a_host_that_never_closes_still_starts_a_sender_at_exit(
 
 
 def test_a_sink_without_a_key_spools_nothing(tmp_path: Path) -> None:
+    """A SpoolSink with an empty key spools nothing and starts no sender; a login is stamped, not
+    aliased, so the device's one alias is not spent (R3)."""
     sink = SpoolSink("", host="http://127.0.0.1:9")
     stitch = IdentityStitch.open(state_dir=tmp_path / "s", runtime="persistent", sink=sink)
     assert not stitch.capture("nowhere")
@@ -689,6 +741,8 @@ def test_a_sink_without_a_key_spools_nothing(tmp_path: Path) -> None:
 def test_a_full_disk_refuses_events_and_breaks_nothing(
     tmp_path: Path, server: CaptureServer
 ) -> None:
+    """R15: on a full disk (no file may grow past 64 bytes) capture returns False, the command exits
+    0 with nothing on stderr and keeps its user."""
     first = run_host(tmp_path / "state", server.url, "response:user-1")
     wait_drained(first["folder"])
     full = run_host(
@@ -704,6 +758,7 @@ def test_a_full_disk_refuses_events_and_breaks_nothing(
 
 
 def test_a_name_that_does_not_resolve_ends_the_run_soon(tmp_path: Path) -> None:
+    """An unresolvable host ends the run after four unanswered tries; both events are kept."""
     folder = str(tmp_path / "spool")
     spool_events(folder, "http://posthog.example.invalid", 2)
     report = run_sender(folder, sleep=lambda _: None)
@@ -712,6 +767,8 @@ def test_a_name_that_does_not_resolve_ends_the_run_soon(tmp_path: Path) -> None:
 
 
 def test_a_run_sweeps_what_a_killed_sender_left(tmp_path: Path, server: CaptureServer) -> None:
+    """A run removes a killed sender's temporary file and a .sent progress file without its segment,
+    leaving only sender.json and the lease."""
     folder = tmp_path / "spool"
     spool_events(str(folder), server.url, 1)
     (folder / ".tmp-sender.json-123-abcdef").write_text("{")
@@ -729,6 +786,8 @@ def log_kinds(state: Path) -> list[str]:
 
 @pytest.mark.processes
 def test_an_alias_posthog_refuses_is_recorded_and_made_again(tmp_path: Path) -> None:
+    """An alias PostHog refuses for good is dropped, counted and logged as alias_dropped; the next
+    response aliases the same device again, and verify and persons accept the log."""
     from support.audit import in_process
 
     state = tmp_path / "state"
@@ -754,6 +813,8 @@ def test_an_alias_posthog_refuses_is_recorded_and_made_again(tmp_path: Path) -> 
 
 @pytest.mark.processes
 def test_an_alias_that_expired_in_the_spool_is_recorded(tmp_path: Path) -> None:
+    """An alias that aged out in the spool is dropped as expired with its command's event and logged
+    as alias_dropped; the identity replays to stamped."""
     state = tmp_path / "state"
     port = free_port()
     report = run_host(state, f"http://127.0.0.1:{port}", "response:user-1")
@@ -770,6 +831,8 @@ def test_an_alias_that_expired_in_the_spool_is_recorded(tmp_path: Path) -> None:
 
 
 def test_events_of_many_commands_share_a_request(tmp_path: Path, server: CaptureServer) -> None:
+    """The segments of 30 commands to one project go in one batch; a segment to another project goes
+    in a request of its own, and the spool is left empty."""
     folder = str(tmp_path / "spool")
     for _ in range(30):
         spool_events(folder, server.url, 2)
@@ -811,6 +874,8 @@ def test_opening_with_a_spool_sink_loads_no_delivery_module(tmp_path: Path) -> N
 
 @pytest.mark.processes
 def test_a_fork_while_another_thread_spools_does_not_hang_the_child(tmp_path: Path) -> None:
+    """R15: a fork while another thread holds the sink's lock leaves the child able to capture to
+    the spool without hanging, and the child starts no sender."""
     import threading
 
     sink = SpoolSink("phc_test", host="http://127.0.0.1:9", sender_budget=0.5)
@@ -837,6 +902,7 @@ def test_a_fork_while_another_thread_spools_does_not_hang_the_child(tmp_path: Pa
 
 
 def test_a_segment_is_read_from_an_offset_and_up_to_a_limit(tmp_path: Path) -> None:
+    """Segment.read_from gives the bytes from an offset, up to a limit if given; none at the end."""
     folder = str(tmp_path / "spool")
     spool_events(folder, "http://127.0.0.1:9", 3)
     [segment] = segments(folder)
@@ -853,6 +919,7 @@ def test_a_segment_is_read_from_an_offset_and_up_to_a_limit(tmp_path: Path) -> N
 def test_a_segment_with_a_damaged_header_is_counted_and_the_rest_delivered(
     tmp_path: Path, server: CaptureServer
 ) -> None:
+    """A segment with a damaged header is dropped, its event counted damaged; others delivered."""
     folder = tmp_path / "spool"
     spool_events(str(folder), server.url, 2)
     damaged = folder / f"seg-{time.time_ns():020d}-1-abcdef.jsonl"

@@ -39,6 +39,7 @@ def post_batch(url: str, events: list[str], timeout: float = 10.0) -> dict[str, 
 
 
 def test_no_delay_by_default() -> None:
+    """A server made without delay_seconds answers a batch at once."""
     with CaptureServer() as server:
         assert server.delay_seconds == 0.0
         started = time.monotonic()
@@ -47,6 +48,7 @@ def test_no_delay_by_default() -> None:
 
 
 def test_a_delayed_answer_comes_late() -> None:
+    """With delay_seconds the answer comes at least that late, and the events are taken."""
     with CaptureServer(delay_seconds=0.3) as far:
         started = time.monotonic()
         assert {"status": 1} == post_batch(far.url, ["a", "b"])
@@ -66,6 +68,7 @@ def test_the_events_are_kept_before_the_late_answer(capsys: pytest.CaptureFixtur
 
 
 def test_release_ends_a_delay_at_once() -> None:
+    """release() answers a request held by a 60 s delay at once."""
     with CaptureServer(delay_seconds=60) as far:
         answers: list[dict[str, Any]] = []
         client = threading.Thread(target=lambda: answers.append(post_batch(far.url, ["a"])))
@@ -79,6 +82,7 @@ def test_release_ends_a_delay_at_once() -> None:
 
 
 def test_a_delay_can_be_set_while_it_serves() -> None:
+    """delay_seconds set on a running server delays the next answer."""
     with CaptureServer() as server:
         post_batch(server.url, ["quick"])
         server.delay_seconds = 0.3
@@ -101,6 +105,7 @@ def test_errors_are_not_delayed() -> None:
 
 @pytest.mark.processes
 def test_the_sender_waits_for_a_late_answer(tmp_path: Path) -> None:
+    """The sender waits out a late answer, never resending: each event arrives once, in order."""
     with CaptureServer(delay_seconds=0.3) as far:
         folder = str(tmp_path / "spool")
         uuids = spool_events(folder, far.url, 3)
@@ -114,6 +119,7 @@ def test_the_sender_waits_for_a_late_answer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", ["/batch/", "/capture/", "/e/", "/i/v0/e/"])
 def test_every_path_posthog_python_posts_events_to_is_taken(path: str) -> None:
+    """Every path posthog-python posts events to (gzipped) is taken, and the server records it."""
     from posthog.request import batch_post
 
     message = {"event": "e", "distinct_id": "d", "uuid": new_uuid(), "properties": {}}
@@ -124,6 +130,7 @@ def test_every_path_posthog_python_posts_events_to_is_taken(path: str) -> None:
 
 
 def test_another_path_is_refused() -> None:
+    """A post to any other path is refused with 404 and no event is kept."""
     from posthog.request import APIError, batch_post
 
     with CaptureServer() as server:
