@@ -563,14 +563,14 @@ class RecordReader:
         tools = _tools(light=self.light)
         link, signatures, h_key = _LINK, tools.signatures, _H_KEY
         parse: Callable[[bytes], Record] = tools.parse
-        canonical: Callable[[Record], bytes] | None = None
+        shapes: Mapping[str, Callable[[bytes], object]] | None = None
         problem: Callable[[Record], str | None] | None = None
         if self.strict:
-            # The models' compiled validator parses the line and checks every value
-            # (exact types and far more) in one call, returning its fields in the
-            # format's order; the line must then be exactly their canonical encoding.
-            parse, problem = _strict_validation()
-            canonical = tools.dumps
+            # A line its kind's pattern matches is one the models accept (see
+            # ``_shapes``): its values are read by the same parser as the checked read's.
+            from ._shapes import LINE_SHAPES
+
+            shapes, problem = LINE_SHAPES, _models_problem
         seq, prev_h, offset = self.start
         prev = prev_h.encode("ascii")
         try:
@@ -595,8 +595,8 @@ class RecordReader:
                             and record["v"] == version  # the kind's own: 1 for most
                             and (
                                 tuple(record) == keys and tuple(map(type, record.values())) == types
-                                if canonical is None
-                                else canonical(record) == line[:-1]
+                                if shapes is None
+                                else shapes[record["kind"]](line) is not None
                             )
                         )
                     except (ValueError, KeyError, TypeError):  # not JSON, no object, no kind
@@ -616,8 +616,9 @@ class RecordReader:
             self.checkpoint = Checkpoint(seq, prev.decode("ascii"), offset)
 
 
-def _strict_validation() -> tuple[Callable[[bytes], Record], Callable[[Record], str | None]]:
-    """The strict models' parser of a line (raises ``ValueError``) and the problem they name."""
-    from ._models import parse_fields, record_problem
+def _models_problem(record: Record) -> str | None:
+    """The models' objection to ``record``, or ``None``: the strict read's complete check,
+    which imports them (pydantic) only when a line is not proven by its pattern."""
+    from ._models import record_problem
 
-    return parse_fields, record_problem
+    return record_problem(record)
