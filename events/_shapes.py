@@ -2,22 +2,26 @@
 
 One compiled pattern per record kind, generated from the format's one
 declaration of each kind's fields (:data:`~._kinds.KIND_FIELDS`, in line
-order) and from the rules the models apply to each field. A line its
-kind's pattern matches, from its first byte to its line end, is the
-canonical compact encoding (keys in order, each once, no whitespace, no
-escape) of a record of that kind in the version the kind is written with,
-every value of which the models accept. Such a line needs neither the
-models nor a re-encoding: ``orjson`` reads its values.
+order) and from the rules the models apply to each field. A line that
+matches its kind's pattern from its first byte to its line end, that
+``orjson`` reads, and whose ``h`` holds the hash link the reader computed,
+is the canonical compact encoding (keys in order, each once, no
+whitespace, no escape) of a record of that kind, in the version the kind
+is written with, every value of which the models accept. Such a line needs
+neither the models nor a re-encoding: ``orjson`` has read its values.
 
 The patterns are narrower than the models on purpose, so that each is
-obviously inside them: text is printable ASCII without the two characters
-JSON escapes (``"`` and ``\\``), numbers have at most 18 digits, a user id
-has no space at either end and is no placeholder in any case. A line no
-pattern matches goes to the models' complete validation, which gives the
-verdict; so a pattern decides only how fast a line is accepted, never
-whether. What a pattern cannot see stays with the reader: the hash link
-and ``seq`` continuity, which depend on the line before.
+plainly inside them: text is printable ASCII without the two characters
+JSON escapes (``"`` and ``\\``), numbers have at most 18 digits, a user
+id starts with neither a space nor a quote and is no placeholder in any
+case. A line no pattern matches goes to the models' complete validation,
+which gives the verdict: a pattern decides how fast a line is accepted,
+never whether. What a pattern cannot see stays with the reader: the hash
+link and ``seq`` continuity, which depend on the line before.
 
+The patterns are written for Python's matcher, whose cost is per step:
+the time is spelled digit by digit (a counted repeat costs more than its
+digits), and the placeholders are a tree of their common starts.
 Imported by the strict read only (``re``, and about a millisecond of
 compiling); the embedding paths never load it.
 """
@@ -101,20 +105,20 @@ assert {name for fields in KIND_FIELDS.values() for name, _ in fields} == set(_V
 )
 
 #: The envelope's values that do not depend on the kind (``v`` and ``kind`` do). ``at``
-#: is spelled out digit by digit (``[0-9]{4}`` costs a repeat of its own). ``h`` is any
+#: has the shape the models' pattern gives it, digit by digit. ``h`` is any
 #: 32 bytes (counted at once): the reader compares the value ``orjson`` read there with
 #: the hash link it computed, 32 lowercase hex digits, which no other 32 bytes can be
 #: read as (an escape, a quote or a character of several bytes makes it shorter).
 _ENVELOPE: dict[str, bytes] = {
     "seq": rb"[1-9][0-9]{0,17}",
-    "at": b'"' + b"".join(b"[0-9]" if c == "d" else re.escape(c.encode()) for c in _AT_SHAPE) + b'"',
+    "at": b'"%s"' % b"".join(b"[0-9]" if c == "d" else re.escape(c.encode()) for c in _AT_SHAPE),
     "h": rb'"(?s:.{32})"',
 }
 
 
 def line_pattern(kind: str) -> re.Pattern[bytes]:
-    """The pattern a whole ``kind`` line (with its line end) matches only when the models
-    accept it, built from :data:`~._kinds.KIND_FIELDS`."""
+    """The pattern of a whole ``kind`` line (with its line end) that the models accept (read
+    with ``orjson`` and the hash link: see the module), from :data:`~._kinds.KIND_FIELDS`."""
     values = {
         **_ENVELOPE,
         "v": b"%d" % KIND_VERSION[kind],
@@ -127,7 +131,7 @@ def line_pattern(kind: str) -> re.Pattern[bytes]:
     return re.compile(rb"\{" + b",".join(pairs) + b"\\}\n")
 
 
-#: kind -> the ``fullmatch`` of its line pattern: a match proves the models accept the line.
+#: kind -> the ``fullmatch`` of its line pattern (see the module for what a match proves).
 LINE_SHAPES: dict[str, Callable[[bytes], re.Match[bytes] | None]] = {
     kind: line_pattern(kind).fullmatch for kind in KIND_FIELDS
 }
