@@ -581,21 +581,23 @@ class RecordReader:
                 for line in stream:
                     try:
                         record = parse(line)
-                        keys, types, version = signatures[record["kind"]]
+                        keys, types, version = signatures[kind := record["kind"]]
                         h = link()
                         h.update(prev)
                         h.update(line[:-41])
                         h.update(b"}")
                         sound = (
                             h.hexdigest() == record["h"]
-                            and line[-41:-35] == h_key
-                            and line[-1] == 10  # a newline: the line is whole
                             and record["seq"] == seq + 1
-                            and record["v"] == version  # the kind's own: 1 for most
                             and (
-                                tuple(record) == keys and tuple(map(type, record.values())) == types
+                                line[-41:-35] == h_key
+                                and line[-1] == 10  # a newline: the line is whole
+                                and record["v"] == version  # the kind's own: 1 for most
+                                and tuple(record) == keys
+                                and tuple(map(type, record.values())) == types
                                 if shapes is None
-                                else shapes[record["kind"]](line) is not None
+                                # The pattern holds all of those (and the values) at once.
+                                else shapes[kind](line) is not None
                             )
                         )
                     except (ValueError, KeyError, TypeError):  # not JSON, no object, no kind
