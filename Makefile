@@ -1,10 +1,10 @@
-# Two commands for a newcomer: `make demo` and `make test`.
+# Three commands for a newcomer: `make demo`, `make check` while working, `make test` before a commit.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test explore lint typecheck demo bench fuzz clean
+.PHONY: test check explore lint typecheck demo bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: lint typecheck
 	IDSTITCH_HYPOTHESIS=ci $(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
+
+# The inner loop, under a minute: lint, types, and every test that starts no process and
+# is not slow (markers `processes` and `slow`, docs/testing.md), with fewer examples each.
+check: lint typecheck
+	IDSTITCH_HYPOTHESIS=check $(BIN)/python -m pytest -q -p no:cacheprovider \
+		-m "not slow and not processes"
 
 explore: install
 	IDSTITCH_HYPOTHESIS=explore $(BIN)/python -m pytest -q -m hypothesis $(EXPLORE_ARGS)

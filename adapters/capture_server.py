@@ -139,7 +139,10 @@ class CaptureServer:
         self._hold = threading.Event()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll: stopping waits for the serve loop's next look (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

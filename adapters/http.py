@@ -325,3 +325,12 @@ def requests_hook(
         observe(response)
 
     return hook
+
+
+def __getattr__(name: str) -> object:
+    if name == "Extractor":  # the alias needs typing: built only when asked for at run time
+        from collections.abc import Callable
+        from typing import Any
+
+        return Callable[[Any], "str | None"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,10 +30,10 @@ from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import PostHogSink
 from idstitch.events import START, Checkpoint, encode_record
 from idstitch.machine import IdentityStitch
+from idstitch.store import LOG_NAME
 
 from ._render import Output
 from ._reports import persons_report, replay_report, verify_report
-from ._source import LOG_NAME, open_log
 
 __all__ = ["SCENARIOS", "run_demo", "worker_main"]
 
@@ -409,7 +409,7 @@ def _play(scenario: Scenario, folder: Path, out: Output, number: int) -> bool:
         out.text(scenario.story)
         out.text("")
         out.text((f"timeline of {run.log.name}", "bold"))
-    replay_report(open_log(str(run.log)), tagged)
+    replay_report(str(run.log), tagged)
     if not out.as_json:
         out.text("")
         out.text(("what PostHog received", "bold"))
@@ -417,11 +417,11 @@ def _play(scenario: Scenario, folder: Path, out: Output, number: int) -> bool:
     if not out.as_json:
         out.text("")
         out.text(("verify", "bold"))
-    verify_report(open_log(str(run.log)), tagged)
+    verify_report(str(run.log), tagged)
     if not out.as_json:
         out.text("")
         out.text(("persons", "bold"))
-    persons_report(open_log(str(run.log)), tagged)
+    persons_report(str(run.log), tagged)
     if not out.as_json:
         out.text("")
         out.text(("checks", "bold"))

@@ -51,7 +51,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from idstitch.events import Record, user_id_problem
+from idstitch.events import Record, TransitionError, user_id_problem
+from idstitch.machine import Identity
+from idstitch.machine import step as step_of
 
 __all__ = ["Person", "PersonGraph", "Refusal"]
 
@@ -128,6 +130,9 @@ class _Events:
     seq: int
 
 
+#: The mark of a record the transition table refuses.
+_REFUSED = "refused"
+
 #: One step of the graph, in the log's order.
 _Step = _Merge | _Events | Refusal
 
@@ -144,41 +149,44 @@ class PersonGraph:
     _pending: tuple[str, str, int] | None = None
     _steps: list[_Step] = field(default_factory=list)
     _evented: set[str] = field(default_factory=set)
+    _identity: Identity | None = None
 
     def feed(self, record: Record) -> None:
-        """Apply one record: the alias it sends, or the events it puts under a user."""
-        kind = record["kind"]
-        self._settle(undone=kind == "enqueue_failure")
+        """Apply one record: the alias it sends, or the events it puts under a user.
+
+        What the record did about an alias is the machine's step's word (its
+        alias mark); a record the transition table refuses sends nothing (a
+        replay stops there, verify reports it as T).
+        """
+        try:
+            _, self._identity, mark = step_of(self._identity, record)
+        except TransitionError:
+            mark = _REFUSED
+        self._settle(undone=mark == "undone")
         self.devices.add(record["device_id"])
-        if kind == "logout":
+        if record["kind"] == "logout":
             self.devices.add(record["new_device_id"])
-        if kind == "heal":
-            self._heal(record)
+        if mark in (_REFUSED, "undone"):
             return
-        if kind == "alias_dropped":
+        if mark == "dropped":
             self._drop(record)
             return
-        user = record.get("user_id")
-        if user is None or kind == "enqueue_failure":
-            return
-        self.users.add(user)
-        if kind == "import" and record["aliased"]:
-            self._do(_Merge(user, record["device_id"], record["seq"], "the adopted tool's alias"))
-        elif kind in ("response", "login") and record["alias"]:
-            self._pending = (user, record["device_id"], record["seq"])
-        else:
-            self._events(user, record["seq"])
-
-    def _heal(self, record: Record) -> None:
-        """The alias a heal carries over (sent before it), then the events under its user."""
-        user, linked, seq = record["user_id"], record["linked_user"], record["seq"]
-        if linked is not None:
+        seq = record["seq"]
+        if mark == "carried":  # a heal carries over an alias sent before it
+            linked = record["linked_user"]
             self.users.add(linked)
             carried = f" carried over by a heal (sent before it; kept in {record['kept']})"
             merge = _Merge(linked, record["device_id"], seq, "$create_alias", carried, stamps=False)
             self._do(merge)
-        if user is not None:
-            self.users.add(user)
+        user = record.get("user_id")
+        if user is None:
+            return
+        self.users.add(user)
+        if mark == "adopted":
+            self._do(_Merge(user, record["device_id"], seq, "the adopted tool's alias"))
+        elif mark == "sent":
+            self._pending = (user, record["device_id"], seq)
+        else:
             self._events(user, seq)
 
     def _drop(self, record: Record) -> None:

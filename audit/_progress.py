@@ -4,7 +4,8 @@ Nothing appears unless the read has already taken longer than a delay
 (1 s, or ``IDSTITCH_PROGRESS_DELAY`` seconds) and stderr is a terminal: a
 short replay, a pipe or a CI log never sees it. The bar measures bytes
 read, so it costs one clock reading per thousand records until it shows.
-``rich`` is imported only when the bar is actually drawn.
+``rich`` is imported only when the bar is actually drawn; without it (installed
+without the ``idstitch[audit]`` extra) there is no bar.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, Final
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final
 
 __all__ = ["DelayedProgress"]
 
@@ -57,17 +61,23 @@ class DelayedProgress:
             if time.monotonic() - self._started < self._delay:
                 return
             self._show()
+            if self._bar is None:  # rich is not installed: no bar
+                self._enabled = False
+                return
         self._bar.update(self._task, completed=self._position())
 
     def _show(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        try:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+        except ImportError:  # installed without the [audit] extra: no bar, the same output
+            return
 
         self._bar = Progress(
             TextColumn("reading the log"),

@@ -2,22 +2,26 @@
 
 Rows are written as they come (a log of any size streams through), in
 fixed-width columns that never wrap or cut an id, so piped output is
-stable and complete. On a terminal the same text is coloured by ``rich``;
-elsewhere ``rich`` is not even imported. ``--json`` prints one object per
-line, each with a ``type`` field.
+stable and complete. On a terminal the same text is coloured by ``rich``
+(the ``idstitch[audit]`` extra); elsewhere, or when ``rich`` is not
+installed, it is written plain, and ``rich`` is not even imported.
+``--json`` prints one object per line, each with a ``type`` field
+(``orjson`` is imported for the first one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final, TextIO
-
-import orjson
-from idstitch.events import LogDamagedError, TransitionError
-from idstitch.machine import Identity
-
-from ._timeline import Step
 from ._verify import cause_name
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any, Final, TextIO
+
+    from idstitch.events import LogDamagedError, TransitionError
+    from idstitch.machine import Identity
+
+    from ._timeline import Step
 
 __all__ = [
     "Output",
@@ -72,11 +76,7 @@ class Output:
         self._fields = dict(fields or {})
         self._console: Any = None
         if not as_json and _is_terminal(stream):
-            from rich.console import Console
-
-            self._console = Console(
-                file=stream, highlight=False, soft_wrap=True, emoji=False, markup=False
-            )
+            self._console = _console(stream)
 
     @property
     def styled(self) -> bool:
@@ -89,6 +89,8 @@ class Output:
 
     def json(self, value: Mapping[str, Any]) -> None:
         """One JSON object on its own line (plus the ``fields`` this output was made with)."""
+        import orjson
+
         if self._fields:
             value = {**value, **self._fields}
         self.stream.write(orjson.dumps(value).decode() + "\n")
@@ -133,6 +135,15 @@ def _escape(char: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _console(stream: TextIO) -> Any:  # noqa: ANN401 - a rich Console, when rich is installed
+    """A ``rich`` console writing to ``stream``; ``None`` without ``rich`` (plain text then)."""
+    try:
+        from rich.console import Console
+    except ImportError:  # installed without the [audit] extra
+        return None
+    return Console(file=stream, highlight=False, soft_wrap=True, emoji=False, markup=False)
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -1,17 +1,14 @@
-"""The three reports over one log: replay, verify and persons.
+"""The three reports over one log, printed: replay, verify and persons.
 
-Each takes an opened :class:`LogSource` and an :class:`Output`, streams the
-log once, prints as it goes, and returns the command's exit code. The demo
-prints the same reports for its scenarios.
+Each takes a log (a path, or a state dir holding one) and an
+:class:`Output`, asks the public API (:mod:`._api`) for its answer,
+printing rows as the log streams through, and returns the command's exit
+code. The demo prints the same reports for its scenarios.
 """
 
 from __future__ import annotations
 
-from contextlib import closing
-
-from idstitch.events import LogDamagedError
-
-from ._persons import PersonGraph
+from ._api import person_graph, timeline, verify_log
 from ._render import (
     Output,
     Part,
@@ -23,9 +20,15 @@ from ._render import (
     timeline_row,
     transition_line,
 )
-from ._source import LogSource
-from ._timeline import Timeline
-from ._verify import INVARIANTS, Verifier, Violation, damage_violation
+from ._verify import INVARIANTS
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from idstitch.events import LogDamagedError
+
+    from ._api import PersonReport
+    from ._timeline import Step
+    from ._verify import Violation
 
 __all__ = ["persons_report", "replay_report", "verify_report"]
 
@@ -34,62 +37,67 @@ _LOG_RULES = [rule for rule in INVARIANTS if rule.startswith("L")]
 _LOG_INVARIANTS = f"{_LOG_RULES[0]}-{_LOG_RULES[-1]}"
 
 
-def replay_report(source: LogSource, out: Output) -> int:
+def replay_report(log: str, out: Output, *, strict: bool = False) -> int:
     """The timeline, then the final identity: 0 read whole, 1 stopped at damage."""
-    timeline = Timeline()
-    if not out.as_json:
+    header = [not out.as_json]  # printed once the log is open, before its first row
+
+    def row(step: Step) -> None:
+        if header[0]:
+            header[0] = False
+            out.text(*timeline_header())
+        if out.as_json:
+            out.json(step.as_json())
+        elif out.styled:
+            out.text(*timeline_row(step))
+        else:
+            out.plain(timeline_line(step))
+
+    found = timeline(log, strict=strict, on_step=row)
+    if header[0]:
         out.text(*timeline_header())
-    with closing(source.records()) as records:
-        for step in timeline.steps(records):
-            if out.as_json:
-                out.json(step.as_json())
-            elif out.styled:
-                out.text(*timeline_row(step))
-            else:
-                out.plain(timeline_line(step))
-    error = source.error
-    refused = timeline.refused
+    error = found.damage
+    refused = found.refused
     if out.as_json:
         if error is not None:
             out.json(_damage_json(error))
         elif refused is not None:
-            transition, offset = refused
             out.json(
                 {
                     "type": "damage",
-                    "seq": transition.seq,
-                    "offset": offset,
+                    "seq": refused.seq,
+                    "offset": found.refused_offset,
                     "cause": "transition",
-                    "detail": str(transition),
+                    "detail": str(refused),
                 }
             )
         out.json(
             {
                 "type": "identity",
-                **identity_json(timeline.identity),
-                "records": timeline.count,
-                "aliases": timeline.aliases,
-                "complete": error is None and refused is None,
+                **identity_json(found.identity),
+                "records": found.records,
+                "aliases": found.aliases,
+                "complete": found.complete,
             }
         )
     else:
         if error is not None:
-            out.text(*damage_line(error, timeline.count))
+            out.text(*damage_line(error, found.records))
         elif refused is not None:
-            out.text(*transition_line(refused[0], refused[1], timeline.count))
-        title = "final identity" if error is None and refused is None else "identity before it"
-        aliased = len(timeline.aliases)
+            assert found.refused_offset is not None
+            out.text(*transition_line(refused, found.refused_offset, found.records))
+        title = "final identity" if found.complete else "identity before it"
+        aliased = len(found.aliases)
         out.lines(
             identity_block(
                 title,
-                timeline.identity,
+                found.identity,
                 extra=[
-                    ("records", str(timeline.count)),
+                    ("records", str(found.records)),
                     ("aliased", f"{aliased} device{'s' if aliased != 1 else ''}"),
                 ],
             )
         )
-    return 0 if error is None and refused is None else 1
+    return 0 if found.complete else 1
 
 
 def _damage_json(error: LogDamagedError) -> dict[str, object]:
@@ -102,103 +110,86 @@ def _damage_json(error: LogDamagedError) -> dict[str, object]:
     }
 
 
-def verify_report(source: LogSource, out: Output) -> int:
+def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
     """Every violation of L1-L9 (and T), then a summary: 0 all hold, 1 violations."""
-    verifier = Verifier()
-    found: list[str] = []
 
-    def report(violations: list[Violation]) -> None:
-        for violation in violations:
-            found.append(violation.id)
-            if out.as_json:
-                out.json(violation.as_json())
-            else:
-                out.text(
-                    (f"{violation.id:<3}", "bold red"),
-                    f" seq {violation.seq}: {violation.message}",
-                )
+    def report(violation: Violation) -> None:
+        if out.as_json:
+            out.json(violation.as_json())
+        else:
+            out.text(
+                (f"{violation.id:<3}", "bold red"), f" seq {violation.seq}: {violation.message}"
+            )
 
-    with closing(source.records()) as records:
-        for record, offset in records:
-            report(verifier.check(record, offset))
-    report(verifier.finish())
-    error = source.error
-    if error is not None:
-        report([damage_violation(error, source.line_at(error.offset))])
-    ids = sorted(set(found), key=list(INVARIANTS).index)
+    found = verify_log(log, strict=strict, on_violation=report)
+    error = found.damage
     if out.as_json:
         out.json(
             {
                 "type": "summary",
-                "records": verifier.records,
-                "violations": len(found),
-                "ids": ids,
-                "complete": error is None,
+                "records": found.records,
+                "violations": found.count,
+                "ids": list(found.ids),
+                "complete": found.complete,
                 "stopped_at": None if error is None else _damage_json(error),
             }
         )
     else:
-        checked = f"{verifier.records} record{'s' if verifier.records != 1 else ''}"
-        if not found:
+        checked = f"{found.records} record{'s' if found.records != 1 else ''}"
+        if found.ok:
             out.text(("ok:", "bold green"), f" {_LOG_INVARIANTS} hold over {checked}.")
         else:
             stop = "" if error is None else f"; checking stopped at seq {error.seq}"
             out.text(
                 ("failed:", "bold red"),
-                f" {len(found)} violation{'s' if len(found) != 1 else ''} in {checked}{stop}.",
+                f" {found.count} violation{'s' if found.count != 1 else ''} in {checked}{stop}.",
             )
-            for rule in ids:
+            for rule in found.ids:
                 out.text(f"  {rule:<3} {INVARIANTS[rule]}")
-    return 1 if found else 0
+    return 0 if found.ok else 1
 
 
-def persons_report(source: LogSource, out: Output) -> int:
+def persons_report(log: str, out: Output, *, strict: bool = False) -> int:
     """PostHog's person graph after this log: 0 no person holds two users, 1 some does
     (or the log is damaged, so only the records before the damage were modelled)."""
-    graph = PersonGraph()
-    with closing(source.records()) as records:
-        for record, _ in records:
-            graph.feed(record)
-    graph.finish()
-    error = source.error
-    flagged = [p.number for p in graph.flagged]
+    found = person_graph(log, strict=strict)
+    error = found.damage
     if out.as_json:
-        for person in graph.live:
-            out.json(person.as_json(graph.users))
-        for refusal in graph.refused:
+        for person in found.persons:
+            out.json(person.as_json())
+        for refusal in found.refused:
             out.json(refusal.as_json())
         if error is not None:
             out.json(_damage_json(error))
         out.json(
             {
                 "type": "summary",
-                "persons": len(graph.live),
-                "flagged": flagged,
-                "refused": len(graph.refused),
-                "personless_devices": graph.personless_devices,
+                "persons": len(found.persons),
+                "flagged": list(found.flagged),
+                "refused": len(found.refused),
+                "personless_devices": found.personless_devices,
                 "complete": error is None,
             }
         )
     else:
-        _persons_text(graph, out)
+        _persons_text(found, out)
         if error is not None:
-            # The checkpoint is the position after the last good record.
-            out.text(*damage_line(error, source.checkpoint.seq))
-    return 1 if flagged or error is not None else 0
+            out.text(*damage_line(error, found.records))
+    return 0 if found.ok else 1
 
 
-def _persons_text(graph: PersonGraph, out: Output) -> None:
-    for person in graph.live:
-        users = person.users(graph.users)
+def _persons_text(graph: PersonReport, out: Output) -> None:
+    for person in graph.persons:
+        users = person.users
         head: list[Part] = [
             (f"person {person.number}", "bold"),
             f"  {'identified' if person.identified else 'anonymous'}",
             f"  users: {', '.join(users) if users else 'none'}",
         ]
-        if len(users) > 1:
+        if person.flagged:
             head.append(("  <- holds two users: two people merged into one", "bold red"))
         out.text(*head)
-        kinds = ["user" if i in graph.users else "device" for i in person.distinct_ids]
+        kinds = ["user" if i in users else "device" for i in person.distinct_ids]
         shown = ", ".join(f"{i} ({k})" for i, k in zip(person.distinct_ids, kinds, strict=True))
         out.text(f"  distinct ids: {shown}")
         for seq, note in person.history:
@@ -209,14 +200,14 @@ def _persons_text(graph: PersonGraph, out: Output) -> None:
             f" seq {refusal.seq}: $create_alias({refusal.user_id} <- {refusal.device_id}): "
             f"{refusal.reason}",
         )
-    count = len(graph.live)
+    count = len(graph.persons)
     summary = (
         f"{count} person{'s' if count != 1 else ''}; "
         f"{graph.personless_devices} device id(s) never aliased (their events are personless)"
     )
-    flagged = graph.flagged
+    flagged = [person for person in graph.persons if person.flagged]
     if flagged:
-        names = "; ".join(f"person {p.number} ({', '.join(p.users(graph.users))})" for p in flagged)
+        names = "; ".join(f"person {p.number} ({', '.join(p.users)})" for p in flagged)
         out.text(("failed:", "bold red"), f" {summary}. Holding two users: {names}.")
     else:
         out.text(("ok:", "bold green"), f" {summary}. No person holds two users.")

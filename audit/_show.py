@@ -4,10 +4,13 @@ Both ask the service rather than re-deriving what it would do.
 :func:`idstitch.service.diagnose` (read-only) says whether the dir can be
 used at all, whether it is healthy, what is wrong, what a repair would do,
 the pending forgettings, the files kept aside and the storage state the
-next persistent run opens in. ``show`` adds the identity a run started now
-holds: :meth:`IdentityStitch.open` in the ephemeral runtime, which reads the
-dir exactly as a host does and writes nothing (a damaged dir gives the
-identity a heal would start from, in memory).
+next persistent run opens in. ``show`` adds how a run started now would
+open the dir (:func:`idstitch.service.open_report`: its runtime and the
+signal behind it, whether the dir holds a state to start from) and the
+identity it holds: :meth:`IdentityStitch.open` in the ephemeral runtime,
+which reads the dir exactly as a host does and writes nothing (a damaged
+dir gives the identity a heal would start from, in memory). File names
+come from :mod:`idstitch.store`.
 
 Paths are shown as text that always prints and encodes: a byte of a path
 that is not UTF-8 appears as its escape (``\\xe9``).
@@ -16,18 +19,21 @@ that is not UTF-8 appears as its escape (``\\xe9``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+
+from idstitch.events._frozen import Frozen, freeze
+from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
 
 from ._render import Output, Part, printable
-from ._source import LOG_NAME, UnusableInputError
+from ._source import UnusableInputError
 
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from idstitch.adapters.runtime import Runtime
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
     from idstitch.delivery import SpoolStatus
     from idstitch.machine import Identity
-    from idstitch.service import Diagnosis
+    from idstitch.service import Diagnosis, OpenReport
 
 __all__ = [
     "StateReport",
@@ -41,22 +47,34 @@ __all__ = [
     "spool_status",
 ]
 
-SNAPSHOT_NAME = "telemetry.json"
 _IN_MEMORY = (
     "the next persistent run keeps it aside, unread, and starts a new log (see idstitch doctor)"
 )
 _W = len("was wrong  ")  # the width of the doctor's row labels
 
 
-@dataclass(slots=True)
-class StateReport:
-    """What ``show`` prints (``state_dir`` and ``notes`` already made printable)."""
+class StateReport(Frozen):
+    """What ``show`` prints: the state dir, the identity a run started now holds, how a run
+    would open the dir now (runtime, storage), the service's diagnosis and notes
+    (``state_dir`` and ``notes`` already made printable)."""
 
+    __slots__ = ("diagnosis", "identity", "notes", "opening", "state_dir")
     state_dir: str
     identity: Identity
-    runtime: Runtime
+    opening: OpenReport
     diagnosis: Diagnosis
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        state_dir: str,
+        identity: Identity,
+        opening: OpenReport,
+        diagnosis: Diagnosis,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        freeze(self, locals())
 
 
 def resolve_state_dir(
@@ -101,14 +119,15 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     Writes nothing. Raises :class:`UnusableInputError` when there is no
     identity to show (the host would mint a new one, or not use the dir).
     """
-    from idstitch.service import IdentityStitch, detect_runtime
+    from idstitch.service import IdentityStitch, open_report
     from idstitch.service._runtime import Runtime
 
     shown = printable(state_dir)
     found = examine_state_dir(state_dir, show=True)
-    if found.log_bytes is None and found.snapshot == "missing":
+    opening = open_report(state_dir=state_dir, env=env, diagnosis=found)
+    if not {LOG_NAME, SNAPSHOT_NAME} & set(opening.files):
         raise UnusableInputError(f"no state: {shown} holds neither {LOG_NAME} nor {SNAPSHOT_NAME}")
-    if not found.log_bytes and found.snapshot not in ("ok", "foreign"):
+    if not opening.holds_state:
         # The host would mint a brand-new device here: there is no identity to show yet.
         raise UnusableInputError(
             f"no state: {shown} holds no identity yet ({SNAPSHOT_NAME} is {found.snapshot}, "
@@ -127,9 +146,9 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     return StateReport(
         state_dir=shown,
         identity=stitch.identity,
-        runtime=detect_runtime(env=env, has_state=True),
+        opening=opening,
         diagnosis=found,
-        notes=[printable(note) for note in notes],
+        notes=tuple(printable(note) for note in notes),
     )
 
 
@@ -147,7 +166,7 @@ def report_json(report: StateReport) -> dict[str, Any]:
     found = report.diagnosis
     return {
         "state_dir": report.state_dir,
-        "runtime": report.runtime.value,
+        "runtime": report.opening.runtime.value,
         "log_bytes": found.log_bytes,
         "snapshot": found.snapshot,
         "storage": found.storage,
@@ -155,7 +174,7 @@ def report_json(report: StateReport) -> dict[str, Any]:
         "pending": len(found.pending),
         "kept": found.kept,
         "spool": _spool_json(found.state_dir),
-        "notes": report.notes,
+        "notes": list(report.notes),
     }
 
 
@@ -164,7 +183,7 @@ def show_rows(report: StateReport) -> list[tuple[str, str]]:
     found = report.diagnosis
     log = "none" if found.log_bytes is None else f"{LOG_NAME}, {found.log_bytes} bytes"
     rows = [
-        ("runtime now", report.runtime.value),
+        ("runtime now", report.opening.runtime.value),
         ("log", log),
         ("snapshot", found.snapshot),
         ("next run", found.storage),

@@ -12,20 +12,23 @@ Reading streams: one line in memory at a time, whatever the log's size.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
-from typing import IO, Final
 
-from idstitch.events import Checkpoint, LogDamagedError, Record, RecordReader
+from idstitch.events import Checkpoint, LogDamagedError, RecordReader
+from idstitch.store._line import LIGHT_READ_BYTES
+from idstitch.store._line import LINE_START as _LINE_START
+from idstitch.store._names import LOG_NAME
 
 from ._progress import DelayedProgress
 
-__all__ = ["LOG_NAME", "LogSource", "UnusableInputError", "open_log"]
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import IO, Final
 
-#: The log's file name inside a state dir.
-LOG_NAME: Final = "identity.jsonl"
+    from idstitch.events import Record
 
-#: Every log line begins with these bytes: compact JSON, ``v`` first.
-_LINE_START: Final = b'{"v":'
+__all__ = ["LogSource", "UnusableInputError", "open_log"]
+
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
@@ -51,7 +54,8 @@ class LogSource:
     def records(self, *, progress: bool = True) -> Generator[tuple[Record, int], None, None]:
         """Yield ``(record, offset)`` for each good record; stop quietly at damage."""
         stream = self._stream
-        reader = RecordReader(lambda: stream, strict=self.strict)
+        light = self.size <= LIGHT_READ_BYTES
+        reader = RecordReader(lambda: stream, strict=self.strict, light=light)
         bar = DelayedProgress(self.size, stream.tell) if progress else None
         offset = 0
         try:

@@ -1,46 +1,48 @@
 """The timeline of a log: each record with the state before and after it.
 
-Each record is folded with :func:`idstitch.machine.fold`, the same fold
-the identity service and :func:`~idstitch.machine.replay` use, so the
-timeline can never disagree with them. A record the transition table does
+Each record goes through the machine's step (:func:`idstitch.machine.step`),
+the one the identity service and :func:`~idstitch.machine.replay` fold
+with, so the timeline can never disagree with them; the step also says
+what the record did about an alias. A record the transition table does
 not allow stops the timeline, as it stops a replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from idstitch.events import TransitionError
+from idstitch.events._frozen import Frozen, freeze
+from idstitch.machine import INITIAL, step
 
-from idstitch.events import Record, TransitionError
-from idstitch.machine import INITIAL, Identity, fold
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
 
-__all__ = ["Step", "Timeline", "alias_mark"]
+    from idstitch.events import Record
+    from idstitch.machine import Identity
 
-
-def alias_mark(record: Record) -> str | None:
-    """What a record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried``,
-    ``dropped`` or ``None``."""
-    kind = record["kind"]
-    if kind in ("response", "login"):
-        return "sent" if record["alias"] else None
-    if kind == "enqueue_failure":
-        return "undone"
-    if kind == "import" and record["aliased"]:
-        return "adopted"
-    if kind == "heal" and record["linked_user"] is not None:
-        return "carried"
-    if kind == "alias_dropped":
-        return "dropped"
-    return None
+__all__ = ["Step", "Timeline"]
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(Frozen):
     """One row of the timeline. ``kept``: the damaged log a ``heal`` kept aside; ``reason``:
     why an ``alias_dropped``'s alias was dropped. A drop's ``device_id`` is the alias's
     device, which may be an earlier one than the device in force."""
 
+    __slots__ = (
+        "after",
+        "alias",
+        "at",
+        "before",
+        "device_id",
+        "distinct_id",
+        "kept",
+        "kind",
+        "offset",
+        "reason",
+        "seq",
+        "user_id",
+    )
     seq: int
     at: str
     kind: str
@@ -50,9 +52,29 @@ class Step:
     device_id: str
     user_id: str | None
     distinct_id: str
+    #: What the record did about an alias: ``sent``, ``undone``, ``adopted``, ``carried``,
+    #: ``dropped`` or ``None`` (the step's alias mark).
     alias: str | None
-    kept: str | None = None
-    reason: str | None = None
+    kept: str | None
+    reason: str | None
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        at: str,
+        kind: str,
+        offset: int,
+        before: str,
+        after: str,
+        device_id: str,
+        user_id: str | None,
+        distinct_id: str,
+        alias: str | None,
+        kept: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        freeze(self, locals())
 
     def as_json(self) -> dict[str, Any]:
         """The row as ``replay --json`` prints it."""
@@ -91,12 +113,11 @@ class Timeline:
         """One :class:`Step` per record, until the end or an impossible transition."""
         for record, offset in records:
             before = self.identity
-            result = fold((record,), before, self.aliases)
-            if isinstance(result.error, TransitionError):
-                self.refused = (result.error, offset)
+            try:
+                _, after, mark = step(before, record, self.aliases)
+            except TransitionError as error:
+                self.refused = (error, offset)
                 return
-            after = result.identity
-            assert after is not None
             self.identity = after
             self.count += 1
             yield Step(
@@ -109,7 +130,7 @@ class Timeline:
                 device_id=record["device_id"],
                 user_id=record.get("user_id"),
                 distinct_id=after.distinct_id,
-                alias=alias_mark(record),
+                alias=mark,
                 kept=record.get("kept"),
                 reason=record.get("reason"),
             )

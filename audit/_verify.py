@@ -28,12 +28,16 @@ all: device ids and user ids alike), never with the number of records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Final
+from idstitch.events import FORMAT_VERSION, KIND_VERSION, user_id_problem
+from idstitch.events._frozen import Frozen, freeze
+from idstitch.machine import USER_EVENTS, TransitionError, step
 
-import orjson
-from idstitch.events import FORMAT_VERSION, KIND_VERSION, LogDamagedError, Record, user_id_problem
-from idstitch.machine import Identity, TransitionError, fold
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any, Final
+
+    from idstitch.events import LogDamagedError, Record
+    from idstitch.machine import Identity
 
 __all__ = ["INVARIANTS", "Verifier", "Violation", "damage_violation"]
 
@@ -67,14 +71,17 @@ def cause_name(cause: str) -> str:
     return _CAUSES.get(cause, cause)
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+class Violation(Frozen):
     """One broken invariant: its id, the record's seq and byte offset, and why."""
 
+    __slots__ = ("id", "message", "offset", "seq")
     id: str
     seq: int
     offset: int
     message: str
+
+    def __init__(self, id: str, seq: int, offset: int, message: str) -> None:
+        freeze(self, locals())
 
     def as_json(self) -> dict[str, Any]:
         """The violation as ``verify --json`` prints it."""
@@ -116,6 +123,8 @@ def _version_problem(line: bytes) -> str | None:
     is wrong was refused for its ``v``. A line without ``v`` is mis-shaped
     rather than of another version: ``None``.
     """
+    import orjson  # only for a damaged line: a clean verify never loads it
+
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -136,28 +145,41 @@ def _version_problem(line: bytes) -> str | None:
     )
 
 
-@dataclass(slots=True)
 class _Link:
     """An alias of a device: sent by this log's record ``seq`` (``carried`` is ``None``), or
     sent before it and carried in by an ``import`` or a ``heal`` (``carried`` says how)."""
 
-    user: str
-    seq: int
-    carried: str | None = None
+    __slots__ = ("carried", "seq", "user")
+
+    def __init__(self, user: str, seq: int, carried: str | None = None) -> None:
+        self.user = user
+        self.seq = seq
+        self.carried = carried
 
 
-@dataclass(slots=True)
 class Verifier:
     """Feed :meth:`check` every good record in order, then call :meth:`finish`."""
 
-    identity: Identity | None = None
-    device: str | None = None
-    seen: set[str] = field(default_factory=set)
-    links: dict[str, list[_Link]] = field(default_factory=dict)
-    records: int = 0
-    _last_alias: str | None = None
-    _pending: Violation | None = None
-    _held: list[Violation] = field(default_factory=list)
+    __slots__ = (
+        "_held",
+        "_last_alias",
+        "_pending",
+        "device",
+        "identity",
+        "links",
+        "records",
+        "seen",
+    )
+
+    def __init__(self) -> None:
+        self.identity: Identity | None = None
+        self.device: str | None = None
+        self.seen: set[str] = set()
+        self.links: dict[str, list[_Link]] = {}
+        self.records = 0
+        self._last_alias: str | None = None
+        self._pending: Violation | None = None
+        self._held: list[Violation] = []
 
     def check(self, record: Record, offset: int) -> list[Violation]:
         """The violations of the records before ``record``, now that they are settled.
@@ -212,7 +234,8 @@ class Verifier:
             problem = user_id_problem(named)
             if problem is not None:
                 flag("L7", f"{what} {_show(named)} is illegal: {problem}")
-        if kind in ("response", "login") and record["alias"]:
+        aliasing = kind in USER_EVENTS and record["alias"]
+        if aliasing:
             if record["runtime"] == "ephemeral":
                 flag("L3", f"{kind} aliased {device} to {_show(user)} in an ephemeral runtime")
             self._alias(found, record, offset)
@@ -226,7 +249,7 @@ class Verifier:
             self.links[device] = [_Link(record["linked_user"], seq, carried)]
         elif kind == "alias_dropped":
             self._drop(found, record, offset, skipped=skipped)
-        self._last_alias = device if kind in ("response", "login") and record["alias"] else None
+        self._last_alias = device if aliasing else None
         self._track_ids(record)
         return found
 
@@ -278,10 +301,10 @@ class Verifier:
             del links[named[-1]]
 
     def _transition(self, record: Record, offset: int) -> Violation | None:
-        """Fold ``record`` into :attr:`identity`; the T violation when the table refuses it."""
-        result = fold((record,), self.identity)
-        if isinstance(result.error, TransitionError):
-            error = result.error
+        """Step :attr:`identity` by ``record``; the T violation when the table refuses it."""
+        try:
+            _, self.identity, _ = step(self.identity, record)
+        except TransitionError as error:
             shown = f"{error.event} [{error.guard}]" if error.guard else error.event
             return Violation(
                 "T",
@@ -289,7 +312,6 @@ class Verifier:
                 offset,
                 f"{shown} is not a transition from state {error.state}; the record is skipped",
             )
-        self.identity = result.identity
         return None
 
     def _track_ids(self, record: Record) -> None:

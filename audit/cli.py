@@ -1,4 +1,4 @@
-"""The ``idstitch`` command line: a thin layer of argument parsing over the audit modules.
+"""The ``idstitch`` command line: argument parsing and printing over :mod:`idstitch.audit`'s API.
 
 Exit codes (the contract of ``shared/spec/interface.md``): 0 all good,
 1 the answer is "no" (damage, violations, a person holding two users),
@@ -10,14 +10,17 @@ command stops quietly with :data:`READER_GONE`, in :func:`main` alone.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Final, NoReturn
 
 from ._render import Output, printable
-from ._source import UnusableInputError, open_log
+from ._source import UnusableInputError
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any, Final
 
 __all__ = ["READER_GONE", "build_parser", "main"]
 
@@ -27,121 +30,102 @@ __all__ = ["READER_GONE", "build_parser", "main"]
 READER_GONE: Final = 141
 
 
-def _version() -> str:
-    # importlib.metadata costs about 20 ms: only ``--version`` pays for it.
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("idstitch")
-    except PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
-        return "unknown"
-
-
-class _VersionAction(argparse.Action):
-    """``--version``: the installed version, looked up only when asked for."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **_: object) -> None:
-        super().__init__(
-            option_strings,
-            dest=argparse.SUPPRESS,
-            default=argparse.SUPPRESS,
-            nargs=0,
-            help="show the installed version and exit",
-        )
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> None:
-        sys.stdout.write(f"idstitch {_version()}\n")
-        parser.exit(0)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see idstitch --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``idstitch``."""
-    parser = _Parser(
-        prog="idstitch",
-        description="Replay, verify and explain idstitch identity logs.",
-    )
-    parser.add_argument("--version", action=_VersionAction)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    """The argument parser of ``idstitch`` (argparse, imported now)."""
+    from ._parser import build_parser
 
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, description=summary)
-        sub.add_argument(
-            "--json", action="store_true", help="one JSON object per line (see docs/audit.md)"
-        )
-        return sub
-
-    def log_command(name: str, summary: str) -> argparse.ArgumentParser:
-        sub = command(name, summary)
-        sub.add_argument(
-            "log", metavar="LOG", help="an identity.jsonl file, or a state dir holding one"
-        )
-        sub.add_argument(
-            "--strict",
-            action="store_true",
-            help="also validate every record with the pydantic models (formats, legal ids); "
-            "a record they refuse stops the read as damage (cause bad-field)",
-        )
-        return sub
-
-    log_command("replay", "the timeline of a log, then its final identity")
-    log_command("verify", "check invariants L1-L9 of a log")
-    show = command("show", "the current identity of a state dir")
-    show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
-    show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
-    log_command("persons", "PostHog's person graph after this log's aliases")
-    doctor = command("doctor", "whether a state dir is healthy, and what a repair would do")
-    doctor.add_argument("dir", metavar="DIR", nargs="?", help="the state dir to examine")
-    doctor.add_argument("--app", metavar="NAME", help="examine NAME's default state dir")
-    doctor.add_argument(
-        "--repair",
-        action="store_true",
-        help="heal it now, as the next run would: damaged files are kept aside, never deleted",
-    )
-    command("diagram", "the state diagram, drawn from the transition table").add_argument(
-        "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
-    )
-    command("demo", "the seed's scenarios end to end against a local capture server").add_argument(
-        "--keep", metavar="DIR", help="run in DIR (created) and keep the state dirs and logs"
-    )
-    return parser
+    return build_parser()
 
 
-def _replay(args: argparse.Namespace, out: Output) -> int:
+#: Each command's grammar for the hand-written parse: its flags (``--json`` -> ``json``),
+#: its options that take a value with their defaults, and its positional (name, required).
+_GRAMMAR: Final[
+    dict[str, tuple[tuple[str, ...], dict[str, str | None], tuple[str, bool] | None]]
+] = {
+    "replay": (("--json", "--strict"), {}, ("log", True)),
+    "verify": (("--json", "--strict"), {}, ("log", True)),
+    "persons": (("--json", "--strict"), {}, ("log", True)),
+    "show": (("--json",), {"--state-dir": None, "--app": None}, None),
+    "doctor": (("--json", "--repair"), {"--app": None}, ("dir", False)),
+    "diagram": (("--json",), {"--format": "mermaid"}, None),
+    "demo": (("--json",), {"--keep": None}, None),
+}
+#: The values an option may take in the hand-written parse (others: argparse decides).
+_CHOICES: Final = {"--format": ("mermaid",)}
+
+
+def _dest(option: str) -> str:
+    return option[2:].replace("-", "_")
+
+
+def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
+    """``argv`` parsed by hand, exactly as argparse would, when it is one of the plain forms
+    (each option spelled in full, at most once, no value starting with ``-``); ``None`` for
+    anything else (help, the version, an abbreviation, a usage error), which argparse takes.
+
+    argparse alone costs several milliseconds of every run's start.
+    """
+    if not argv or argv[0] not in _GRAMMAR:
+        return None
+    command = argv[0]
+    flags, options, positional = _GRAMMAR[command]
+    args: dict[str, Any] = {"command": command}
+    args |= {_dest(flag): False for flag in flags}
+    args |= {_dest(option): default for option, default in options.items()}
+    seen: set[str] = set()
+    words: list[str] = []
+    rest = iter(argv[1:])
+    for word in rest:
+        if not word.startswith("-"):
+            words.append(word)
+        elif word in seen:
+            return None
+        elif word in flags:
+            seen.add(word)
+            args[_dest(word)] = True
+        elif word in options:
+            seen.add(word)
+            value = next(rest, None)
+            if value is None or value.startswith("-"):
+                return None
+            if word in _CHOICES and value not in _CHOICES[word]:
+                return None
+            args[_dest(word)] = value
+        else:
+            return None
+    if positional is None:
+        return None if words else args
+    name, required = positional
+    if len(words) > 1 or (required and not words):
+        return None
+    args[name] = words[0] if words else None
+    return args
+
+
+def _replay(args: dict[str, Any], out: Output) -> int:
     from ._reports import replay_report
 
-    return replay_report(open_log(args.log, strict=args.strict), out)
+    return replay_report(args["log"], out, strict=args["strict"])
 
 
-def _verify(args: argparse.Namespace, out: Output) -> int:
+def _verify(args: dict[str, Any], out: Output) -> int:
     from ._reports import verify_report
 
-    return verify_report(open_log(args.log, strict=args.strict), out)
+    return verify_report(args["log"], out, strict=args["strict"])
 
 
-def _persons(args: argparse.Namespace, out: Output) -> int:
+def _persons(args: dict[str, Any], out: Output) -> int:
     from ._reports import persons_report
 
-    return persons_report(open_log(args.log, strict=args.strict), out)
+    return persons_report(args["log"], out, strict=args["strict"])
 
 
-def _show(args: argparse.Namespace, out: Output) -> int:
+def _show(args: dict[str, Any], out: Output) -> int:
+    from ._api import state_report
     from ._render import identity_block, identity_json
-    from ._show import inspect_state_dir, report_json, resolve_state_dir, show_rows
+    from ._show import report_json, show_rows
 
-    report = inspect_state_dir(resolve_state_dir(args.state_dir, args.app))
+    report = state_report(args["state_dir"], app=args["app"])
     if out.as_json:
         out.json({"type": "identity", **identity_json(report.identity), **report_json(report)})
         return 0
@@ -151,19 +135,22 @@ def _show(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _doctor(args: argparse.Namespace, out: Output) -> int:
-    from ._show import doctor_report, examine_state_dir, resolve_state_dir
+def _doctor(args: dict[str, Any], out: Output) -> int:
+    from ._api import diagnosis
+    from ._show import doctor_report
 
-    found = examine_state_dir(resolve_state_dir(args.dir, args.app), repair=args.repair)
+    found = diagnosis(args["dir"], app=args["app"], repair=args["repair"])
     return doctor_report(found, out)
 
 
-def _diagram(args: argparse.Namespace, out: Output) -> int:
-    from idstitch.machine import TRANSITIONS, mermaid
+def _diagram(args: dict[str, Any], out: Output) -> int:
+    from ._api import diagram
 
     if not out.as_json:
-        out.stream.write(mermaid())
+        out.stream.write(diagram(args["format"]))
         return 0
+    from idstitch.machine import TRANSITIONS
+
     for row in TRANSITIONS:
         out.json(
             {
@@ -179,13 +166,13 @@ def _diagram(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, out: Output) -> int:
+def _demo(args: dict[str, Any], out: Output) -> int:
     from ._demo import run_demo
 
-    return run_demo(out, keep=args.keep)
+    return run_demo(out, keep=args["keep"])
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
+_COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "replay": _replay,
     "verify": _verify,
     "show": _show,
@@ -198,14 +185,16 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``idstitch`` with ``argv``; return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stdout)
-        return 0
-    out = Output(sys.stdout, as_json=args.json)
+    args = parse_fast(sys.argv[1:] if argv is None else argv)
+    if args is None:
+        from ._parser import parse
+
+        args = parse(argv)
+        if args["command"] is None:  # the help was printed
+            return 0
+    out = Output(sys.stdout, as_json=args["json"])
     try:
-        code = _COMMANDS[args.command](args, out)
+        code = _COMMANDS[args["command"]](args, out)
         sys.stdout.flush()
     except UnusableInputError as exc:
         print(f"idstitch: error: {printable(str(exc))}", file=sys.stderr)

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from idstitch.store import LOG_NAME
+
 __all__ = ["change_cost", "dir_fingerprint", "steady_starts"]
 
 
@@ -37,11 +39,11 @@ def change_cost(root: Path, runs: int, warmup: int = 2) -> dict[str, list[float]
         stitch = IdentityStitch.open(
             state_dir=folder, runtime="persistent", sink=NullSink(), env={}
         )
-        size_before = (folder / "identity.jsonl").stat().st_size
+        size_before = (folder / LOG_NAME).stat().st_size
         started = time.perf_counter()
         stitch.login("user-a")
         change = time.perf_counter() - started
-        with (folder / "identity.jsonl").open("rb") as log:
+        with (folder / LOG_NAME).open("rb") as log:
             log.seek(size_before)
             line = log.read()
         if not stitch.persisting or line.count(b"\n") != 1:

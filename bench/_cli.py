@@ -1,4 +1,4 @@
-"""``python -m bench``: measure the bars B1-B7 against their baselines and print one table."""
+"""``python -m bench``: measure the bars B1-B8 against their baselines and print one table."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import _change, _data, _delivery, _instructions, _process, _replay, _starts
+from bench import _audit, _change, _data, _delivery, _instructions, _process, _replay, _starts
 from bench._report import Row, median, percentile, render_phases, render_table, render_tax, to_json
 from bench._timing import Case, interleaved
 
@@ -47,6 +47,8 @@ class Config:
     delivery_commands: int = 1_000
     #: B6 also timed phase by phase (``--phases``), in the conditions where a sender starts.
     phases: bool = False
+    #: B8: interleaved rounds of the audit tool's commands (the bar's median is of 15).
+    audit_runs: int = 15
 
 
 FULL = Config(
@@ -73,7 +75,7 @@ QUICK = Config(
     delivery_commands=100,
 )
 
-BARS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+BARS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
 
 
 def _rate(records: int, seconds: list[float]) -> float:
@@ -506,6 +508,58 @@ def instruction_rows(config: Config) -> list[Row]:
     ]
 
 
+#: B8's bar: each of the three commands within this much of ``python -c pass`` (median).
+AUDIT_START_MS = 40
+
+
+def audit_start_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B8: ``idstitch replay``, ``verify`` and ``show`` of a small log against
+    ``python -c pass`` (and, for context, ``persons`` and ``replay --strict``)."""
+    extra["compiled"] = _process.compile_package()
+    work = config.data_dir / "work" / "audit"
+    log = _data.cached_log(config.data_dir, _audit.SMALL_RECORDS)
+    state_dir = work / "state"
+    _data.make_state_dir(state_dir, log, _audit.SMALL_RECORDS)
+    starts = _audit.AuditStarts(log, state_dir)
+    commands: dict[str, _process.Command] = {"pass": [sys.executable, "-c", "pass"]}
+    commands |= {name: starts.command(name) for name in _audit.AUDIT_COMMANDS}
+    times = _process.timed_starts(commands, config.audit_runs)
+    ms = {name: [t * 1000 for t in values] for name, values in times.items()}
+    bare = median(ms["pass"])
+    env = _process.child_env()
+    found = {name: starts.modules(name, env) for name in _audit.AUDIT_COMMANDS}
+    extra["audit_starts"] = {
+        name: {
+            "median_ms": median(ms[name]),
+            "over_pass_median_ms": median(ms[name]) - bare,
+            "p95_ms": percentile(ms[name], 95),
+            "avoided_modules_imported": found[name],
+        }
+        for name in _audit.AUDIT_COMMANDS
+    }
+    rows = []
+    for name, command in _audit.AUDIT_COMMANDS.items():
+        over = median(ms[name]) - bare
+        imported = ", ".join(found[name]) or "none of the avoided"
+        rows.append(
+            Row(
+                bar="B8",
+                measure=f"idstitch {name}, {_audit.SMALL_RECORDS}-record log (imports {imported})",
+                ours=median(ms[name]),
+                unit="ms",
+                baseline="python -c pass",
+                baseline_value=bare,
+                compare="difference",
+                ratio=over,
+                target=f"≤ +{AUDIT_START_MS} ms" if command.bar else "",
+                met=over <= AUDIT_START_MS if command.bar else None,
+                runs=config.audit_runs,
+                samples={name: ms[name], "pass": ms["pass"]},
+            )
+        )
+    return rows
+
+
 SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B1": replay_rows,
     "B2": startup_rows,
@@ -514,6 +568,7 @@ SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B5": contention_rows,
     "B6": tax_rows,
     "B7": delivery_rows,
+    "B8": audit_start_rows,
 }
 
 
@@ -609,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows and details to FILE")
     parser.add_argument(
-        "--only", metavar="BARS", help="comma-separated bars to measure (default: all, B1-B7)"
+        "--only", metavar="BARS", help="comma-separated bars to measure (default: all, B1-B8)"
     )
     parser.add_argument("--records", type=int, help="length of the B1 log (default 1,000,000)")
     parser.add_argument(

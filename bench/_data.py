@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from idstitch.events import START, Checkpoint, encode_record
+from idstitch.store import LOG_NAME
 
 __all__ = [
     "GENESIS_DEVICE",
@@ -143,7 +144,7 @@ def make_state_dir(folder: Path, log: Path, count: int) -> None:
     from idstitch.machine import IdentityStitch
 
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = folder / "identity.jsonl"
+    target = folder / LOG_NAME
     remaining = _prefix_size(log, count - 1)
     with log.open("rb") as src, target.open("wb") as dst:
         while remaining:

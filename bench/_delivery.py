@@ -40,6 +40,7 @@ from typing import Any
 from idstitch.adapters.capture_server import CaptureServer
 from idstitch.delivery import read_status
 from idstitch.delivery._spool import segments
+from idstitch.store import SPOOL_NAME
 
 from bench._process import child_env
 from bench._report import median, percentile
@@ -192,7 +193,7 @@ def runtime_env(runtime: str, base: dict[str, str], tmp: Path) -> dict[str, str]
 
 
 def _spool_folders(state_dir: Path, tmp: Path) -> list[str]:
-    folders = [str(state_dir / "spool")]
+    folders = [str(state_dir / SPOOL_NAME)]
     if tmp.is_dir():
         folders += sorted(str(p) for p in tmp.iterdir() if p.name.startswith("idstitch-spool-"))
     return [folder for folder in folders if os.path.isdir(folder)]
@@ -458,7 +459,7 @@ def delivery(work: Path, commands: int, workers: int) -> dict[str, Any]:
     that batch is sent again), then another sender finishes.
     """
     state = work / "state"
-    folder = str(state / "spool")
+    folder = str(state / SPOOL_NAME)
     port = free_port()
     env = child_env() | {
         "BENCH_STATE_DIR": str(state),

@@ -118,7 +118,7 @@ def contention(state_dir: Path, processes: int, user: str = "user-a") -> dict[st
 
     from idstitch.adapters.sinks import NullSink
     from idstitch.machine import IdentityStitch
-    from idstitch.store import FileLog
+    from idstitch.store import LOG_NAME, FileLog
 
     IdentityStitch.open(state_dir=state_dir, runtime="persistent", sink=NullSink(), env={})
     context = multiprocessing.get_context("spawn")
@@ -137,7 +137,7 @@ def contention(state_dir: Path, processes: int, user: str = "user-a") -> dict[st
     ended = time.monotonic()
     if any(worker.exitcode != 0 for worker in workers):
         raise RuntimeError(f"a racer failed: exit codes {[w.exitcode for w in workers]}")
-    records = list(FileLog(state_dir / "identity.jsonl").records(strict=True))
+    records = list(FileLog(state_dir / LOG_NAME).records(strict=True))
     return {
         "processes": processes,
         "aliases_sent": sum(report[0] for report in reports),

@@ -11,8 +11,9 @@
 * ``loads``: bare ``orjson.loads`` of every line.
 * ``transitions``: the same checked reader, every record fired as a
   trigger of the live ``transitions.Machine`` built from the same table
-  (:class:`LiveMachine`) instead of looked up in the compiled table: the
-  replay idstitch would be if its fold drove ``transitions``.
+  (:class:`LiveMachine`, which then steps the identity as the fold does)
+  instead of looked up in the compiled table: the replay idstitch would
+  be if its fold drove ``transitions``.
 * ``eventsourcing``: the same records as events of an ``eventsourcing``
   aggregate, stored in its in-memory (POPO) recorder, then replayed with
   ``repository.get`` (for context; needs the ``bench`` extra).
@@ -24,6 +25,8 @@ import importlib
 import importlib.util
 from pathlib import Path
 from typing import Any
+
+from idstitch.store._line import BODY_SLICE, HASH_SLICE
 
 __all__ = [
     "EventsourcingReplay",
@@ -71,9 +74,9 @@ def floor(path: Path) -> int:
     with path.open("rb") as stream:
         for line in stream:
             record = loads(line)
-            if blake2b(prev + line[:-41] + b"}", digest_size=16).hexdigest() != record["h"]:
+            if blake2b(prev + line[BODY_SLICE] + b"}", digest_size=16).hexdigest() != record["h"]:
                 raise RuntimeError(f"line {count + 1} of {path} does not link")
-            prev = line[-35:-3]
+            prev = line[HASH_SLICE]
             count += 1
     return count
 
@@ -91,47 +94,28 @@ def bare_loads(path: Path) -> int:
 
 
 def transitions_replay(path: Path) -> int:
-    """The checked replay with a ``transitions.Machine`` trigger in place of the table lookup.
+    """The checked replay with a ``transitions.Machine`` trigger moving the state.
 
     The same checked reader as ours feeds every record to the live machine
-    built from the same table (:class:`LiveMachine`), the guard of each
-    trigger worked out as the fold does; so the two cases differ only in
-    what moves the state. Returns the number of records fired.
+    built from the same table (:class:`LiveMachine`): the record's guard
+    picks the trigger's edge, and the same step as the fold's works out the
+    rest of the identity; so the two cases differ only in what moves the
+    state. Returns the number of records fired.
     """
     return fire_all(path)[0]
 
 
 def fire_all(path: Path) -> tuple[int, str]:
-    """Fire every record of ``path`` through the live machine: (records fired, final state)."""
+    """Feed every record of ``path`` to the live machine: (records fired, final state)."""
     from idstitch.machine._live import LiveMachine
     from idstitch.store import FileLog
 
     machine = LiveMachine()
-    fire = machine.fire
-    linked: str | None = None
-    before_alias: tuple[str, str | None] = ("initial", None)
+    feed = machine.feed
     count = 0
     for record in FileLog(path).records():
-        kind = record["kind"]
-        guard: str | None = None
-        if kind in ("response", "login"):
-            if record["alias"]:
-                guard = "first"
-                before_alias = (machine.state, linked)
-                linked = record["user_id"]
-            else:
-                guard = "linked" if record["user_id"] == linked else "other"
-        elif kind == "enqueue_failure":
-            guard = "was_" + str(before_alias[0])
-            linked = before_alias[1]
-        elif kind == "import":
-            guard = "no_user" if record["user_id"] is None else "unlinked_user"
-            if record["aliased"] and record["user_id"] is not None:
-                guard, linked = "with_user", record["user_id"]
-        elif kind == "logout":
-            linked = None
+        feed(record)
         count += 1
-        fire(kind, guard, seq=count)
     return count, machine.state
 
 

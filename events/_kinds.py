@@ -2,15 +2,17 @@
 
 This module is the one place the line layout is declared: the checked
 reader, the writer and the pydantic models (whose field order a test
-compares with this table) all follow it. It imports nothing, so the
-start-up path can use it.
+compares with this table) all follow it. It imports nothing but
+:class:`~._names.Names` (no ``enum``), so the start-up path can use it.
 """
 
 from __future__ import annotations
 
+from ._names import Names
+
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import ClassVar, Final
 
 __all__ = [
     "ENVELOPE_HEAD",
@@ -22,6 +24,7 @@ __all__ = [
     "OPENING_KINDS",
     "RUNTIMES",
     "ZERO_HASH",
+    "Runtime",
     "line_keys",
 ]
 
@@ -38,8 +41,20 @@ ENVELOPE_HEAD: Final = ("v", "seq", "at", "kind")
 #: The longest ``reason`` an ``alias_dropped`` record holds, in characters.
 MAX_REASON_LENGTH: Final = 200
 
-#: The values ``runtime`` may take.
-RUNTIMES: Final = ("persistent", "ephemeral")
+
+class Runtime(Names):
+    """Where the host CLI runs: ``persistent`` or ``ephemeral`` (plain strings, no ``enum``).
+
+    The one declaration of the runtimes: the records' ``runtime`` field, the
+    models' type of it and the service's detection all take them from here.
+    """
+
+    PERSISTENT: ClassVar[Runtime]
+    EPHEMERAL: ClassVar[Runtime]
+
+
+#: The values ``runtime`` may take, as plain strings.
+RUNTIMES: Final = tuple(runtime.value for runtime in Runtime)
 
 _STR = (str,)
 _OPT_STR = (str, type(None))

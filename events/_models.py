@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import SchemaValidator, core_schema
 
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id
-from ._kinds import FORMAT_VERSION, KIND_VERSION, MAX_REASON_LENGTH
+from ._kinds import FORMAT_VERSION, KIND_VERSION, MAX_REASON_LENGTH, RUNTIMES
 
 __all__ = [
     "MODELS",
@@ -70,7 +70,7 @@ UserId = Annotated[
     | Annotated[str, AfterValidator(check_user_id)],
     Field(union_mode="left_to_right"),
 ]
-RuntimeName = Literal["persistent", "ephemeral"]
+RuntimeName = Literal["persistent", "ephemeral"]  # a type needs the literal: checked below
 Pid = Annotated[int, Field(ge=0)]
 
 
@@ -262,6 +262,9 @@ validate_python: Callable[[dict[str, Any]], dict[str, Any]] = _DICT_VALIDATOR.va
 #: Returns the record's fields in the format's order
 #: (not necessarily the line's), raises ``ValidationError`` (a ``ValueError``).
 parse_fields: Callable[[bytes], dict[str, Any]] = _DICT_VALIDATOR.validate_json
+
+# The runtimes are declared once (``_kinds.Runtime``); the type spells them out for mypy.
+assert get_args(RuntimeName) == RUNTIMES, "RuntimeName names the runtimes of _kinds.Runtime"
 
 # Each model's ``v`` takes every version its kind is read in, and no other.
 assert {kind: get_args(model.model_fields["v"].annotation) for kind, model in MODELS.items()} == {

@@ -17,16 +17,14 @@ import os
 
 import click
 import httpx
-from idstitch.adapters.http import httpx_hooks
-from idstitch.adapters.sinks import SpoolSink
-from idstitch.machine import IdentityStitch
+import idstitch
 
 # One identity per process, shared by every HTTP client and command.
-stitch = IdentityStitch.open(
+stitch = idstitch.open(
     app="mycli",
     # Events go to a spool in the state dir; a sender started in the background at exit
     # delivers them, so no command waits for PostHog, online or offline (R17).
-    sink=SpoolSink(
+    sink=idstitch.SpoolSink(
         # No key (a development build): nothing is sent and no alias is spent (sink.sends).
         os.environ.get("MYCLI_POSTHOG_KEY", ""),
         host=os.environ.get("MYCLI_POSTHOG_HOST", "https://us.i.posthog.com"),
@@ -36,7 +34,7 @@ stitch = IdentityStitch.open(
 # Every authenticated response tells idstitch who the user is (R1, R5).
 api = httpx.Client(
     base_url=os.environ.get("MYCLI_API", "https://api.example.com"),
-    event_hooks=httpx_hooks(stitch, "X-User-Id"),
+    event_hooks=idstitch.httpx_hooks(stitch, "X-User-Id"),
     timeout=10,
 )
 

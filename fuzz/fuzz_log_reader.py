@@ -4,7 +4,7 @@
 
 Every input goes through the checked and strict readers, replay and the
 append-side tail check, with the same oracles the hypothesis properties
-use (``tests/reader_oracles.py``); the strict reader (a line's pattern,
+use (``tests/support/reader_oracles.py``); the strict reader (a line's pattern,
 else the pydantic models) is also compared with the models judging every
 line alone: the same records, and the same damage at the same ``seq``. A
 failing oracle or any unexpected exception is a crash that libFuzzer
@@ -20,8 +20,8 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-with atheris.instrument_imports(include=["idstitch", "reader_oracles"]):
-    from reader_oracles import check_log_bytes, check_strict_read
+with atheris.instrument_imports(include=["idstitch", "support.reader_oracles"]):
+    from support.reader_oracles import check_log_bytes, check_strict_read
 
 
 def test_one_input(data: bytes) -> None:

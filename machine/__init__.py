@@ -1,7 +1,9 @@
 """The identity machine: states, transitions and replay. Pure: no files, no clock.
 
 ``replay`` is what an audit runs. The transition table (:data:`TRANSITIONS`)
-is the single place any state change is declared. ``IdentityStitch``, the
+is the single place any state change is declared, and :func:`step` beside
+it the single place a record's guard and its effect on the identity are
+worked out: :func:`fold` is that step in a loop. ``IdentityStitch``, the
 service a host CLI embeds, lives a floor above (:mod:`idstitch.service`)
 and is re-exported here lazily (PEP 562), so importing this package opens
 no file and loads nothing above it.
@@ -17,8 +19,18 @@ from idstitch.events._errors import (
     TransitionError,
 )
 
-from ._fold import Identity, ReplayResult, fold, replay
-from ._table import EVENTS, INITIAL, TRANSITIONS, State, Transition
+from ._fold import ReplayResult, fold, replay
+from ._table import (
+    EVENTS,
+    INITIAL,
+    TRANSITIONS,
+    USER_EVENTS,
+    Identity,
+    State,
+    Transition,
+    guard_of,
+    step,
+)
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -30,6 +42,7 @@ __all__ = [
     "EVENTS",
     "INITIAL",
     "TRANSITIONS",
+    "USER_EVENTS",
     "Identity",
     "IdentityError",
     "IdentityStitch",
@@ -41,8 +54,10 @@ __all__ = [
     "Transition",
     "TransitionError",
     "fold",
+    "guard_of",
     "mermaid",
     "replay",
+    "step",
 ]
 
 

@@ -2,26 +2,30 @@
 
 Pure: the caller supplies the runtime, the process id and any new device
 id; nothing here reads a clock, a file or a random source. The record a
-decision carries is what the caller appends; folding that record (see
-:mod:`._fold`) is what then changes the state, so the table is consulted
-the same way when deciding and when replaying.
+decision carries is what the caller appends; its transition is the row
+that record's guard gives (:func:`~._table.transition_of`, the step's own
+lookup), and folding that record is what then changes the state, so the
+table is consulted the same way when deciding and when replaying. The only
+policy here is whether a user event aliases (:func:`may_alias_now`) and
+when nothing would change.
 """
 
 from __future__ import annotations
 
-from ._table import INITIAL, USER_EVENTS, State, carried_guard, compiled_table
+from idstitch.events._kinds import Runtime
+
+from ._table import USER_EVENTS, State, edge, guard_of, transition_of, transition_refused
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, Final
+    from typing import Any
 
-    from ._fold import Identity
-    from ._table import Transition
+    from idstitch.events._errors import TransitionError
 
-__all__ = ["Decision", "check_decision", "decide", "user_guard"]
+    from ._table import Identity, Transition
 
-_TABLE: Final = compiled_table()
+__all__ = ["Decision", "check_decision", "decide", "may_alias_now"]
 
 
 class Decision:
@@ -58,42 +62,40 @@ class Decision:
         return f"Decision({self.kind}, {self.fields!r}, {self.transition!r})"
 
 
-def user_guard(identity: Identity, user_id: str, runtime: str, *, may_alias: bool = True) -> str:
-    """The guard of a user event: ``first``, ``linked`` or ``other`` (see :mod:`._table`).
+def may_alias_now(identity: Identity, runtime: str, *, may_alias: bool = True) -> bool:
+    """Whether a user event aliases the device: it lasts (R2) and was never aliased (R3).
 
+    The decider's policy; the record it writes says so (``alias``), and the
+    table's guard (:func:`~._table.guard_of`) is read from that record.
     ``may_alias=False``: the caller will not try an alias now (its sink
-    refuses them), so a never-aliased device is stamped (``other``).
+    refuses them), so a never-aliased device is stamped.
     """
-    if identity.linked_user == user_id:
-        return "linked"
-    if runtime == "persistent" and may_alias and identity.linked_user is None:
-        return "first"
-    return "other"
+    return runtime == Runtime.PERSISTENT and may_alias and identity.linked_user is None
 
 
-def _row(identity: Identity | None, event: str, guard: str | None) -> Transition:
-    from idstitch.events import TransitionError
+def _decision(identity: Identity | None, kind: str, fields: dict[str, Any]) -> Decision:
+    """The decision to append ``kind`` with ``fields``, along the row the record takes."""
+    return Decision(kind, fields, transition_of(identity, {"kind": kind, **fields}))
 
-    state = INITIAL if identity is None else identity.state.value
-    row = _TABLE.get((state, event, guard))
-    if row is None:
-        seq = 1 if identity is None else identity.seq + 1
-        raise TransitionError(seq=seq, state=state, event=event, guard=guard)
-    return row
+
+def _refuse(identity: Identity | None, event: str) -> TransitionError:
+    """The error for an event that has no row from ``identity``'s state, whatever its guard."""
+    return transition_refused(identity, {"kind": event}, None)
 
 
 def check_decision(identity: Identity | None, decision: Decision) -> None:
     """Check that ``decision`` moves along the table's edge out of ``identity``'s state.
 
     What firing a live ``transitions`` machine checked, as one dict lookup in
-    the compiled table (a trigger costs a hundred times more, and importing
-    ``transitions`` 30 ms of a CLI's start). The caller runs it just before
-    writing, so a decision made for a state the identity has since left is
-    never appended. Raises :class:`TransitionError` when the table has no
-    such edge from that state, ``AssertionError`` when it has another.
+    the compiled table (:func:`~._table.edge`; a trigger costs a hundred
+    times more, and importing ``transitions`` 30 ms of a CLI's start). The
+    caller runs it just before writing, so a decision made for a state the
+    identity has since left is never appended. Raises
+    :class:`TransitionError` when the table has no such edge from that
+    state, ``AssertionError`` when it has another.
     """
     row = decision.transition
-    found = _row(identity, row.event, row.guard)
+    found = edge(identity, {"kind": decision.kind}, row.guard)
     if found is not row:
         raise AssertionError(f"decided {row}, but from this state the table says {found}")
 
@@ -134,18 +136,14 @@ def decide(
     if identity is None:
         if event == "genesis":
             assert device_id is not None
-            return Decision(
-                "genesis", {"device_id": device_id, "runtime": runtime}, _row(None, event, None)
-            )
+            return _decision(None, event, {"device_id": device_id, "runtime": runtime})
         if event == "import":
             assert device_id is not None
-            guard = carried_guard(user_id, linked=aliased)
             adopted = {"device_id": device_id, "user_id": user_id, "aliased": aliased}
-            return Decision("import", adopted, _row(None, event, guard))
+            return _decision(None, event, adopted)
         if event == "heal":
             assert device_id is not None
             assert kept is not None
-            guard = carried_guard(user_id, linked=user_id == linked_user)
             carried = {
                 "device_id": device_id,
                 "user_id": user_id,
@@ -153,38 +151,34 @@ def decide(
                 "kept": kept,
                 "pid": pid,
             }
-            return Decision("heal", carried, _row(None, event, guard))
-        _row(None, event, None)  # raises TransitionError: only genesis, import, heal start a log
-        raise AssertionError("unreachable")
+            return _decision(None, event, carried)
+        raise _refuse(None, event)  # only genesis, import and heal start a log
     if event in USER_EVENTS:
         assert user_id is not None
-        row = _row(identity, event, user_guard(identity, user_id, runtime, may_alias=may_alias))
-        if not row.alias and row.target is identity.state and user_id == identity.user_id:
-            return None
         fields: dict[str, Any] = {
             "device_id": identity.device_id,
             "user_id": user_id,
             "runtime": runtime,
             "pid": pid,
-            "alias": row.alias,
+            "alias": may_alias_now(identity, runtime, may_alias=may_alias),
         }
-        return Decision(event, fields, row)
+        decision = _decision(identity, event, fields)
+        row = decision.transition
+        if not row.alias and row.target is identity.state and user_id == identity.user_id:
+            return None
+        return decision
     if event == "logout":
         assert device_id is not None
-        row = _row(identity, event, None)
         fields = {"device_id": identity.device_id, "new_device_id": device_id, "pid": pid}
-        return Decision(event, fields, row)
+        return _decision(identity, event, fields)
     if event == "clear":
-        row = _row(identity, event, None)
-        if row.target is identity.state and identity.user_id is None:
+        decision = _decision(identity, event, {"device_id": identity.device_id, "pid": pid})
+        if decision.transition.target is identity.state and identity.user_id is None:
             return None
-        return Decision(event, {"device_id": identity.device_id, "pid": pid}, row)
-    if event == "enqueue_failure":
-        undone = None if identity.undo is None else "was_" + identity.undo[0].value
-        row = _row(identity, event, undone)
-        assert identity.user_id is not None
+        return decision
+    if event == "enqueue_failure":  # no row unless the last record aliased
         fields = {"device_id": identity.device_id, "user_id": identity.user_id, "pid": pid}
-        return Decision(event, fields, row)
+        return _decision(identity, event, fields)
     if event == "alias_dropped":
         assert device_id is not None
         assert user_id is not None
@@ -193,8 +187,7 @@ def decide(
         return _dropped(
             identity, device_id=device_id, user_id=user_id, reason=reason, aliases=aliases, pid=pid
         )
-    _row(identity, event, None)  # raises TransitionError: a second start of a log, unknown events
-    raise AssertionError("unreachable")
+    raise _refuse(identity, event)  # a second start of a log, or an unknown event
 
 
 def _dropped(
@@ -209,11 +202,7 @@ def _dropped(
     """The ``alias_dropped`` of ``device_id``'s alias to ``user_id``, if that alias stands."""
     if aliases.get(device_id) != user_id:
         return None  # never made, or undone or dropped already: nothing to take back
-    if device_id != identity.device_id:
-        guard = "earlier"
-    elif identity.linked_user == user_id:
-        guard = "current"
-    else:
-        return None  # the map and the identity disagree: nothing is taken back on that word
     fields = {"device_id": device_id, "user_id": user_id, "reason": reason, "pid": pid}
-    return Decision("alias_dropped", fields, _row(identity, "alias_dropped", guard))
+    if guard_of(identity, {"kind": "alias_dropped", **fields}) is None:
+        return None  # the map and the identity disagree: nothing is taken back on that word
+    return _decision(identity, "alias_dropped", fields)

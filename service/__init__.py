@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from ._doctor import Diagnosis, diagnose
     from ._dropped import record_dropped_alias
+    from ._opening import OpenReport, open_report
     from ._runtime import Runtime, detect_runtime
     from ._sinks import NullSink
     from ._stitch import ALIAS_ATTEMPTS, LOCK_WAIT, IdentityStitch
@@ -29,10 +30,12 @@ __all__ = [
     "Diagnosis",
     "IdentityStitch",
     "NullSink",
+    "OpenReport",
     "Runtime",
     "Storage",
     "detect_runtime",
     "diagnose",
+    "open_report",
     "record_dropped_alias",
     "storage_mermaid",
 ]
@@ -42,6 +45,7 @@ __getattr__ = lazy_exports(
     {
         "._doctor": ("Diagnosis", "diagnose"),
         "._dropped": ("record_dropped_alias",),
+        "._opening": ("OpenReport", "open_report"),
         "._runtime": ("Runtime", "detect_runtime"),
         "._sinks": ("NullSink",),
         "._storage": ("STORAGE_TRANSITIONS", "Storage", "storage_mermaid"),

@@ -12,9 +12,17 @@ run does before its first change: it heals damage (log-format.md,
 from __future__ import annotations
 
 import os
-import re
 
-from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
+from idstitch.store._names import (
+    CORRUPT,
+    DAMAGED,
+    LOG_NAME,
+    PRE_IDSTITCH,
+    SNAPSHOT_ASIDE,
+    SNAPSHOT_NAME,
+    kept_name,
+    kept_names,
+)
 
 from ._files import odd_kind
 from ._pending import pending_names, read_pending
@@ -31,12 +39,6 @@ __all__ = ["CannotExamineError", "Diagnosis", "diagnose", "identity_fields"]
 
 _LOG = LOG_NAME
 _SNAPSHOT = SNAPSHOT_NAME
-
-#: Files kept aside by a heal or an adoption: ``<name>.<label>-<n>`` (store/_aside.py).
-_KEPT = re.compile(r"(identity\.jsonl|telemetry\.json)\.(damaged|corrupt|pre-idstitch)-[0-9]+")
-
-#: What a snapshot the log does not account for is kept as, by its status.
-_SNAPSHOT_LABEL = {"foreign": "pre-idstitch", "corrupt": "corrupt", "ok": "damaged"}
 
 
 class CannotExamineError(Exception):
@@ -67,15 +69,20 @@ class Diagnosis:
     heal starts from (``device_id`` ``None``: a new device is minted).
     ``identity``: the trusted identity the dir holds (``None``: none).
     ``storage``: the storage state the next persistent run opens in
-    (``healthy``, ``healing`` or ``read_only``), ``storage_reason`` why.
+    (``healthy``, ``healing`` or ``read_only``), ``storage_reason`` why;
+    ``newer``: what a newer build wrote, as the service says it (``None``:
+    nothing). ``host_opted_out``: the dir holds only the host's own state
+    file, which says telemetry is off (the service takes it as an opt-out).
     """
 
     __slots__ = (
         "heal",
         "healthy",
+        "host_opted_out",
         "identity",
         "kept",
         "log_bytes",
+        "newer",
         "notes",
         "pending",
         "problems",
@@ -102,6 +109,8 @@ class Diagnosis:
         self.identity: dict[str, Any] | None = None
         self.snapshot = "missing"
         self.log_bytes: int | None = None
+        self.newer: str | None = None
+        self.host_opted_out = False
 
     def as_json(self) -> dict[str, Any]:
         """The diagnosis as plain JSON values (``idstitch doctor --json``)."""
@@ -208,12 +217,13 @@ def _cannot(exc: OSError) -> str:
 
 def _diagnose(state_dir: str) -> Diagnosis:
     from idstitch.events._errors import LogDamagedError, NewerFormatError
+    from idstitch.store._line import LIGHT_READ_BYTES
     from idstitch.store._log import FileLog
     from idstitch.store._snapshot import read_snapshot
 
     found = Diagnosis(state_dir)
     names = sorted(os.listdir(state_dir))
-    found.kept = [name for name in names if _KEPT.fullmatch(name)]
+    found.kept = kept_names(names)
     log_path = os.path.join(state_dir, _LOG)
     found.log_bytes = os.lstat(log_path).st_size if _LOG in names else None
     snapshot = read_snapshot(os.path.join(state_dir, _SNAPSHOT))
@@ -221,11 +231,15 @@ def _diagnose(state_dir: str) -> Diagnosis:
     held = snapshot_identity(snapshot)
     if _odd_log(found, log_path, held, names):
         return found
-    reader = FileLog(log_path).records()
+    reader = FileLog(log_path, light=(found.log_bytes or 0) <= LIGHT_READ_BYTES).records()
     result, hashes, devices = fold_noting(reader)
     good, error = result.identity, result.error
     torn = isinstance(error, LogDamagedError) and error.cause == "torn-tail"
     damage: str | None = None
+    if snapshot.status == "newer":  # the service reads the snapshot first
+        found.newer = snapshot.problem
+    elif isinstance(error, NewerFormatError):
+        found.newer = str(error)
     if isinstance(error, NewerFormatError):
         _newer(found, f"{_LOG} holds records of a newer idstitch ({error})")
     elif snapshot.status == "newer":
@@ -300,9 +314,9 @@ def _plan_heal(
         if plan.linked_user:
             start += f", aliased to {plan.linked_user}"
     present = bool(data) or os.path.lexists(log_path)
-    steps = [f"keep {_LOG} aside as {_LOG}.damaged-N (byte for byte)"] if present else []
+    steps = [f"keep {_LOG} aside as {_aside(_LOG, DAMAGED)} (byte for byte)"] if present else []
     if found.snapshot != "missing":
-        steps.append(f"keep {_SNAPSHOT} aside as {_SNAPSHOT}.damaged-N")
+        steps.append(f"keep {_SNAPSHOT} aside as {_aside(_SNAPSHOT, DAMAGED)}")
     steps.append(f"start a new log from {plan.source} ({start})")
     found.repair.append("; ".join(steps))
     found.heal = {
@@ -324,12 +338,14 @@ def _check_snapshot(
     """What the next persistent run does with the snapshot (the log being sound)."""
     status = "corrupt" if snapshot.status == "ok" and held is None else snapshot.status
     if good is None:  # no record yet: the next persistent run writes the first one
+        off = snapshot.data.get("enabled") is False  # the host's own file: telemetry is off
+        found.host_opted_out = status == "foreign" and found.log_bytes is None and off
         if status == "foreign":
             found.notes.append(_adoption(snapshot))
         elif status == "corrupt":
             found.notes.append(
                 f"{_SNAPSHOT} is corrupt ({snapshot.problem or 'no identity'}) and there is "
-                f"no log: the next persistent run keeps it as {_SNAPSHOT}.corrupt-N "
+                f"no log: the next persistent run keeps it as {_aside(_SNAPSHOT, CORRUPT)} "
                 "and mints a new device"
             )
         elif found.log_bytes is None and status == "missing":
@@ -340,10 +356,10 @@ def _check_snapshot(
             "foreign": "another tool's state file",
             "corrupt": f"corrupt ({snapshot.problem or 'no identity'})",
         }.get(status, "names no record of this log (another log's snapshot)")
-        label = _SNAPSHOT_LABEL[status]
         found.problems.append(f"{_SNAPSHOT} is {why}")
         found.repair.append(
-            f"keep {_SNAPSHOT} aside as {_SNAPSHOT}.{label}-N and write a new one from the log"
+            f"keep {_SNAPSHOT} aside as {_aside(_SNAPSHOT, SNAPSHOT_ASIDE[status])} and write "
+            "a new one from the log"
         )
     elif status == "missing":
         found.notes.append(f"{_SNAPSHOT} is missing: the next persistent run writes it")
@@ -360,14 +376,15 @@ def _adoption(snapshot: SnapshotRead) -> str:
     if adopted is None:
         return (
             f"{_SNAPSHOT} is another tool's state file without a device id PostHog would "
-            f"merge (R13): the next persistent run keeps it as {_SNAPSHOT}.pre-idstitch-N "
+            f"merge (R13): the next persistent run keeps it as "
+            f"{_aside(_SNAPSHOT, PRE_IDSTITCH)} "
             "and mints a new device"
         )
     device, user = adopted
     return (
         f"{_SNAPSHOT} is another tool's state file: the next persistent run adopts it "
         f"(device {device}, user {user or 'none'}) with one import record and keeps it as "
-        f"{_SNAPSHOT}.pre-idstitch-N"
+        f"{_aside(_SNAPSHOT, PRE_IDSTITCH)}"
     )
 
 
@@ -388,6 +405,11 @@ def _check_pending(found: Diagnosis, names: list[str]) -> None:
         found.notes.append(
             f"not a pending forgetting idstitch can read (left where it is): {', '.join(unread)}"
         )
+
+
+def _aside(name: str, label: str) -> str:
+    """How a report names the file ``name`` kept aside under ``label``: ``<name>.<label>-N``."""
+    return kept_name(name, label, "N")
 
 
 def identity_fields(identity: Identity) -> dict[str, Any]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 
 from idstitch.events._voice import debug
+from idstitch.store._names import NOTICE_NAME
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["NOTICE_NAME", "show_notice"]
-
-#: The marker a shown notice leaves in the state dir.
-NOTICE_NAME = "notice-shown"
+__all__ = ["show_notice"]
 
 
 def show_notice(state_dir: str, device_id: str, text: str, stream: Any) -> bool:  # noqa: ANN401

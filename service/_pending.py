@@ -3,8 +3,9 @@
 When another process holds the state dir's lock past the wait (it is
 busy, or stopped with Ctrl-Z in the middle of a change), a logout must
 still be durable when it returns. It is written to a file of its own,
-``identity.pending-<token>``: a temporary file, fsynced, renamed into
-place, the directory fsynced. One file per forgetting, so writers never
+``identity.pending-<token>``, published whole by the store
+(:func:`idstitch.store.publish`: a temporary file, fsynced, renamed into
+place, the directory fsynced). One file per forgetting, so writers never
 share a file and a reader never sees half of one. Every process that
 opens the state dir applies the pending files it finds to the identity it
 starts from (in memory if it cannot write); the next holder of the lock
@@ -20,26 +21,14 @@ import os
 
 from idstitch.events._voice import debug
 from idstitch.store._fs import fsync_dir, open_file
-from idstitch.store._names import PENDING_NAME
+from idstitch.store._names import pending_name, pending_names
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = [
-    "PENDING_PREFIX",
-    "Pending",
-    "pending_names",
-    "read_pending",
-    "remove_pending",
-    "sweep_stale_pending",
-    "write_pending",
-]
+__all__ = ["Pending", "pending_names", "read_pending", "remove_pending", "write_pending"]
 
-#: Each pending forgetting is ``identity.pending-<token>`` in the state dir.
-PENDING_PREFIX = PENDING_NAME + "-"
-#: A pending writer's temporary file older than this was left by a killed writer.
-STALE_SECONDS = 60.0
 _MAX_BYTES = 4096
 _KINDS = ("logout", "clear")
 
@@ -60,43 +49,17 @@ class Pending:
         return f"Pending({self.kind}, {self.new_device_id!r}, at={self.at!r}, name={self.name!r})"
 
 
-def pending_names(names: list[str]) -> list[str]:
-    """The pending files among a state dir's ``names``, in name order."""
-    return sorted(n for n in names if n.startswith(PENDING_PREFIX) and not n.endswith(".tmp"))
-
-
 def write_pending(folder: str, *, kind: str, new_device_id: str | None, at: str) -> str:
     """Write one pending forgetting durably; return its file name. Raises ``OSError``."""
     import json
     import secrets
 
+    from idstitch.store._files import publish
+
     entry: dict[str, Any] = {"kind": kind, "new_device_id": new_device_id, "at": at}
-    data = json.dumps(entry).encode()
-    token = f"{at.replace(':', '').replace('-', '')}-{secrets.token_hex(8)}"
-    name = PENDING_PREFIX + token
-    temporary = os.path.join(folder, f".{name}.tmp")
-    fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        _write_whole(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _remove(temporary)
-        raise
-    os.close(fd)
-    try:
-        os.rename(temporary, os.path.join(folder, name))
-        fsync_dir(folder)
-    except BaseException:
-        _remove(temporary)
-        raise
+    name = pending_name(f"{at.replace(':', '').replace('-', '')}-{secrets.token_hex(8)}")
+    publish(folder, name, json.dumps(entry).encode())
     return name
-
-
-def _write_whole(fd: int, data: bytes) -> None:
-    written = os.write(fd, data)
-    if written != len(data):
-        raise OSError(f"short write of a pending forgetting ({written} of {len(data)} bytes)")
 
 
 def read_pending(folder: str, names: list[str]) -> list[Pending]:
@@ -135,24 +98,6 @@ def remove_pending(folder: str, pendings: list[Pending]) -> None:
         # The records are in the log: a file seen again is not applied twice (see module).
         with contextlib.suppress(OSError):
             fsync_dir(folder)
-
-
-def sweep_stale_pending(folder: str, names: list[str]) -> None:
-    """Remove pending writers' temporary files older than :data:`STALE_SECONDS` (a writer
-    killed between its write and its rename). A younger one may belong to a live writer,
-    which holds no lock, so it is left alone."""
-    import time
-
-    prefix = f".{PENDING_PREFIX}"
-    for name in names:
-        if name.startswith(prefix) and name.endswith(".tmp"):
-            path = os.path.join(folder, name)
-            try:
-                stale = time.time() - os.lstat(path).st_mtime > STALE_SECONDS
-            except OSError:
-                continue
-            if stale:
-                _remove(path)
 
 
 def _load(path: str) -> dict[str, Any] | None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import sys
 
-from idstitch.events._names import Names
+from idstitch.events._kinds import RUNTIMES, Runtime
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import ClassVar
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
     "CI_VARIABLES",
@@ -25,15 +24,12 @@ __all__ = [
     "detect_runtime",
     "in_container",
     "is_truthy",
+    "opened_read_only_reason",
+    "opening_runtime",
+    "opted_out_by",
     "runtime_override",
+    "runtime_signal",
 ]
-
-
-class Runtime(Names):
-    """Where the host CLI runs: ``persistent`` or ``ephemeral`` (plain strings, no ``enum``)."""
-
-    PERSISTENT: ClassVar[Runtime]
-    EPHEMERAL: ClassVar[Runtime]
 
 
 #: Variables that mark a CI run: the vendors known to npm's ``ci-info``
@@ -126,14 +122,16 @@ def is_truthy(value: str | None) -> bool:
 def runtime_override(env: Mapping[str, str]) -> Runtime | None:
     """The runtime ``IDSTITCH_RUNTIME`` asks for, if it names one."""
     value = env.get("IDSTITCH_RUNTIME", "").strip().lower()
-    return Runtime(value) if value in ("persistent", "ephemeral") else None
+    return Runtime(value) if value in RUNTIMES else None
 
 
-def _in_ci(env: Mapping[str, str]) -> bool:
-    if any(env.get(name, "").strip().lower() not in _FALSY_CI for name in CI_VARIABLES):
-        return True
+def _ci_signal(env: Mapping[str, str]) -> str | None:
+    """The CI variable that is set, in words; ``None`` outside CI."""
+    for name in CI_VARIABLES:
+        if env.get(name, "").strip().lower() not in _FALSY_CI:
+            return f"CI variable {name}"
     # Heroku CI sets no variable of its own; ci-info knows it by the node it runs.
-    return _HEROKU_NODE in env.get("NODE", "")
+    return "Heroku CI" if _HEROKU_NODE in env.get("NODE", "") else None
 
 
 def _read(root: str, name: str) -> bytes:
@@ -188,16 +186,31 @@ def detect_runtime(
     filesystem root to look under, ``is_tty`` defaults to
     ``sys.stdout.isatty()`` and ``prefix`` to ``sys.prefix``.
     """
+    return runtime_signal(env=env, root=root, is_tty=is_tty, has_state=has_state, prefix=prefix)[0]
+
+
+def runtime_signal(
+    *,
+    env: Mapping[str, str] | None = None,
+    root: str = "/",
+    is_tty: bool | None = None,
+    has_state: bool = True,
+    prefix: str | None = None,
+) -> tuple[Runtime, str]:
+    """:func:`detect_runtime`'s answer and the signal that made it so, in words
+    (``"IDSTITCH_RUNTIME"``, ``"CI variable GITHUB_ACTIONS"``, ``"a container"``, ...;
+    ``"no signal"`` for the persistent default)."""
     env = os.environ if env is None else env
     override = runtime_override(env)
     if override is not None:
-        return override
-    if (
-        _in_ci(env)
-        or in_container(root)
-        or _one_shot(env, sys.prefix if prefix is None else prefix)
-    ):
-        return Runtime.EPHEMERAL
+        return override, "IDSTITCH_RUNTIME"
+    ci = _ci_signal(env)
+    if ci is not None:
+        return Runtime.EPHEMERAL, ci
+    if in_container(root):
+        return Runtime.EPHEMERAL, "a container"
+    if _one_shot(env, sys.prefix if prefix is None else prefix):
+        return Runtime.EPHEMERAL, "a one-shot runner"
     if not has_state:
         if is_tty is None:
             try:
@@ -205,5 +218,35 @@ def detect_runtime(
             except ValueError:  # stdout closed
                 is_tty = False
         if not is_tty:
-            return Runtime.EPHEMERAL
-    return Runtime.PERSISTENT
+            return Runtime.EPHEMERAL, "a first run without a terminal"
+    return Runtime.PERSISTENT, "no signal"
+
+
+def opted_out_by(env: Mapping[str, str], opt_out_vars: Iterable[str] = ()) -> bool:
+    """Whether ``DO_NOT_TRACK`` or one of the host's ``opt_out_vars`` is set truthy (R14)."""
+    return any(is_truthy(env.get(name)) for name in ("DO_NOT_TRACK", *opt_out_vars))
+
+
+def opening_runtime(
+    runtime: Runtime | str | None,
+    *,
+    env: Mapping[str, str],
+    has_state: Callable[[], bool],
+    root: str = "/",
+    is_tty: bool | None = None,
+) -> tuple[Runtime, str]:
+    """The runtime :meth:`IdentityStitch.open` runs in, and the signal that made it so:
+    ``runtime`` when given (``"argument"``), else ``IDSTITCH_RUNTIME``, else detection
+    (``has_state`` is asked only then: whether the state dir holds a log or a snapshot)."""
+    if runtime is not None:
+        return Runtime(runtime), "argument"
+    override = runtime_override(env)
+    if override is not None:
+        return override, "IDSTITCH_RUNTIME"
+    return runtime_signal(env=env, root=root, is_tty=is_tty, has_state=has_state())
+
+
+def opened_read_only_reason(*, opted_out: bool, runtime: Runtime) -> str:
+    """Why an open reads the state dir but writes nothing: ``"opted out"``, or the runtime
+    (``"ephemeral runtime"``); the ``storage_reason`` of such a run."""
+    return "opted out" if opted_out else f"{runtime} runtime"

@@ -37,33 +37,26 @@ import os
 
 from idstitch.events._errors import IllegalUserIdError, LogDamagedError, NewerFormatError
 from idstitch.events._ids import MAX_ID_LENGTH, check_user_id
+from idstitch.events._kinds import OPENING_KINDS
 from idstitch.events._voice import debug, warn
 from idstitch.machine._decide import Decision, check_decision, decide
 from idstitch.machine._fold import Identity, ReplayResult, fold
-from idstitch.machine._table import State
-from idstitch.store._fs import peek_end
+from idstitch.machine._table import USER_EVENTS, State
+from idstitch.store._fs import ends_with, holds
 from idstitch.store._lock import LOCK_WAIT
-from idstitch.store._names import LOG_NAME, SNAPSHOT_NAME
+from idstitch.store._names import DAMAGED, LOG_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
-from ._pending import (
-    pending_names,
-    read_pending,
-    remove_pending,
-    sweep_stale_pending,
-    write_pending,
-)
-from ._runtime import Runtime, detect_runtime, is_truthy, runtime_override
+from ._pending import pending_names, read_pending, remove_pending, write_pending
+from ._runtime import Runtime, opened_read_only_reason, opening_runtime, opted_out_by
 from ._storage import Storage, StorageMachine
 from ._trust import (
     fold_noting,
     foreign_identity,
     heal_plan,
     log_damage,
-    looks_torn,
-    names_line,
     snapshot_identity,
     snapshot_offset,
 )
@@ -97,9 +90,6 @@ FORGETTINGS = ("logout", "clear")
 
 #: Events that merge persons in PostHog: only the service's own alias may do that.
 _MERGING_EVENTS = frozenset({"$identify", "$create_alias", "$merge_dangerously"})
-
-#: What a state file the log does not account for is kept as, by its status.
-_KEPT_ASIDE = {"foreign": ".pre-idstitch", "corrupt": ".corrupt", "ok": ".damaged"}
 
 #: Modules a change needs, imported before any lock is taken (a cold import
 #: under the lock holds every other process up; it once took 120 ms).
@@ -231,18 +221,18 @@ class IdentityStitch:
         """
         env = os.environ if env is None else env
         folder, problem = state_folder(app, state_dir, env)
-        opted_out = any(is_truthy(env.get(name)) for name in ("DO_NOT_TRACK", *opt_out_vars))
+        opted_out = opted_out_by(env, opt_out_vars)
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
-        if isinstance(runtime, str):
-            runtime = Runtime(runtime)
-        if runtime is None:
-            runtime = runtime_override(env)
-        if runtime is None:
-            has_state = problem is None and (
-                os.path.exists(log_path) or os.path.exists(snapshot_path)
-            )
-            runtime = detect_runtime(env=env, root=root, is_tty=is_tty, has_state=has_state)
+        runtime, _ = opening_runtime(
+            runtime,
+            env=env,
+            root=root,
+            is_tty=is_tty,
+            has_state=lambda: (
+                problem is None and (os.path.exists(log_path) or os.path.exists(snapshot_path))
+            ),
+        )
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink with a spool: where it is, and whether it may be used
             try:
@@ -355,10 +345,14 @@ class IdentityStitch:
         can hold a lock on it), so that the lock works again from this run on."""
         lock_path = journal.log.lock_file
         if odd_kind(lock_path) is not None:
-            self._keep_aside(lock_path, ".damaged")
+            self._keep_aside(lock_path, DAMAGED)
+
+    def _writable_run(self) -> bool:
+        """Whether this run would write the state dir, were nothing in the way."""
+        return self._runtime is Runtime.PERSISTENT and not self._opted_out
 
     def _why_read_only(self) -> str:
-        return "opted out" if self._opted_out else f"{self._runtime} runtime"
+        return opened_read_only_reason(opted_out=self._opted_out, runtime=self._runtime)
 
     def _read_only(self, journal: _Journal, event: str, reason: str, pending: list[str]) -> None:
         """Keep the identity read from the dir in memory; an opted-out run may still forget."""
@@ -442,6 +436,10 @@ class IdentityStitch:
             self._apply_pending_in_memory(journal.folder, pending)
             return
         reason = self._why_read_only()
+        if event == "newer_format" and self._writable_run():
+            # L8 says why this persistent run writes nothing: the newer build's files.
+            newer_snapshot = snapshot.problem if snapshot.status == "newer" else None
+            reason = newer_snapshot or str(result.error)
         if event == "lock_busy":
             event = "newer_format" if newer else "read_only"
             reason = "the log needs healing and another process holds the lock"
@@ -545,11 +543,11 @@ class IdentityStitch:
             raise LogDamagedError(
                 seq=good_seq + 1, offset=reader.checkpoint.offset, cause="damaged", detail=damage
             )
-        if (held is None and snapshot.status in _KEPT_ASIDE) or (
+        if (held is None and snapshot.status in SNAPSHOT_ASIDE) or (
             held is not None and held.h not in hashes
         ):
             # Not this log's snapshot (or not a snapshot): kept, byte for byte, then rebuilt.
-            self._keep_aside(journal.snapshot_path, _KEPT_ASIDE[snapshot.status])
+            self._keep_aside(journal.snapshot_path, SNAPSHOT_ASIDE[snapshot.status])
         journal.identity = good
         journal.offset = reader.checkpoint.offset
         journal.seen = _size(journal.log_path)
@@ -588,7 +586,7 @@ class IdentityStitch:
         self._commit(decision)
         self._save_snapshot()
 
-    def _keep_aside(self, path: str | None, suffix: str, *, required: bool = False) -> str | None:
+    def _keep_aside(self, path: str | None, label: str, *, required: bool = False) -> str | None:
         """Keep a file that is about to be replaced, byte for byte; never replace a kept one.
 
         ``required``: a failure raises ``OSError`` (a heal must not go on); else it is logged.
@@ -598,7 +596,7 @@ class IdentityStitch:
         from idstitch.store._aside import keep_aside
 
         try:
-            kept = keep_aside(path, label=suffix.lstrip("."))
+            kept = keep_aside(path, label=label)
         except OSError as exc:
             if required:
                 raise
@@ -631,8 +629,8 @@ class IdentityStitch:
             plan = heal_plan(
                 good=good, good_devices=devices, held=held, data=data, good_end=good_end
             )
-            kept = self._keep_aside(journal.log_path, ".damaged", required=True)
-            kept_snapshot = self._keep_aside(journal.snapshot_path, ".damaged")
+            kept = self._keep_aside(journal.log_path, DAMAGED, required=True)
+            kept_snapshot = self._keep_aside(journal.snapshot_path, DAMAGED)
             kept = kept or kept_snapshot
             device_id = plan.device_id or self._new_device_id()
             decision = decide(
@@ -1061,8 +1059,8 @@ class IdentityStitch:
         identity = journal.identity
         from idstitch.events import START, Checkpoint
 
-        if identity is not None and not _still_ends_with(
-            journal.log_path, identity, journal.offset
+        if identity is not None and not holds(
+            journal.log_path, identity.seq, identity.h, journal.offset
         ):
             # The log this process read was replaced (a heal by another process): read it anew.
             self._log_verified = False
@@ -1093,7 +1091,7 @@ class IdentityStitch:
         if journal is None or journal.snapshot_path is None:
             return
         names = _names(journal.folder)
-        _sweep_temporaries(journal.folder, names)
+        _sweep(journal.folder, names)
         pending = read_pending(journal.folder, pending_names(names))
         if not pending:
             return
@@ -1159,7 +1157,7 @@ class IdentityStitch:
         return "persistent" if self.persisting else "ephemeral"
 
     def _decide(self, event: str, **args: Any) -> Decision | None:  # noqa: ANN401
-        if event in ("response", "login"):
+        if event in USER_EVENTS:
             if getattr(self._sink, "sends", True) is False:
                 args["may_alias"] = False  # a sink that refuses every alias: stamp, never try
             elif self._alias_failures >= ALIAS_ATTEMPTS and event == "response":
@@ -1255,7 +1253,7 @@ class IdentityStitch:
             if self._storage.state in (Storage.READ_ONLY, Storage.HEALING):
                 raise  # an opted-out forgetting (deferred), or a heal (heal_failed)
             self._to_memory("disk_fault", repr(exc))
-            if kind in ("genesis", "import", "heal", "alias_dropped"):
+            if kind in OPENING_KINDS or kind == "alias_dropped":
                 return False  # nothing to make in memory instead
             if kind in FORGETTINGS:  # the log could not take it: a pending file may (R16)
                 self._write_pending(kind, fields.get("new_device_id"))
@@ -1298,7 +1296,7 @@ class IdentityStitch:
             "offset": journal.offset,
         }
         if journal.log.locked().held:
-            _sweep_temporaries(journal.folder, _names(journal.folder))
+            _sweep(journal.folder, _names(journal.folder))
         try:
             write_snapshot(journal.snapshot_path, state)
         except OSError as exc:
@@ -1428,7 +1426,7 @@ def _int_id(user_id: int) -> str:
 def _args_of(decision: Decision) -> dict[str, Any]:
     """The decide() arguments that re-decide ``decision``'s event in memory."""
     fields = decision.fields
-    if decision.kind in ("response", "login"):
+    if decision.kind in USER_EVENTS:
         return {"user_id": fields["user_id"]}
     if decision.kind == "logout":
         return {"device_id": fields["new_device_id"]}
@@ -1486,17 +1484,12 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
     offset = snapshot_offset(snapshot)
     if identity is None or not offset:
         return None
-    size, last = peek_end(journal.log_path)
-    # A last record that lost only its newline ends one byte short of what the snapshot
-    # saw; the next append writes that newline back (store/).
-    if size + (not last.endswith(b"\n")) >= offset and names_line(identity, last):
-        # The named record is the last whole line. What follows it, if anything, must be a
-        # cut-off write of the next record (the next change's append removes it); anything
-        # else (a whole record whose newline was damaged) needs the whole read.
-        if size > offset and not _only_torn_after(journal.log_path, identity, offset):
-            return None
-        journal.identity, journal.offset, journal.seen = identity, offset, size
+    if ends_with(journal.log_path, identity.seq, identity.h, offset):
+        # The named record is the log's last (what follows it, if anything, is a cut-off
+        # write of the next record, which the next change's append removes).
+        journal.identity, journal.offset, journal.seen = identity, offset, _size(journal.log_path)
         return "steady"
+    size = _size(journal.log_path)
     if size > offset:
         from idstitch.events import Checkpoint
         from idstitch.store._log import FileLog
@@ -1516,52 +1509,12 @@ def _from_snapshot(snapshot: SnapshotRead, journal: _Journal) -> str | None:
     return None
 
 
-def _only_torn_after(path: str, identity: Identity, offset: int) -> bool:
-    """Whether the bytes after ``offset`` can only be a cut-off write of the next record (read
-    with the standard library: this is the start-up path)."""
-    from idstitch.store._fs import open_file
+def _sweep(folder: str, names: list[str]) -> None:
+    """Have the store remove the temporary files its writers left when killed mid-write (under
+    the file lock; the store knows which are its own, and which may still be a live writer's)."""
+    from idstitch.store._files import sweep_state_dir
 
-    try:
-        fd = open_file(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        tail = os.pread(fd, 4097, offset)
-    finally:
-        os.close(fd)
-    return len(tail) <= 4096 and looks_torn(tail)
-
-
-def _still_ends_with(path: str, identity: Identity, offset: int) -> bool:
-    """Whether the record ``identity`` was folded up to still ends at ``offset`` of the log
-    (another process's heal replaces the file; the records after it only follow it)."""
-    from idstitch.store._fs import open_file
-
-    try:
-        fd = open_file(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        size = os.fstat(fd).st_size
-        end = min(offset, size)  # a last record that lost its newline ends one byte short
-        begin = max(0, end - 4096)
-        data = os.pread(fd, end - begin, begin)
-    finally:
-        os.close(fd)
-    if size + 1 < offset:
-        return False
-    start = data.rstrip(b"\n").rfind(b"\n") + 1
-    return names_line(identity, data[start:])
-
-
-def _sweep_temporaries(folder: str, names: list[str]) -> None:
-    """Remove temporary files that writers killed mid-write left behind (under the file lock):
-    the snapshot's (every snapshot writer holds the lock), and pending writers' old enough
-    that no live writer can still be renaming them."""
-    from idstitch.store._snapshot import sweep_temporaries
-
-    sweep_temporaries(os.path.join(folder, SNAPSHOT_NAME), names)
-    sweep_stale_pending(folder, names)
+    sweep_state_dir(folder, names)
 
 
 def _corrupt(problem: str) -> SnapshotRead:

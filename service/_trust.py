@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from idstitch.events._ids import check_device_id, user_id_problem
 from idstitch.machine._fold import Identity
+from idstitch.store._line import names_record
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ __all__ = [
     "foreign_identity",
     "heal_plan",
     "log_damage",
-    "looks_torn",
     "lost_records",
     "names_line",
     "snapshot_identity",
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 _HEX = frozenset("0123456789abcdef")
-_H_SLICE = slice(-35, -3)  # the hash inside a line's '..."h":"<32 hex>"}\n'
 
 
 class Folded:
@@ -149,25 +148,10 @@ def lost_records(
     )
 
 
-def looks_torn(tail: bytes) -> bool:
-    """Whether bytes after the last whole record can be a write cut off by a crash: NULs, or
-    the start of a record line with no line end and no hash field yet (a whole record whose
-    newline was damaged has its hash field, and is damage, not a tear)."""
-    if not tail.strip(b"\x00"):
-        return True
-    head = b'{"v":'
-    started = tail.startswith(head) or head.startswith(tail)
-    return started and b"\n" not in tail and b'"h":"' not in tail
-
-
 def names_line(identity: Identity, line: bytes) -> bool:
     """Whether ``line`` (a whole log line, with or without its ``\\n``) is the record
     ``identity`` was folded up to: the same ``seq`` and the same hash."""
-    if not line.endswith(b"\n"):
-        line += b"\n"
-    return line[_H_SLICE] == identity.h.encode("ascii") and (
-        b'"seq":%d,' % identity.seq in line[:48]
-    )
+    return names_record(line, identity.seq, identity.h)
 
 
 def foreign_identity(snapshot: SnapshotRead) -> tuple[str, str | None] | None:

@@ -1,4 +1,4 @@
-"""Durable storage for the identity: the log, the snapshot, the process lock, the file names.
+"""Durable storage for the identity: the log, the snapshot, the lock, the state dir's format.
 
 Nothing here decides anything about identity; :mod:`idstitch.machine` does.
 Each name loads on first access, so the start-up path pays only for the
@@ -12,10 +12,21 @@ from idstitch.events._lazy import lazy_exports
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from ._aside import keep_aside, kept_files
+    from ._files import publish, sweep_state_dir
     from ._fs import DIR_MODE, FILE_MODE
+    from ._line import line_hash
     from ._lock import LOCK_WAIT, ProcessLock, at_fork_in_child
     from ._log import FileLog, MemoryLog, Tail
-    from ._names import LOCK_NAME, LOG_NAME, PENDING_NAME, SNAPSHOT_NAME
+    from ._names import (
+        LOCK_NAME,
+        LOG_NAME,
+        PENDING_NAME,
+        SNAPSHOT_NAME,
+        SPOOL_NAME,
+        kept_names,
+        pending_names,
+        temporary_affixes,
+    )
     from ._protocol import IdentityLog
     from ._repair import TornTailRepair
     from ._snapshot import (
@@ -25,7 +36,6 @@ if TYPE_CHECKING:
         SnapshotRead,
         read_snapshot,
         sweep_temporaries,
-        temporary_affixes,
         write_snapshot,
     )
 
@@ -40,6 +50,7 @@ __all__ = [
     "SNAPSHOT_FORMAT",
     "SNAPSHOT_NAME",
     "SNAPSHOT_VERSION",
+    "SPOOL_NAME",
     "FileLog",
     "IdentityLog",
     "MemoryLog",
@@ -50,7 +61,12 @@ __all__ = [
     "at_fork_in_child",
     "keep_aside",
     "kept_files",
+    "kept_names",
+    "line_hash",
+    "pending_names",
+    "publish",
     "read_snapshot",
+    "sweep_state_dir",
     "sweep_temporaries",
     "temporary_affixes",
     "write_snapshot",
@@ -60,10 +76,21 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "._aside": ("keep_aside", "kept_files"),
+        "._files": ("publish", "sweep_state_dir"),
         "._fs": ("DIR_MODE", "FILE_MODE"),
+        "._line": ("line_hash",),
         "._lock": ("LOCK_WAIT", "ProcessLock", "at_fork_in_child"),
         "._log": ("FileLog", "MemoryLog", "Tail"),
-        "._names": ("LOCK_NAME", "LOG_NAME", "PENDING_NAME", "SNAPSHOT_NAME"),
+        "._names": (
+            "LOCK_NAME",
+            "LOG_NAME",
+            "PENDING_NAME",
+            "SNAPSHOT_NAME",
+            "SPOOL_NAME",
+            "kept_names",
+            "pending_names",
+            "temporary_affixes",
+        ),
         "._protocol": ("IdentityLog",),
         "._repair": ("TornTailRepair",),
         "._snapshot": (
@@ -73,7 +100,6 @@ __getattr__ = lazy_exports(
             "SnapshotRead",
             "read_snapshot",
             "sweep_temporaries",
-            "temporary_affixes",
             "write_snapshot",
         ),
     },

@@ -21,6 +21,7 @@ import os
 import stat
 
 from ._fs import FILE_MODE, fsync_dir, list_folder
+from ._names import DAMAGED, kept_name, kept_number
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ _NO_HARD_LINK = frozenset(
 )
 
 
-def keep_aside(path: PathLike, label: str = "damaged") -> str:
+def keep_aside(path: PathLike, label: str = DAMAGED) -> str:
     """Move ``path`` to ``<path>.<label>-<n>``, the first free ``n`` from 1; return that path.
 
     Never replaces an existing file. A symlink at ``path`` is moved itself,
@@ -51,7 +52,7 @@ def keep_aside(path: PathLike, label: str = "damaged") -> str:
     number = 0
     while True:
         number += 1
-        kept = f"{path}.{label}-{number}"
+        kept = kept_name(path, label, number)
         try:
             moved = _link_then_unlink(path, kept)
         except FileExistsError:
@@ -107,17 +108,15 @@ def _make_private(path: str) -> None:
         os.chmod(path, FILE_MODE)  # lstat found a regular file: there is no link to follow
 
 
-def kept_files(path: PathLike, label: str = "damaged") -> list[str]:
+def kept_files(path: PathLike, label: str = DAMAGED) -> list[str]:
     """The files :func:`keep_aside` kept for ``path`` under ``label``, by their number.
 
     ``[]`` when there are none, or the directory cannot be listed.
     """
     folder, name = os.path.split(os.fspath(path))
-    prefix = f"{name}.{label}-"
     numbered = []
     for entry in list_folder(folder or "."):
-        number = entry[len(prefix) :]
-        # Only the numbers keep_aside writes: ASCII digits, no leading zero.
-        if entry.startswith(prefix) and number.isdigit() and number.isascii() and number[0] != "0":
-            numbered.append((int(number), entry))
+        number = kept_number(entry, name, label)
+        if number is not None:
+            numbered.append((number, entry))
     return [os.path.join(folder, entry) for _, entry in sorted(numbered)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ._line import HASH_KEY, UNENDED_TAIL, looks_torn, names_record
+
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -18,8 +20,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
+    "ends_with",
     "ensure_dir",
     "fsync_dir",
+    "holds",
     "last_line",
     "list_folder",
     "open_file",
@@ -76,11 +80,6 @@ def fsync_dir(path: PathLike) -> None:
 PEEK_WINDOW = 4096
 
 
-#: How every record line ends: its hash field's key, 32 hex digits, ``"}``.
-_H_KEY = b',"h":"'
-_UNENDED_TAIL = len(_H_KEY) + 32 + 2
-
-
 def peek_end(path: PathLike) -> tuple[int, bytes]:
     """A file's size and its last line; ``(0, b"")`` if it does not exist.
 
@@ -116,10 +115,80 @@ def last_line(data: bytes, *, cut: bool = False) -> bytes:
     """The last line of a log's ``data`` as :func:`peek_end` finds it (``cut``: ``data``
     is the end of a longer file, so its first line may be a piece of one)."""
     start = data.rfind(b"\n") + 1
-    if data.endswith(b'"}') and data.rfind(_H_KEY, start) == len(data) - _UNENDED_TAIL:
+    if data.endswith(b'"}') and data.rfind(HASH_KEY, start) == len(data) - UNENDED_TAIL:
         end = len(data)  # a whole record that lost only its line end
     else:
         end, start = start, data.rfind(b"\n", 0, max(0, start - 1)) + 1
     if end == 0 or (start == 0 and cut):
         return b""
     return data[start:end]
+
+
+def ends_with(path: PathLike, seq: int, h: str, offset: int | None = None) -> bool:
+    """Whether the log at ``path`` ends with record ``seq``, whose hash is ``h``.
+
+    That record is the log's last line (whole, or one that lost only its
+    ``\\n``) and nothing follows it but a write a crash cut off (the next
+    append removes that: :func:`~._line.looks_torn`). ``offset``: the record
+    must also end there, at its checkpoint's offset (one byte past the
+    file's end for a record that lost its ``\\n``). ``False`` for a missing,
+    empty or unreadable log, and for a log with anything else after the
+    record (another record, damage). The line is compared by its ``seq`` and
+    hash only (:func:`~._line.names_record`), unparsed: for the start-up
+    check of a log against its snapshot. Reads a window or two of
+    :data:`PEEK_WINDOW` bytes, with the standard library only.
+    """
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if offset is None:
+            begin = max(0, size - PEEK_WINDOW)
+            data = os.pread(fd, size - begin, begin)
+            line = last_line(data, cut=begin > 0)
+            if not line:
+                return False
+            rest = data[data.rfind(line) + len(line) :]
+            return names_record(line, seq, h) and (not rest or looks_torn(rest))
+        if not _ends_at(fd, size, seq, h, offset):
+            return False
+        rest = os.pread(fd, PEEK_WINDOW + 1, offset) if offset < size else b""
+    finally:
+        os.close(fd)
+    return len(rest) <= PEEK_WINDOW and (not rest or looks_torn(rest))
+
+
+def holds(path: PathLike, seq: int, h: str, offset: int) -> bool:
+    """Whether the record that ends at ``offset`` of the log at ``path`` is still record ``seq``,
+    whose hash is ``h`` (what follows it is not looked at: records appended since are fine).
+
+    ``False`` when the log was replaced meanwhile (another process's heal
+    moves the old one aside), or is missing or shorter. Reads one window.
+    """
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return _ends_at(fd, os.fstat(fd).st_size, seq, h, offset)
+    finally:
+        os.close(fd)
+
+
+def _ends_at(fd: int, size: int, seq: int, h: str, offset: int) -> bool:
+    """Whether the line of the open log ``fd`` (of ``size`` bytes) that ends at ``offset`` is
+    record ``seq`` with hash ``h``; at ``size + 1``, a last record that lost its ``\\n``."""
+    unended = offset == size + 1
+    if offset <= 0 or offset > size + 1:
+        return False
+    end = size if unended else offset
+    begin = max(0, end - PEEK_WINDOW)
+    data = os.pread(fd, end - begin, begin)
+    if data.endswith(b"\n") == unended:
+        return False
+    start = data.rfind(b"\n", 0, len(data) - 1) + 1
+    if start == 0 and begin > 0:
+        return False  # longer than any record
+    return names_record(data[start:], seq, h)

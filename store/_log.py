@@ -24,7 +24,8 @@ from idstitch.events._codec import (
 from idstitch.events._values import record_fault
 from idstitch.events._voice import warn
 
-from ._fs import ensure_dir, fsync_dir, open_file, peek_end
+from ._fs import ends_with, ensure_dir, fsync_dir, open_file, peek_end
+from ._line import line_hash
 from ._lock import ProcessLock
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
@@ -41,7 +42,6 @@ __all__ = ["FileLog", "MemoryLog", "Tail"]
 
 
 _TAIL_CHUNK = 8192
-_HEX_DIGITS = b"0123456789abcdef"
 
 
 class Tail(tuple[Checkpoint, "Record | None", int, bool]):
@@ -134,10 +134,10 @@ def _tail_of(read_at: Callable[[int, int], bytes], size: int) -> Tail:
             # The line before the last is itself damaged: read from it.
             prev_seq, prev_h = -1, ""
         else:
-            hash_bytes = prev[-35:-3]
-            if len(hash_bytes) != 32 or hash_bytes.translate(None, _HEX_DIGITS):
-                prev_seq = -1  # not a hash: the line before the last is damaged
-            prev_h = hash_bytes.decode("ascii", "replace")
+            hash_bytes = line_hash(prev)
+            if hash_bytes is None:
+                prev_seq = -1  # no hash where one goes: the line before the last is damaged
+            prev_h = (hash_bytes or b"").decode("ascii")
         if prev_seq < 0:
             return _tail_by_reading_all(read_at, size)
         after = Checkpoint(prev_seq, prev_h, last_offset)
@@ -273,6 +273,14 @@ class FileLog:
         ``"h"`` field), returned as it is on disk; see :func:`.peek_end`.
         """
         return peek_end(self.file)
+
+    def ends_with(self, seq: int, h: str, offset: int | None = None) -> bool:
+        """Whether the log ends with record ``seq``, whose hash is ``h`` (a cut-off write after
+        it aside; ``offset``: ending there), read from its end, unparsed; see :func:`.ends_with`.
+
+        ``False`` for a missing or empty log, another last record, or damage after it.
+        """
+        return ends_with(self.file, seq, h, offset)
 
     def tail(self) -> Tail:
         """The last record, checked against the one before it; ``(START, None, 0)`` if empty."""

@@ -29,6 +29,7 @@ import os
 from idstitch.events._canonical import dumps, loads
 
 from ._fs import ensure_dir, fsync_dir, list_folder, open_file
+from ._names import temporary_affixes
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ __all__ = [
     "SnapshotRead",
     "read_snapshot",
     "sweep_temporaries",
-    "temporary_affixes",
     "write_snapshot",
 ]
 
@@ -188,15 +188,6 @@ def _create_temporary(directory: str, prefix: str, suffix: str) -> tuple[int, st
     import errno
 
     raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
-
-
-def temporary_affixes(name: str) -> tuple[str, str]:
-    """The prefix and suffix of :func:`write_snapshot`'s temporary files for a file named ``name``.
-
-    ``(".telemetry.json.", ".tmp")`` for ``telemetry.json``: hidden, and
-    never the name of the file itself.
-    """
-    return f".{name}.", ".tmp"
 
 
 def sweep_temporaries(path: PathLike, names: Iterable[str] | None = None) -> list[str]:

@@ -4,7 +4,8 @@
 test: a commit passes or fails the same way on every machine, so CI reports a
 change's result, not a dice roll. ``explore`` draws new examples on each run,
 ten times as many (``strategies.examples``), to find what the fixed ones miss;
-a failure prints the ``@reproduce_failure`` blob that pins it. With neither,
+a failure prints the ``@reproduce_failure`` blob that pins it. ``check`` (``make
+check``, the quick loop) is derandomized too, with a fifth of the examples. With none,
 Hypothesis's own defaults apply (random, with its example database). No profile
 sets a deadline: speed is measured by ``bench/``, not by tests on a shared machine.
 
@@ -20,10 +21,13 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
-from strategies import PROFILE
+from support.strategies import PROFILE
 
 settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True)
 settings.register_profile("explore", max_examples=1_000, deadline=None, print_blob=True)
+settings.register_profile(
+    "check", derandomize=True, max_examples=20, deadline=None, database=None, print_blob=True
+)
 settings.register_profile("default", deadline=None, print_blob=True)
 settings.load_profile(PROFILE)
 

@@ -1,0 +1,92 @@
+"""The argument parser of ``idstitch`` (argparse): ``--help``, ``--version`` and usage errors.
+
+The command line parses the common forms of each command by hand
+(:func:`idstitch.audit.cli.main`); this module, and argparse with it, is
+imported only for what that does not take: help, the version, an
+abbreviated option, a usage error. Both give the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from idstitch import __version__
+
+__all__ = ["build_parser", "parse"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see idstitch --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``idstitch``."""
+    parser = _Parser(
+        prog="idstitch",
+        description="Replay, verify and explain idstitch identity logs.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"idstitch {__version__}",
+        help="show the installed version and exit",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument(
+            "--json", action="store_true", help="one JSON object per line (see docs/audit.md)"
+        )
+        return sub
+
+    def log_command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = command(name, summary)
+        sub.add_argument(
+            "log", metavar="LOG", help="an identity.jsonl file, or a state dir holding one"
+        )
+        sub.add_argument(
+            "--strict",
+            action="store_true",
+            help="also validate every record with the pydantic models (formats, legal ids); "
+            "a record they refuse stops the read as damage (cause bad-field)",
+        )
+        return sub
+
+    log_command("replay", "the timeline of a log, then its final identity")
+    log_command("verify", "check invariants L1-L9 of a log")
+    show = command("show", "the current identity of a state dir")
+    show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
+    show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
+    log_command("persons", "PostHog's person graph after this log's aliases")
+    doctor = command("doctor", "whether a state dir is healthy, and what a repair would do")
+    doctor.add_argument("dir", metavar="DIR", nargs="?", help="the state dir to examine")
+    doctor.add_argument("--app", metavar="NAME", help="examine NAME's default state dir")
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="heal it now, as the next run would: damaged files are kept aside, never deleted",
+    )
+    command("diagram", "the state diagram, drawn from the transition table").add_argument(
+        "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
+    )
+    command("demo", "the seed's scenarios end to end against a local capture server").add_argument(
+        "--keep", metavar="DIR", help="run in DIR (created) and keep the state dirs and logs"
+    )
+    return parser
+
+
+def parse(argv: Sequence[str] | None) -> dict[str, Any]:
+    """``argv`` parsed (exits with usage errors, ``--help`` and ``--version``); ``command``
+    is ``None`` when no command was given (the help has then been printed)."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    if args["command"] is None:
+        parser.print_help(sys.stdout)
+    return args

@@ -1,0 +1,120 @@
+"""The example CLI in examples/mycli.py, run for real against a local API and capture server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+from idstitch.adapters.capture_server import CaptureServer
+from support import REPO
+from support.local_api import serve
+
+pytestmark = pytest.mark.processes
+
+EXAMPLE = REPO / "examples" / "mycli.py"
+USERS = {"token-a": "user-a", "token-b": "user-b"}
+
+
+class _Api(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        user = USERS.get(token)
+        body = json.dumps({"id": user} if user else {"error": "bad token"}).encode()
+        self.send_response(200 if user else 401)
+        if user:
+            self.send_header("X-User-Id", user)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    """A local API whose /me names the token's user."""
+    with serve(_Api) as url:
+        yield url
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the example CLI with ``args``."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def cli_env(home: Path, api: str, posthog: CaptureServer, **extra: str) -> dict[str, str]:
+    """The example's environment: a home and state dir under ``home``, local API and PostHog."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / "state"),
+        "IDSTITCH_RUNTIME": "persistent",
+        "MYCLI_API": api,
+        "MYCLI_POSTHOG_HOST": posthog.url,
+        "MYCLI_POSTHOG_KEY": "phc_test",
+        **extra,
+    }
+
+
+def test_the_example_cli_attributes_its_commands(tmp_path: Path, api: str) -> None:
+    """login aliases once; whoami is attributed; logout then login as B aliases a new device."""
+    with CaptureServer() as posthog:
+        env = cli_env(tmp_path, api, posthog)
+        first = run(["login", "--token", "token-a"], env)
+        assert (0, "logged in as user-a\n") == (first.returncode, first.stdout)
+        assert "MYCLI_NO_TELEMETRY" in first.stderr
+        second = run(["whoami", "--token", "token-a"], env)
+        assert (0, "user-a\n", "") == (second.returncode, second.stdout, second.stderr)
+        assert 0 == run(["logout"], env).returncode
+        assert 0 == run(["login", "--token", "token-b"], env).returncode
+        bad = run(["login", "--token", "nope"], env)
+        assert 1 == bad.returncode
+        messages = posthog.wait_for(7)
+    seen = [
+        (
+            m["event"],
+            m["distinct_id"],
+            m["properties"].get("command"),
+            m["properties"].get("exit_code"),
+        )
+        for m in messages
+    ]
+    aliases = [
+        (m["distinct_id"], m["properties"]["alias"])
+        for m in messages
+        if m["event"] == "$create_alias"
+    ]
+    assert ["user-a", "user-b"] == [user for user, _ in aliases]
+    assert aliases[0][1] != aliases[1][1]
+    executed = [s for s in seen if s[0] == "cli_command_executed"]
+    assert [
+        ("cli_command_executed", "user-a", "login", 0),
+        ("cli_command_executed", "user-a", "whoami", 0),
+        ("cli_command_executed", aliases[1][1], "logout", 0),
+        ("cli_command_executed", "user-b", "login", 0),
+        ("cli_command_executed", "user-b", "login", 1),
+    ] == executed
+
+
+def test_the_example_cli_sends_nothing_when_opted_out(tmp_path: Path, api: str) -> None:
+    """MYCLI_NO_TELEMETRY=1: the command works, no request reaches PostHog, no file is written."""
+    with CaptureServer() as posthog:
+        env = cli_env(tmp_path, api, posthog, MYCLI_NO_TELEMETRY="1")
+        result = run(["login", "--token", "token-a"], env)
+        assert (0, "logged in as user-a\n", "") == (result.returncode, result.stdout, result.stderr)
+        assert ([], False) == (posthog.paths, (tmp_path / "state").exists())
