@@ -28,8 +28,9 @@ all: device ids and user ids alike), never with the number of records.
 
 from __future__ import annotations
 
-from idstitch.events import FORMAT_VERSION, KIND_VERSION, user_id_problem
+from idstitch.events import FORMAT_VERSION, user_id_problem
 from idstitch.events._frozen import Frozen, freeze
+from idstitch.events._kinds import KIND_VERSION
 from idstitch.machine import USER_EVENTS, TransitionError, step
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost

@@ -47,6 +47,7 @@ from ._spool import (
     iso_now,
     iter_lines,
     read_json,
+    segment_names,
     segments,
     write_json,
     write_small,
@@ -246,6 +247,8 @@ class _Run:
         self.record_drop = record_drop
         self.report = RunReport()
         self.messages = _Messages()
+        #: Each segment's size when the last pass listed the spool.
+        self.listed: dict[str, int] = {}
 
     # ----------------------------------------------------------------- bounds
 
@@ -263,7 +266,8 @@ class _Run:
         now = time.time()
         kept: list[Segment] = []
         for segment in found:
-            if segment.created < now - max_age and not segment.in_use():
+            # An empty segment this old was left by a writer that died or failed creating it.
+            if segment.created < now - max_age and (segment.size == 0 or not segment.in_use()):
                 self.discard(segment, "expired")
             else:
                 kept.append(segment)
@@ -317,10 +321,15 @@ class _Run:
         if not self.flush(batch):
             return False
         for segment in ours:
-            if os.path.exists(segment.path) and not segment.in_use():
-                if segment.size > max(segment.sent, _header_end(segment)):
-                    self.drop("damaged", 1)  # a last line never finished (power cut, full disk)
-                segment.remove()
+            if not os.path.exists(segment.path) or segment.in_use():
+                continue
+            # Its writer is done, but may have appended after this pass read the segment.
+            rest = segment.read_from(max(segment.sent, _header_end(segment)))
+            if b"\n" in rest:
+                continue  # whole lines not delivered yet: the next pass takes them
+            if rest:
+                self.drop("damaged", 1)  # a last line never finished (power cut, full disk)
+            segment.remove()
         return True
 
     def header_of(self, segment: Segment) -> dict[str, Any] | None:
@@ -410,17 +419,31 @@ class _Run:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.folder, name))
 
+    def grown(self) -> bool:
+        """Whether a segment is new or longer than the last pass listed it: a writer appended
+        after that pass looked (sizes only: one listing and a ``stat`` per segment)."""
+        for name in segment_names(self.folder):
+            try:
+                size = os.lstat(os.path.join(self.folder, name)).st_size
+            except OSError:
+                continue  # removed meanwhile
+            if size > self.listed.get(name, 0):
+                return True
+        return False
+
     def run(self) -> RunReport:
-        """Pass over the spool until a pass finds nothing new (other CLIs may append meanwhile)."""
+        """Pass over the spool until a pass finds nothing new and nothing was appended since
+        it listed the spool (other CLIs may append meanwhile)."""
         self.sweep()
         while True:
             before = (self.report.delivered, sum(self.report.dropped.values()))
-            if time.monotonic() >= self.deadline or not self.deliver(
-                self.enforce_bounds(segments(self.folder))
-            ):
+            found = segments(self.folder)
+            self.listed = {segment.name: segment.size for segment in found}
+            if time.monotonic() >= self.deadline or not self.deliver(self.enforce_bounds(found)):
                 self.report.result = "failed" if self.report.error else "stopped"
                 return self.report
-            if (self.report.delivered, sum(self.report.dropped.values())) == before:
+            moved = (self.report.delivered, sum(self.report.dropped.values())) != before
+            if not moved and not self.grown():
                 return self.report
 
 
@@ -508,16 +531,16 @@ def run_sender(
         if not taken:
             report.result = "busy"
             return report
+        started = time.time()
+        run = _Run(
+            folder,
+            budget=max(0.0, deadline - time.monotonic()),
+            post=post or _posthog_post,
+            sleep=sleep,
+            batch_size=batch_size,
+            record_drop=_record_drop,
+        )
         try:
-            started = time.time()
-            run = _Run(
-                folder,
-                budget=max(0.0, deadline - time.monotonic()),
-                post=post or _posthog_post,
-                sleep=sleep,
-                batch_size=batch_size,
-                record_drop=_record_drop,
-            )
             try:
                 report = run.run()
             except Exception as exc:  # noqa: BLE001 - a detached process reports, never raises
@@ -526,20 +549,12 @@ def run_sender(
             _note_run(folder, report, started)
         finally:
             lease.release()
-        # A host that appended while this run made its last pass saw the lease held and
-        # started no sender: look once more after letting go, so its events do not wait
-        # for the next command.
-        moved = report.delivered + sum(report.dropped.values())
-        if report.result != "drained" or not moved or time.monotonic() >= deadline:
+        # A host that appended after this run's last pass listed the spool saw the lease
+        # held (it appends, then looks at the lease) and started no sender: look once more
+        # after letting go, whether or not this run delivered anything, so its events do
+        # not wait for the next command.
+        if report.result != "drained" or time.monotonic() >= deadline or not run.grown():
             return report
-        if not _waiting(folder):
-            return report
-
-
-def _waiting(folder: str) -> bool:
-    from ._spool import read_status
-
-    return read_status(folder).waiting > 0
 
 
 def _note_run(folder: str, report: RunReport, started: float) -> None:

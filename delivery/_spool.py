@@ -241,7 +241,18 @@ class Segment:
             os.close(fd)
 
     def in_use(self) -> bool:
-        """Whether a writer holds the segment (it may still append to it)."""
+        """Whether a writer holds the segment (it may still append to it).
+
+        An empty segment counts as held without a probe: its writer creates it,
+        then locks it, then writes its header, and a probe between the first two
+        steps would hold the lock for an instant and make the writer's lock (and
+        so its append) fail. Once the segment has bytes, its writer holds the lock.
+        """
+        try:
+            if os.lstat(self.path).st_size == 0:
+                return True
+        except OSError:  # gone (removed, or the user opted out)
+            return False
         return locked_by_another(self.path)
 
     def mark_sent(self, offset: int) -> None:

@@ -16,30 +16,17 @@ from ._errors import (
     TransitionError,
 )
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id, user_id_problem
-from ._kinds import (
-    FORMAT_VERSION,
-    KIND_FIELDS,
-    KIND_VERSION,
-    KINDS,
-    RUNTIMES,
-    ZERO_HASH,
-    line_keys,
-)
+from ._kinds import FORMAT_VERSION, KINDS, RUNTIMES
 from ._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from ._codec import (
         START,
-        UPCASTERS,
         Checkpoint,
         Record,
         RecordReader,
-        body_hash,
-        check_line,
         encode_record,
-        format_time,
-        upcast,
     )
     from ._models import (
         AliasDropped,
@@ -61,13 +48,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION",
     "KINDS",
-    "KIND_FIELDS",
-    "KIND_VERSION",
     "MAX_ID_LENGTH",
     "RUNTIMES",
     "START",
-    "UPCASTERS",
-    "ZERO_HASH",
     "AliasDropped",
     "AnyRecordModel",
     "Checkpoint",
@@ -87,16 +70,11 @@ __all__ = [
     "RecordReader",
     "Response",
     "TransitionError",
-    "body_hash",
     "check_device_id",
-    "check_line",
     "check_user_id",
     "encode_record",
-    "format_time",
-    "line_keys",
     "parse_record",
     "record_problem",
-    "upcast",
     "user_id_problem",
     "validate_record",
 ]
@@ -106,15 +84,10 @@ __getattr__ = lazy_exports(
     {
         "._codec": (
             "START",
-            "UPCASTERS",
             "Checkpoint",
             "Record",
             "RecordReader",
-            "body_hash",
-            "check_line",
             "encode_record",
-            "format_time",
-            "upcast",
         ),
         "._models": (
             "AliasDropped",

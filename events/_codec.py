@@ -257,7 +257,7 @@ def encode_record(
     """The line (with its newline) and record that follow ``after``.
 
     The line's ``v`` is the version the kind was introduced in
-    (:data:`~idstitch.events.KIND_VERSION`). The bytes are ``orjson``'s
+    (:data:`~idstitch.events._kinds.KIND_VERSION`). The bytes are ``orjson``'s
     (:mod:`._canonical`), made with the standard library. Only the shape is
     checked here (known kind, exactly its fields, values a line can hold);
     the caller checks the values (the store with :mod:`._values`, which

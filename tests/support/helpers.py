@@ -11,14 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
-from idstitch.events import (
-    START,
-    Checkpoint,
-    LogDamagedError,
-    Record,
-    RecordReader,
-    body_hash,
-)
+from idstitch.events import START, Checkpoint, LogDamagedError, Record, RecordReader
+from idstitch.events._codec import body_hash
 from idstitch.store import MemoryLog
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from idstitch.events import (
     LogDamagedError,
     Record,
     RecordReader,
-    check_line,
     record_problem,
 )
+from idstitch.events._codec import check_line
 from idstitch.machine import Identity, replay
 from idstitch.service._trust import snapshot_identity as _snapshot_identity
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot

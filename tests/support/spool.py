@@ -6,7 +6,19 @@ from typing import Any
 
 from idstitch.delivery._spool import SpoolWriter, iso_now, new_uuid
 
-__all__ = ["spool_events"]
+__all__ = ["capture_entry", "spool_events"]
+
+
+def capture_entry(name: str, **properties: Any) -> dict[str, Any]:
+    """A capture line as the sink spools it: a new uuid, the time now, distinct id ``d``."""
+    return {
+        "type": "capture",
+        "uuid": new_uuid(),
+        "timestamp": iso_now(),
+        "event": name,
+        "distinct_id": "d",
+        "properties": properties,
+    }
 
 
 def spool_events(folder: str, url: str, count: int, **header: Any) -> list[str]:
@@ -14,16 +26,8 @@ def spool_events(folder: str, url: str, count: int, **header: Any) -> list[str]:
     writer = SpoolWriter(folder, {"api_key": "k", "host": url, **header})
     uuids = []
     for index in range(count):
-        uuid = new_uuid()
-        uuids.append(uuid)
-        entry = {
-            "type": "capture",
-            "uuid": uuid,
-            "timestamp": iso_now(),
-            "event": f"e{index}",
-            "distinct_id": "d",
-            "properties": {"index": index},
-        }
+        entry = capture_entry(f"e{index}", index=index)
+        uuids.append(entry["uuid"])
         assert writer.append(entry)
     writer.close()
     return uuids

@@ -11,7 +11,7 @@ import pytest
 from idstitch.adapters.runtime import Runtime
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.audit._verify import INVARIANTS, cause_name
-from idstitch.events import body_hash
+from idstitch.events._codec import body_hash
 from idstitch.service import record_dropped_alias
 from support import REPO
 from support.audit import (

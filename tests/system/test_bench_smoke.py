@@ -153,10 +153,12 @@ def test_the_telemetry_tax_and_delivery_bars(tmp_path: Path) -> None:
         assert 1 == case["runs"] == len(case["on_ms"]) == len(case["off_ms"])
         assert row.ratio == case["tax_median"] == case["on_median"] - case["off_median"]
         assert 0 == case["lost"], case  # each event of the on half delivered or still waiting
-        if case["condition"] == "reachable":
-            assert (case["expected"], 0) == (case["delivered"], case["waiting"]), case
-        else:  # refused: everything kept for later
+        if case["condition"] == "refused":  # everything kept for later
             assert (0, case["expected"]) == (case["delivered"], case["waiting"]), case
+        elif case["runtime"] != "container":  # the bench waited for the detached senders
+            assert (case["expected"], 0) == (case["delivered"], case["waiting"]), case
+        # The container delivers in-process for at most a second: on a loaded machine that
+        # can be none of it, and what the bound cut short waits in the spool (not lost).
     assert len(cases) + 2 == len(render_tax(cases).splitlines())
     # Phase by phase, in the one condition of the two where a sender starts.
     found = extra["phases"]

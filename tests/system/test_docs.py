@@ -7,15 +7,8 @@ import io
 import re
 
 from idstitch.audit._verify import INVARIANTS
-from idstitch.events import (
-    KINDS,
-    START,
-    ZERO_HASH,
-    Record,
-    RecordReader,
-    encode_record,
-    line_keys,
-)
+from idstitch.events import KINDS, START, Record, RecordReader, encode_record
+from idstitch.events._kinds import ZERO_HASH, line_keys
 from idstitch.machine import replay
 from support import REPO
 from support.helpers import checkpoint_after, split_lines

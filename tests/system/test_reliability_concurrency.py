@@ -8,7 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from idstitch.events import ZERO_HASH, body_hash
+from idstitch.events._codec import body_hash
+from idstitch.events._kinds import ZERO_HASH
 from idstitch.store import (
     MAX_SNAPSHOT_BYTES,
     SNAPSHOT_FORMAT,

@@ -16,17 +16,10 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from idstitch.events import (
-    KIND_FIELDS,
-    KIND_VERSION,
-    START,
-    Checkpoint,
-    RecordReader,
-    body_hash,
-    encode_record,
-    record_problem,
-)
+from idstitch.events import START, Checkpoint, RecordReader, encode_record, record_problem
 from idstitch.events._canonical import INT_RANGE, canonical_line, dumps
+from idstitch.events._codec import body_hash
+from idstitch.events._kinds import KIND_FIELDS, KIND_VERSION
 from idstitch.machine import IdentityStitch, replay
 from idstitch.service import NullSink
 from idstitch.store import FileLog, MemoryLog

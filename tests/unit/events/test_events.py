@@ -16,12 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from idstitch.events import (
     FORMAT_VERSION,
-    KIND_FIELDS,
-    KIND_VERSION,
     KINDS,
     START,
-    UPCASTERS,
-    ZERO_HASH,
     AliasDropped,
     Checkpoint,
     Clear,
@@ -34,20 +30,16 @@ from idstitch.events import (
     RecordModel,
     Response,
     _codec,
-    body_hash,
     check_device_id,
-    check_line,
     check_user_id,
     encode_record,
-    format_time,
-    line_keys,
     parse_record,
     record_problem,
-    upcast,
     user_id_problem,
     validate_record,
 )
-from idstitch.events._codec import now_text
+from idstitch.events._codec import UPCASTERS, body_hash, check_line, format_time, now_text, upcast
+from idstitch.events._kinds import KIND_FIELDS, KIND_VERSION, ZERO_HASH, line_keys
 from idstitch.events._models import MODELS, parse_fields
 from idstitch.events._models import validate_python as validate_dict
 from pydantic import ValidationError

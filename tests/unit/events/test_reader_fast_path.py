@@ -19,9 +19,9 @@ from idstitch.events import (
     START,
     LogDamagedError,
     RecordReader,
-    body_hash,
     encode_record,
 )
+from idstitch.events._codec import body_hash
 from support.reader_oracles import complete_read as reference
 from support.reader_oracles import fast_read as reader
 from support.strategies import examples

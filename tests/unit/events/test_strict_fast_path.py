@@ -23,16 +23,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from idstitch.events import (
-    KIND_FIELDS,
     START,
     Checkpoint,
     LogDamagedError,
     RecordReader,
-    body_hash,
-    check_line,
     encode_record,
     record_problem,
 )
+from idstitch.events._codec import body_hash, check_line
+from idstitch.events._kinds import KIND_FIELDS
 from idstitch.events._shapes import LINE_SHAPES
 from support.reader_oracles import check_strict_read, complete_read, fast_read
 from support.strategies import (

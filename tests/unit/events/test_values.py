@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from idstitch.events import KIND_FIELDS, START, Record, encode_record, record_problem
+from idstitch.events import START, Record, encode_record, record_problem
+from idstitch.events._kinds import KIND_FIELDS
 from idstitch.events._values import record_fault
 from idstitch.store import FileLog, MemoryLog
 from support.helpers import AT, VALID_FIELDS
