@@ -3,7 +3,8 @@
 Each command is a fresh run of the console script (as a user types it),
 timed against ``python -c pass``, interleaved (:func:`bench._process.timed_starts`),
 on a log of :data:`SMALL_RECORDS` records and a state dir holding it.
-``replay --strict`` (which imports pydantic for its models) and
+``replay --strict`` (which reads with ``orjson`` and its line patterns, and
+imports pydantic only for a line they do not prove) and
 ``persons`` are timed beside them for context. One more run of each
 reports which of the modules the tool avoids on its start it imported.
 """
@@ -23,7 +24,8 @@ __all__ = ["AUDIT_COMMANDS", "AVOIDED_MODULES", "SMALL_RECORDS", "AuditCommand",
 SMALL_RECORDS = 20
 
 #: Modules the tool's start avoids: argparse, orjson and what orjson loads, typing, re,
-#: dataclasses; rich (only on a terminal); pydantic (only for --strict).
+#: dataclasses; rich (only on a terminal); pydantic (only for a --strict line the patterns
+#: of ``events/_shapes.py`` do not prove).
 AVOIDED_MODULES = ("argparse", "dataclasses", "orjson", "pydantic", "re", "rich", "typing")
 
 

@@ -91,7 +91,7 @@ def replay_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
         "checked": Case(_replay.checked_replay, log, runs=fast),
         "floor": Case(_replay.floor, log, runs=fast),
         "loads": Case(_replay.bare_loads, log, runs=fast),
-        "strict": Case(_replay.strict_replay, log, runs=slow, warmup_arg=warm),
+        "strict": Case(_replay.strict_replay, log, runs=fast, warmup_arg=warm),
         "transitions": Case(_replay.transitions_replay, log, runs=slow, warmup_arg=warm),
     }
     results = interleaved(cases)
@@ -142,21 +142,21 @@ def replay_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
             "checked",
             "floor",
             "floor: orjson.loads + blake2b link",
-            0.75,
+            0.55,
         ),
         row(
             f"checked replay, {n:,} records",
             "checked",
             "transitions",
             "checked reader + transitions.Machine trigger per record",
-            10,
+            4,
         ),
         row(
             f"--strict replay, {n:,} records",
             "strict",
             "floor",
             "floor: orjson.loads + blake2b link",
-            0.35,
+            0.50,
         ),
         row(
             "bare orjson.loads per line",

@@ -4,7 +4,8 @@
   the kind, the key order and the exact JSON type of every field, folded
   through the transition table. What ``idstitch replay`` runs.
 * ``strict``: the same with ``records(strict=True)``: every record also
-  validated by the pydantic models.
+  validated as the pydantic models would (a line its kind's pattern
+  matches is one they accept; they judge any other line themselves).
 * ``floor``: the work no checked replay can skip: one ``orjson.loads`` and
   one blake2b hash link (computed and compared) per line, in a bare loop.
 * ``loads``: bare ``orjson.loads`` of every line.
@@ -52,7 +53,7 @@ def checked_replay(path: Path) -> int:
 
 
 def strict_replay(path: Path) -> int:
-    """Replay with every record validated by the pydantic models."""
+    """Replay with every record validated as the pydantic models would."""
     from idstitch.machine import replay
     from idstitch.store import FileLog
 

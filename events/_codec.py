@@ -5,8 +5,9 @@ Two ways to read:
 * *checked* (the default): the hash chain, ``seq`` continuity, the kind,
   the order of the keys and the exact JSON type of every field. No pydantic:
   this is the fast path replay runs on.
-* *strict*: the checked read plus full validation of every record by the
-  pydantic models (value formats, legal user ids, known runtimes).
+* *strict*: the checked read plus full validation of every record as the
+  pydantic models validate it (value formats, legal user ids, known
+  runtimes, a compact line with each key once).
 
 A reader stops at the first damaged record and raises
 :class:`LogDamagedError` naming its ``seq``, byte offset and cause; every
@@ -30,14 +31,15 @@ sound by construction; a line that fails any of them goes to
 in a fixed order (or finds the line fine after all: a version its kind is
 not written in, once upcast). So every verdict is :func:`_check`'s; the
 comparisons only decide when it is needed, and a sound line costs no
-function call of ours. The strict read runs the same loop with the pydantic
-models' compiled validator as the parser: it checks every value in the
-same call (exact types and far more) and returns the fields in the
-format's order, so the key order is checked by comparing the line with
-their canonical encoding, which also refuses a key written twice (the
-checked read, which parses with ``orjson``, sees such a key once, with its
-last value). A line it refuses goes to :func:`_check` too, which names the
-models' first objection or the repeated key.
+function call of ours. The strict read runs the same loop, with one
+comparison in place of the shape's: the line must match its kind's
+full-line pattern (:mod:`._shapes`), which only a compact canonical line
+whose every value the models accept can match (so it also refuses a key
+written twice, which ``orjson`` reads once, with its last value). A line
+it does not match goes to :func:`_check` with the models' validation,
+which names their first objection, the repeated key or the whitespace:
+the verdict is always the models', and pydantic is imported only when a
+line needs them.
 """
 
 from __future__ import annotations
@@ -188,8 +190,7 @@ class _Tools:
     ``parse`` is the fast path's parser; ``loads`` the complete check's,
     which returns what ``orjson.loads`` returns for the line or raises
     ``ValueError`` as it does; ``signatures`` is :data:`_SIGNATURES`, its
-    keys spelled by the parser; ``dumps`` the canonical encoding (the
-    strict read compares lines with it).
+    keys spelled by the parser.
 
     The checked read parses with ``orjson``, whose key cache hands out the
     same string objects for every line, so comparing a record's key tuple
@@ -199,22 +200,20 @@ class _Tools:
     complete check then asks ``orjson``.
     """
 
-    __slots__ = ("dumps", "loads", "parse", "signatures")
+    __slots__ = ("loads", "parse", "signatures")
 
     parse: Callable[[bytes], Any]
     loads: Callable[[bytes], Any]
-    dumps: Callable[[Any], bytes]
     signatures: dict[str, tuple[tuple[str, ...], tuple[type, ...], int]]
 
     def __init__(self, *, light: bool) -> None:
         if light:
-            self.parse, self.loads, self.dumps = canonical_line, _light_loads, dumps
+            self.parse, self.loads = canonical_line, _light_loads
             self.signatures = _SIGNATURES
             return
         import orjson
 
         self.parse = self.loads = orjson.loads
-        self.dumps = orjson.dumps
         self.signatures = {
             kind: (tuple(orjson.loads(orjson.dumps(dict.fromkeys(keys)))), types, version)
             for kind, (keys, types, version) in _SIGNATURES.items()
@@ -535,7 +534,7 @@ class RecordReader:
     size plus one), so that reading on from it after the line is completed
     starts at the next record.
 
-    ``strict``: validate every record with the pydantic models. ``light``
+    ``strict``: validate every record as the pydantic models do. ``light``
     (ignored when strict): read with the standard library only, for a
     process that must not import ``orjson`` (see the module); the same
     verdicts, more slowly.
@@ -563,14 +562,14 @@ class RecordReader:
         tools = _tools(light=self.light)
         link, signatures, h_key = _LINK, tools.signatures, _H_KEY
         parse: Callable[[bytes], Record] = tools.parse
-        canonical: Callable[[Record], bytes] | None = None
+        shapes: Mapping[str, Callable[[bytes], object]] | None = None
         problem: Callable[[Record], str | None] | None = None
         if self.strict:
-            # The models' compiled validator parses the line and checks every value
-            # (exact types and far more) in one call, returning its fields in the
-            # format's order; the line must then be exactly their canonical encoding.
-            parse, problem = _strict_validation()
-            canonical = tools.dumps
+            # A line its kind's pattern matches is one the models accept (see
+            # ``_shapes``): its values are read by the same parser as the checked read's.
+            from ._shapes import LINE_SHAPES
+
+            shapes, problem = LINE_SHAPES, _models_problem
         seq, prev_h, offset = self.start
         prev = prev_h.encode("ascii")
         try:
@@ -582,21 +581,23 @@ class RecordReader:
                 for line in stream:
                     try:
                         record = parse(line)
-                        keys, types, version = signatures[record["kind"]]
+                        keys, types, version = signatures[kind := record["kind"]]
                         h = link()
                         h.update(prev)
                         h.update(line[:-41])
                         h.update(b"}")
                         sound = (
                             h.hexdigest() == record["h"]
-                            and line[-41:-35] == h_key
-                            and line[-1] == 10  # a newline: the line is whole
                             and record["seq"] == seq + 1
-                            and record["v"] == version  # the kind's own: 1 for most
                             and (
-                                tuple(record) == keys and tuple(map(type, record.values())) == types
-                                if canonical is None
-                                else canonical(record) == line[:-1]
+                                line[-41:-35] == h_key
+                                and line[-1] == 10  # a newline: the line is whole
+                                and record["v"] == version  # the kind's own: 1 for most
+                                and tuple(record) == keys
+                                and tuple(map(type, record.values())) == types
+                                if shapes is None
+                                # The pattern holds all of those (and the values) at once.
+                                else shapes[kind](line) is not None
                             )
                         )
                     except (ValueError, KeyError, TypeError):  # not JSON, no object, no kind
@@ -616,8 +617,9 @@ class RecordReader:
             self.checkpoint = Checkpoint(seq, prev.decode("ascii"), offset)
 
 
-def _strict_validation() -> tuple[Callable[[bytes], Record], Callable[[Record], str | None]]:
-    """The strict models' parser of a line (raises ``ValueError``) and the problem they name."""
-    from ._models import parse_fields, record_problem
+def _models_problem(record: Record) -> str | None:
+    """The models' objection to ``record``, or ``None``: the strict read's complete check,
+    which imports them (pydantic) only when a line is not proven by its pattern."""
+    from ._models import record_problem
 
-    return parse_fields, record_problem
+    return record_problem(record)

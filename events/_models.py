@@ -258,8 +258,8 @@ _DICT_VALIDATOR = SchemaValidator(
 #: (a ``ValueError``) exactly when :func:`parse_record` would.
 validate_python: Callable[[dict[str, Any]], dict[str, Any]] = _DICT_VALIDATOR.validate_python
 
-#: The same for a JSON line, parsed and validated in one call of compiled code:
-#: the strict reader's parser. Returns the record's fields in the format's order
+#: The same for a JSON line, parsed and validated in one call of compiled code.
+#: Returns the record's fields in the format's order
 #: (not necessarily the line's), raises ``ValidationError`` (a ``ValueError``).
 parse_fields: Callable[[bytes], dict[str, Any]] = _DICT_VALIDATOR.validate_json
 

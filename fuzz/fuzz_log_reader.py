@@ -4,8 +4,11 @@
 
 Every input goes through the checked and strict readers, replay and the
 append-side tail check, with the same oracles the hypothesis properties
-use (``tests/reader_oracles.py``). A failing oracle or any unexpected
-exception is a crash that libFuzzer reports and saves.
+use (``tests/support/reader_oracles.py``); the strict reader (a line's pattern,
+else the pydantic models) is also compared with the models judging every
+line alone: the same records, and the same damage at the same ``seq``. A
+failing oracle or any unexpected exception is a crash that libFuzzer
+reports and saves.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-with atheris.instrument_imports(include=["idstitch", "reader_oracles"]):
-    from reader_oracles import check_log_bytes
+with atheris.instrument_imports(include=["idstitch", "support.reader_oracles"]):
+    from support.reader_oracles import check_log_bytes, check_strict_read
 
 
 def test_one_input(data: bytes) -> None:
     """One fuzz input: any bytes as a log."""
     check_log_bytes(data)
+    check_strict_read(data)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Every input is written as ``telemetry.json`` in a private temporary dir and
 read back with the same oracles the hypothesis properties use
-(``tests/reader_oracles.py``): never an exception, agreement with the
+(``tests/support/reader_oracles.py``): never an exception, agreement with the
 standard library's JSON parser, the size limit, the identity check.
 """
 
@@ -19,9 +19,9 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-with atheris.instrument_imports(include=["idstitch", "reader_oracles"]):
+with atheris.instrument_imports(include=["idstitch", "support.reader_oracles"]):
     from idstitch.store import SNAPSHOT_NAME
-    from reader_oracles import check_snapshot_bytes
+    from support.reader_oracles import check_snapshot_bytes
 
 _FOLDER = tempfile.mkdtemp(prefix="idstitch-fuzz-")
 _PATH = os.path.join(_FOLDER, SNAPSHOT_NAME)

@@ -14,14 +14,31 @@ import io
 import json
 import os
 
-from idstitch.events import LogDamagedError, RecordReader
+from idstitch.events import (
+    START,
+    Checkpoint,
+    LogDamagedError,
+    Record,
+    RecordReader,
+    record_problem,
+)
+from idstitch.events._codec import check_line
 from idstitch.machine import Identity, replay
 from idstitch.service._trust import snapshot_identity as _snapshot_identity
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
 from idstitch.store._fs import last_line
 from idstitch.store._log import Tail, _tail_of
 
-__all__ = ["check_log_bytes", "check_snapshot_bytes"]
+__all__ = [
+    "check_log_bytes",
+    "check_snapshot_bytes",
+    "check_strict_read",
+    "complete_read",
+    "fast_read",
+]
+
+#: What a read made of some bytes: the records, the damage (cause, seq, offset), the end.
+Outcome = tuple[list[Record], tuple[str, int, int] | None, Checkpoint]
 
 
 def _read(data: bytes, *, strict: bool) -> tuple[list[dict[str, object]], RecordReader]:
@@ -30,6 +47,42 @@ def _read(data: bytes, *, strict: bool) -> tuple[list[dict[str, object]], Record
     with contextlib.suppress(LogDamagedError):  # kept in reader.error
         records.extend(reader)
     return records, reader
+
+
+def complete_read(data: bytes, *, strict: bool = False) -> Outcome:
+    """What the complete check alone makes of ``data``, line by line through ``check_line``
+    (``strict``: every record judged by the pydantic models, no fast path at all)."""
+    records: list[Record] = []
+    after = START
+    for line in io.BytesIO(data):
+        try:
+            record = check_line(line, after, validate=record_problem if strict else None)
+        except LogDamagedError as exc:
+            return records, (exc.cause, exc.seq, exc.offset), after
+        records.append(record)
+        # A whole last record that lost only its line end ends where that line end goes.
+        end = after.offset + len(line) + (line[-1:] != b"\n")
+        after = Checkpoint(record["seq"], record["h"], end)
+    return records, None, after
+
+
+def fast_read(data: bytes, *, strict: bool = False, light: bool = False) -> Outcome:
+    """What the reader makes of ``data``, with its fast path (checked, ``light`` or strict)."""
+    stream = RecordReader(lambda: io.BytesIO(data), strict=strict, light=light)
+    records: list[Record] = []
+    try:
+        records.extend(stream)
+    except LogDamagedError as exc:
+        return records, (exc.cause, exc.seq, exc.offset), stream.checkpoint
+    return records, None, stream.checkpoint
+
+
+def check_strict_read(data: bytes) -> None:
+    """The strict reader (a line's pattern, else the models) gives the models' verdict alone:
+    the same records, the same damage (cause, seq and offset), the same end."""
+    expected = complete_read(data, strict=True)
+    actual = fast_read(data, strict=True)
+    assert expected == actual, (expected[1:], actual[1:])
 
 
 def check_log_bytes(data: bytes) -> None:

@@ -118,7 +118,9 @@ def test_no_start_path_imports_a_heavy_package(
 def test_the_check_sees_a_heavy_package_when_one_is_imported(
     tmp_path: Path, roots: dict[bool, Path]
 ) -> None:
-    """The same child reports the heavy packages its step imports (the strict reader's)."""
-    strict = START_PATHS["a"]._replace(step="list(stitch.log.records(strict=True))")
+    """The same child reports the heavy packages its step imports (the strict reader's and
+    the models')."""
+    step = "list(stitch.log.records(strict=True)); from idstitch.events import record_problem"
+    strict = START_PATHS["a"]._replace(step=step)
     found = run(strict, state_dir_for(strict, tmp_path, roots), roots[False])
     assert ["orjson", "pydantic"] == sorted({m.split(".")[0] for m in found["modules"]} & HEAVY)

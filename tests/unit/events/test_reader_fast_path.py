@@ -17,14 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from idstitch.events import (
     START,
-    Checkpoint,
     LogDamagedError,
-    Record,
     RecordReader,
     encode_record,
-    record_problem,
 )
-from idstitch.events._codec import body_hash, check_line
+from idstitch.events._codec import body_hash
+from support.reader_oracles import complete_read as reference
+from support.reader_oracles import fast_read as reader
 from support.strategies import examples
 
 from bench._data import GENESIS_DEVICE, write_log
@@ -39,39 +38,8 @@ HEAL = {
 }
 
 
-def reference(
-    data: bytes, *, strict: bool = False
-) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
-    """What the complete check alone makes of ``data`` (``strict``: with the models' verdict)."""
-    records: list[Record] = []
-    after = START
-    for line in io.BytesIO(data):
-        try:
-            record = check_line(line, after, validate=record_problem if strict else None)
-        except LogDamagedError as exc:
-            return records, (exc.cause, exc.seq, exc.offset), after
-        records.append(record)
-        # A whole last record that lost only its line end ends where that line end goes.
-        end = after.offset + len(line) + (line[-1:] != b"\n")
-        after = Checkpoint(record["seq"], record["h"], end)
-    return records, None, after
-
-
 #: The ways the reader reads: with orjson, with the standard library only, strictly.
 READS = ["checked", "light", "strict"]
-
-
-def reader(
-    data: bytes, *, strict: bool = False, light: bool = False
-) -> tuple[list[Record], tuple[str, int, int] | None, Checkpoint]:
-    """What the checked (``light``: by the standard library; or strict) reader makes of ``data``."""
-    stream = RecordReader(lambda: io.BytesIO(data), strict=strict, light=light)
-    records: list[Record] = []
-    try:
-        records.extend(stream)
-    except LogDamagedError as exc:
-        return records, (exc.cause, exc.seq, exc.offset), stream.checkpoint
-    return records, None, stream.checkpoint
 
 
 @pytest.fixture(scope="module")
