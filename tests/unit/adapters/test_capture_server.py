@@ -38,13 +38,22 @@ def post_batch(url: str, events: list[str], timeout: float = 10.0) -> dict[str, 
     return result
 
 
-def post_in_background(url: str, events: list[str]) -> tuple[threading.Thread, list[Any]]:
-    """POST a ``/batch/`` from another thread (its answer may be held); the thread, and the
-    list its decoded answer is added to."""
+def post_while_held(
+    server: CaptureServer, events: list[str]
+) -> tuple[tuple[int, list[Any], list[str]], list[Any]]:
+    """POST a ``/batch/`` of ``events`` from another thread, the server to hold its answer.
+    What the server shows once it holds it (answers held, the client's answers so far, every
+    event kept), and the client's answers after :meth:`CaptureServer.release` (the client
+    gives up after 10 s: no answer if the release did not end the hold)."""
     answers: list[Any] = []
-    client = threading.Thread(target=lambda: answers.append(post_batch(url, events)))
+    client = threading.Thread(target=lambda: answers.append(post_batch(server.url, events)))
+    before = server.delayed  # read before the post: its hold may begin at once
     client.start()
-    return client, answers
+    assert server.wait_delayed(before + 1)
+    held = (server.delayed, list(answers), [m["event"] for m in server.messages])
+    server.release()
+    client.join(30)
+    return held, answers
 
 
 def test_no_delay_by_default() -> None:
@@ -79,12 +88,7 @@ def test_release_ends_a_delay_at_once() -> None:
     """release() answers a request held by a 60 s delay: the client, which gives up after
     10 s (a sixth of the delay), gets its 200."""
     with CaptureServer(delay_seconds=60) as far:
-        client, answers = post_in_background(far.url, ["a"])
-        assert far.wait_delayed()
-        assert [] == answers  # held
-        far.release()
-        client.join(30)
-        assert [{"status": 1}] == answers
+        assert ((1, [], ["a"]), [{"status": 1}]) == post_while_held(far, ["a"])
 
 
 def test_a_delay_can_be_set_while_it_serves() -> None:
@@ -93,16 +97,8 @@ def test_a_delay_can_be_set_while_it_serves() -> None:
         assert {"status": 1} == post_batch(server.url, ["quick"])
         assert 0 == server.delayed
         server.delay_seconds = 60
-        client, answers = post_in_background(server.url, ["late"])
-        assert server.wait_delayed()
-        assert (1, [], ["quick", "late"]) == (
-            server.delayed,
-            answers,
-            [m["event"] for m in server.messages],
-        )
-        server.release()
-        client.join(30)
-        assert [{"status": 1}] == answers
+        held = post_while_held(server, ["late"])
+        assert ((1, [], ["quick", "late"]), [{"status": 1}]) == held
 
 
 def test_the_first_batches_are_answered_before_the_delay_begins() -> None:
@@ -110,16 +106,8 @@ def test_the_first_batches_are_answered_before_the_delay_begins() -> None:
     with CaptureServer(delay_seconds=60, delay_after=2) as server:
         assert [{"status": 1}] * 2 == [post_batch(server.url, [name]) for name in ("a", "b")]
         assert 0 == server.delayed
-        client, answers = post_in_background(server.url, ["c"])
-        assert server.wait_delayed()
-        assert (1, [], ["a", "b", "c"]) == (
-            server.delayed,
-            answers,
-            [m["event"] for m in server.messages],
-        )
-        server.release()
-        client.join(30)
-        assert [{"status": 1}] == answers
+        held = post_while_held(server, ["c"])
+        assert ((1, [], ["a", "b", "c"]), [{"status": 1}]) == held
 
 
 def test_errors_are_not_delayed() -> None:
