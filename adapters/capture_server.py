@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
@@ -68,8 +67,10 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.poison is not None and owner._poisoned(payload):
             self._answer(400, {"detail": f"the batch holds the event {owner.poison!r}"})
             return
-        owner._keep(payload)
-        if owner.delay_seconds:  # a far-away PostHog: it has the events, its answer is late
+        kept = owner._keep(payload)
+        if owner.delay_seconds and kept > owner.delay_after:
+            # A far-away PostHog: it has the events, its answer is late.
+            owner._note_delay()
             owner._hold.wait(owner.delay_seconds)
         try:
             self._answer(200, {"status": 1})
@@ -103,9 +104,12 @@ class CaptureServer:
     429 or 503). ``poison`` names an event a batch is refused for (400), as
     PostHog refuses a malformed one. ``stall_seconds`` holds every request
     before its body is read (:meth:`wait_stalled` says when one is held).
-    ``delay_seconds`` delays every answer of ``"ok"`` mode: the messages
-    are kept when the request arrives, the ``200`` is sent that many
-    seconds later (a client that gives up meanwhile sent them all the same).
+    ``delay_seconds`` delays every answer of ``"ok"`` mode after the first
+    ``delay_after`` batches: the messages are kept when the request arrives,
+    the ``200`` is sent that many seconds later (a client that gives up, or
+    is killed, meanwhile sent them all the same). ``delayed`` counts the
+    answers held so (:meth:`wait_delayed` says when one is held, its batch
+    already in ``batches``).
     :meth:`release` ends held requests, stalls and delays for good.
     ``port`` asks for a fixed port (``0``: any free one). Every attribute
     may be changed while it serves.
@@ -121,6 +125,7 @@ class CaptureServer:
         poison: str | None = None,
         stall_seconds: float = 0.0,
         delay_seconds: float = 0.0,
+        delay_after: int = 0,
         port: int = 0,
     ) -> None:
         self.mode: Mode = mode
@@ -130,6 +135,9 @@ class CaptureServer:
         self.poison = poison
         self.stall_seconds = stall_seconds
         self.delay_seconds = delay_seconds
+        self.delay_after = delay_after
+        #: How many answers were held by ``delay_seconds`` (their batches kept).
+        self.delayed = 0
         self._stalled = threading.Event()
         self.messages: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
@@ -174,24 +182,32 @@ class CaptureServer:
             self.paths.append(path)
             self._arrived.notify_all()
 
-    def _keep(self, payload: dict[str, Any]) -> None:
+    def _keep(self, payload: dict[str, Any]) -> int:
+        """Keep a request's messages; how many batches are kept now, this one included."""
         batch = payload.get("batch")
         messages = batch if isinstance(batch, list) else [payload]
         with self._lock:
             self.batches.append(payload)
             self.messages.extend(m for m in messages if isinstance(m, dict))
             self._arrived.notify_all()
+            return len(self.batches)
+
+    def _note_delay(self) -> None:
+        with self._lock:
+            self.delayed += 1
+            self._arrived.notify_all()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least ``count`` messages arrived (or ``timeout``); return them all."""
-        deadline = time.monotonic() + timeout
         with self._arrived:
-            while len(self.messages) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._arrived.wait(left)
+            self._arrived.wait_for(lambda: len(self.messages) >= count, timeout)
             return list(self.messages)
+
+    def wait_delayed(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until ``count`` answers are held by ``delay_seconds`` (their batches kept, the
+        clients not yet answered); ``True`` if they are."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.delayed >= count, timeout)
 
     def _poisoned(self, payload: dict[str, Any]) -> bool:
         batch = payload.get("batch")

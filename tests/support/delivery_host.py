@@ -6,7 +6,9 @@ Steps: ``response:<user>``, ``login:<user>``, ``logout``, ``capture:<event>``,
 ``events:<n>`` (n captures named ``e0``...). It runs them inside
 ``stitch.command("run")`` (so ``cli_command_executed`` is sent at exit and the
 sender started), then prints one JSON line: the spool folder, the delivery
-mode, the senders started, and which of the heavy packages were imported.
+mode, the senders started, which of the heavy packages were imported, and
+how long leaving the command took (``exit_seconds``: the command's event and
+the hand-over to the sender, or the bounded in-process delivery).
 
 Environment: ``HOST_RUNTIME`` (default ``persistent``); ``HOST_DELIVERY``
 (``auto``, ``detached``, ``in_process``); ``HOST_MAX_BYTES``;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from idstitch.adapters.sinks import SpoolSink
 from idstitch.machine import IdentityStitch
@@ -72,6 +75,8 @@ def main() -> int:
             elif name == "events":
                 for index in range(int(arg)):
                     stitch.capture(f"e{index}", {"index": index})
+        leaving = time.monotonic()
+    exit_seconds = time.monotonic() - leaving
     if limit:  # lifted before the exit, so that what runs then (coverage saving) may write
         limit_file_size(None)
     report = {
@@ -81,6 +86,7 @@ def main() -> int:
         "imported": sorted(name for name in HEAVY if name in sys.modules),
         "distinct_id": stitch.distinct_id,
         "captured": captured,
+        "exit_seconds": exit_seconds,
     }
     print(json.dumps(report))
     return 0

@@ -38,13 +38,30 @@ def post_batch(url: str, events: list[str], timeout: float = 10.0) -> dict[str, 
     return result
 
 
+def post_while_held(
+    server: CaptureServer, events: list[str]
+) -> tuple[tuple[int, list[Any], list[str]], list[Any]]:
+    """POST a ``/batch/`` of ``events`` from another thread, the server to hold its answer.
+    What the server shows once it holds it (answers held, the client's answers so far, every
+    event kept), and the client's answers after :meth:`CaptureServer.release` (the client
+    gives up after 10 s: no answer if the release did not end the hold)."""
+    answers: list[Any] = []
+    client = threading.Thread(target=lambda: answers.append(post_batch(server.url, events)))
+    before = server.delayed  # read before the post: its hold may begin at once
+    client.start()
+    assert server.wait_delayed(before + 1)
+    held = (server.delayed, list(answers), [m["event"] for m in server.messages])
+    server.release()
+    client.join(30)
+    return held, answers
+
+
 def test_no_delay_by_default() -> None:
-    """A server made without delay_seconds answers a batch at once."""
+    """A server made without delay_seconds answers a batch without holding its answer."""
     with CaptureServer() as server:
-        assert server.delay_seconds == 0.0
-        started = time.monotonic()
+        assert (0.0, 0) == (server.delay_seconds, server.delay_after)
         assert {"status": 1} == post_batch(server.url, ["a"])
-        assert time.monotonic() - started < 0.25
+        assert (0, ["a"]) == (server.delayed, [m["event"] for m in server.messages])
 
 
 def test_a_delayed_answer_comes_late() -> None:
@@ -53,7 +70,7 @@ def test_a_delayed_answer_comes_late() -> None:
         started = time.monotonic()
         assert {"status": 1} == post_batch(far.url, ["a", "b"])
         assert time.monotonic() - started >= 0.3
-        assert ["a", "b"] == [m["event"] for m in far.messages]
+        assert (1, ["a", "b"]) == (far.delayed, [m["event"] for m in far.messages])
 
 
 def test_the_events_are_kept_before_the_late_answer(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,39 +85,39 @@ def test_the_events_are_kept_before_the_late_answer(capsys: pytest.CaptureFixtur
 
 
 def test_release_ends_a_delay_at_once() -> None:
-    """release() answers a request held by a 60 s delay at once."""
+    """release() answers a request held by a 60 s delay: the client, which gives up after
+    10 s (a sixth of the delay), gets its 200."""
     with CaptureServer(delay_seconds=60) as far:
-        answers: list[dict[str, Any]] = []
-        client = threading.Thread(target=lambda: answers.append(post_batch(far.url, ["a"])))
-        started = time.monotonic()
-        client.start()
-        assert 1 == len(far.wait_for(1))
-        far.release()
-        client.join(10)
-        assert [{"status": 1}] == answers
-        assert time.monotonic() - started < 10
+        assert ((1, [], ["a"]), [{"status": 1}]) == post_while_held(far, ["a"])
 
 
 def test_a_delay_can_be_set_while_it_serves() -> None:
-    """delay_seconds set on a running server delays the next answer."""
+    """delay_seconds set on a running server holds the next answer, not the one before it."""
     with CaptureServer() as server:
-        post_batch(server.url, ["quick"])
-        server.delay_seconds = 0.3
-        started = time.monotonic()
-        post_batch(server.url, ["late"])
-        assert time.monotonic() - started >= 0.3
+        assert {"status": 1} == post_batch(server.url, ["quick"])
+        assert 0 == server.delayed
+        server.delay_seconds = 60
+        held = post_while_held(server, ["late"])
+        assert ((1, [], ["quick", "late"]), [{"status": 1}]) == held
+
+
+def test_the_first_batches_are_answered_before_the_delay_begins() -> None:
+    """With delay_after=2 the first two batches are answered at once, the third is held."""
+    with CaptureServer(delay_seconds=60, delay_after=2) as server:
+        assert [{"status": 1}] * 2 == [post_batch(server.url, [name]) for name in ("a", "b")]
+        assert 0 == server.delayed
+        held = post_while_held(server, ["c"])
+        assert ((1, [], ["a", "b", "c"]), [{"status": 1}]) == held
 
 
 def test_errors_are_not_delayed() -> None:
-    """Only the answers that take the events are late: a 500 comes at once."""
+    """Only the answers that take the events are late: a 500 is not held (held 30 s, it would
+    reach no client, which gives up after 10 s)."""
     with CaptureServer("error", delay_seconds=30) as failing:
-        started = time.monotonic()
         with pytest.raises(urllib.error.HTTPError) as refused:
             post_batch(failing.url, ["a"])
         refused.value.close()  # the error holds the answer's connection
-        assert 500 == refused.value.code
-        assert time.monotonic() - started < 5
-        assert [] == failing.messages
+        assert (500, 0, []) == (refused.value.code, failing.delayed, failing.messages)
 
 
 @pytest.mark.processes
