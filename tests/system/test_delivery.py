@@ -400,6 +400,7 @@ def test_a_fork_writes_a_segment_of_its_own(tmp_path: Path, server: CaptureServe
 # ------------------------------------------------------------------ the sender
 
 
+@pytest.mark.processes
 def test_server_errors_are_retried_with_the_same_event(tmp_path: Path) -> None:
     """A 500 is retried after one backoff pause; the same events (uuids) arrive once, in order."""
     with CaptureServer("error") as flaky:

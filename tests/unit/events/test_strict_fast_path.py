@@ -360,6 +360,7 @@ def test_lines_at_the_patterns_edges_are_judged_by_the_models(
     check_strict_read(damaged)
 
 
+@pytest.mark.processes
 def test_a_strict_read_of_a_sound_log_leaves_pydantic_unimported(tmp_path: Path) -> None:
     """Every line proven by its pattern: the models (pydantic) are imported only for a line
     that is not, and the read gives the same records either way."""
