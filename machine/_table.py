@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENTS",
+    "FORGETTINGS",
     "INITIAL",
     "NO_RULE",
     "RULES",
@@ -122,6 +123,9 @@ EVENTS: Final = KINDS
 
 #: The events that carry an authenticated user id.
 USER_EVENTS: Final = ("response", "login")
+
+#: The events that forget a user: never lost (R16), and allowed under opt-out (R14).
+FORGETTINGS: Final = ("logout", "clear")
 
 #: The guards of the user events, in the order they are tried.
 USER_GUARDS: Final = ("first", "linked", "other")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from idstitch.events._voice import debug
+from idstitch.machine._table import FORGETTINGS
 from idstitch.store._fs import fsync_dir, open_file
 from idstitch.store._names import pending_name, pending_names
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Pending", "pending_names", "read_pending", "remove_pending", "write_pending"]
 
 _MAX_BYTES = 4096
-_KINDS = ("logout", "clear")
 
 
 class Pending:
@@ -76,7 +76,7 @@ def read_pending(folder: str, names: list[str]) -> list[Pending]:
         if entry is None:
             continue
         kind, new_device, at = entry.get("kind"), entry.get("new_device_id"), entry.get("at")
-        if kind not in _KINDS or not isinstance(at, str):
+        if kind not in FORGETTINGS or not isinstance(at, str):
             continue
         if kind == "logout":
             try:

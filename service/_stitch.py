@@ -41,7 +41,7 @@ from idstitch.events._kinds import OPENING_KINDS
 from idstitch.events._voice import debug, warn
 from idstitch.machine._decide import Decision, check_decision, decide
 from idstitch.machine._fold import Identity, ReplayResult, fold
-from idstitch.machine._table import USER_EVENTS, State
+from idstitch.machine._table import FORGETTINGS, USER_EVENTS, State
 from idstitch.store._fs import ends_with, holds
 from idstitch.store._lock import LOCK_WAIT
 from idstitch.store._names import DAMAGED, LOG_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
@@ -85,8 +85,6 @@ OPEN_WAIT = 0.1
 #: How many aliases a process's responses try before they only stamp (R9).
 ALIAS_ATTEMPTS = 3
 
-#: The events that forget a user: never lost (R16), and allowed under opt-out (R14).
-FORGETTINGS = ("logout", "clear")
 
 #: Events that merge persons in PostHog: only the service's own alias may do that.
 _MERGING_EVENTS = frozenset({"$identify", "$create_alias", "$merge_dangerously"})

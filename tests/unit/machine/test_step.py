@@ -502,3 +502,24 @@ def test_stepping_a_life_is_what_was_decided(opening: RecordSpec, steps: list[Li
     for record in records:
         live.feed(record)
     assert (identity.state.value, identity, aliases) == (live.state, live.identity, live.aliases)
+
+
+def test_the_lists_of_events_are_spelled_only_where_they_are_declared() -> None:
+    """USER_EVENTS and FORGETTINGS are written once, in the table: no code folder spells
+    either list again (as a tuple, list or set literal of exactly those kinds)."""
+    import ast
+
+    from idstitch.machine._table import FORGETTINGS
+    from support import REPO
+
+    lists = {frozenset(USER_EVENTS), frozenset(FORGETTINGS)}
+    found = []
+    for folder in ("events", "store", "machine", "service", "delivery", "adapters", "audit"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                    continue
+                values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+                if len(values) == len(node.elts) and frozenset(values) in lists:
+                    found.append(f"{folder}/{path.name}")
+    assert ["machine/_table.py", "machine/_table.py"] == found  # the two declarations
