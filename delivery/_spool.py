@@ -35,6 +35,7 @@ import fcntl
 import os
 import time
 
+from idstitch.events._frozen import Frozen, freeze
 from idstitch.store._fs import ensure_dir, list_folder, open_file
 from idstitch.store._lock import at_fork_in_child
 from idstitch.store._names import SPOOL_NAME
@@ -371,10 +372,16 @@ def iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
         start = end + 1
 
 
-class SpoolStatus:
-    """What ``idstitch show`` and ``doctor`` report about a spool."""
+class SpoolStatus(Frozen):
+    """What ``idstitch show`` and ``doctor`` report about a spool: a value, compared by field."""
 
     __slots__ = ("dropped", "last_run", "oldest", "segments", "waiting", "waiting_bytes")
+    waiting: int
+    waiting_bytes: int
+    segments: int
+    oldest: float | None
+    dropped: dict[str, int]
+    last_run: dict[str, Any]
 
     def __init__(
         self,
@@ -386,12 +393,7 @@ class SpoolStatus:
         dropped: dict[str, int],
         last_run: dict[str, Any],
     ) -> None:
-        self.waiting = waiting
-        self.waiting_bytes = waiting_bytes
-        self.segments = segments
-        self.oldest = oldest
-        self.dropped = dropped
-        self.last_run = last_run
+        freeze(self, locals())
 
     def summary(self) -> str:
         """One line for ``idstitch show`` and ``doctor``."""
