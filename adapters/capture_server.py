@@ -6,9 +6,9 @@ It listens on 127.0.0.1 (an ephemeral port, or the one asked for), accepts
 it receives, so a test can point the real ``posthog`` client at it and
 assert on what arrived on the wire. It can also misbehave on purpose: answer
 500 or any other status (with a ``Retry-After``), hold requests without
-answering, refuse a batch holding a "poison" event with 400, stall before
-reading a request, or answer late, as a PostHog far away would. No network
-beyond the loopback interface is ever used.
+answering, refuse a batch holding a "poison" event with 400, or answer
+late, as a PostHog far away would. No network beyond the loopback
+interface is ever used.
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         owner = self.server.owner
         owner._note_request(self.path)
-        if owner.stall_seconds:  # the request is in flight, its body not yet taken
-            owner._stalled.set()
-            owner._hold.wait(owner.stall_seconds)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         if len(body) < length:
@@ -102,15 +99,14 @@ class CaptureServer:
     ``"hang"`` (hold each request for ``hang_seconds``, then drop it) or
     ``"status"`` (answer ``status``, with ``Retry-After: retry_after`` on a
     429 or 503). ``poison`` names an event a batch is refused for (400), as
-    PostHog refuses a malformed one. ``stall_seconds`` holds every request
-    before its body is read (:meth:`wait_stalled` says when one is held).
+    PostHog refuses a malformed one.
     ``delay_seconds`` delays every answer of ``"ok"`` mode after the first
     ``delay_after`` batches: the messages are kept when the request arrives,
     the ``200`` is sent that many seconds later (a client that gives up, or
     is killed, meanwhile sent them all the same). ``delayed`` counts the
     answers held so (:meth:`wait_delayed` says when one is held, its batch
     already in ``batches``).
-    :meth:`release` ends held requests, stalls and delays for good.
+    :meth:`release` ends held requests and delays for good.
     ``port`` asks for a fixed port (``0``: any free one). Every attribute
     may be changed while it serves.
     """
@@ -123,7 +119,6 @@ class CaptureServer:
         status: int = 500,
         retry_after: int | None = None,
         poison: str | None = None,
-        stall_seconds: float = 0.0,
         delay_seconds: float = 0.0,
         delay_after: int = 0,
         port: int = 0,
@@ -133,12 +128,10 @@ class CaptureServer:
         self.status = status
         self.retry_after = retry_after
         self.poison = poison
-        self.stall_seconds = stall_seconds
         self.delay_seconds = delay_seconds
         self.delay_after = delay_after
         #: How many answers were held by ``delay_seconds`` (their batches kept).
         self.delayed = 0
-        self._stalled = threading.Event()
         self.messages: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -214,12 +207,8 @@ class CaptureServer:
         messages = batch if isinstance(batch, list) else [payload]
         return any(isinstance(m, dict) and m.get("event") == self.poison for m in messages)
 
-    def wait_stalled(self, timeout: float = 10.0) -> bool:
-        """Wait until a request is held by ``stall_seconds``; ``True`` if one is."""
-        return self._stalled.wait(timeout)
-
     def release(self) -> None:
-        """Let held requests go on now (hung, stalled or delayed ones), and later ones too."""
+        """Let held requests go on now (hung or delayed ones), and later ones too."""
         self._hold.set()
 
     def uuids(self) -> dict[str, int]:

@@ -37,7 +37,6 @@ __all__ = [
     "Logout",
     "RecordModel",
     "Response",
-    "parse_fields",
     "parse_record",
     "record_problem",
     "validate_python",
@@ -257,11 +256,6 @@ _DICT_VALIDATOR = SchemaValidator(
 #: of the cost of ``parse_record``). Returns the dict, raises ``ValidationError``
 #: (a ``ValueError``) exactly when :func:`parse_record` would.
 validate_python: Callable[[dict[str, Any]], dict[str, Any]] = _DICT_VALIDATOR.validate_python
-
-#: The same for a JSON line, parsed and validated in one call of compiled code.
-#: Returns the record's fields in the format's order
-#: (not necessarily the line's), raises ``ValidationError`` (a ``ValueError``).
-parse_fields: Callable[[bytes], dict[str, Any]] = _DICT_VALIDATOR.validate_json
 
 # The runtimes are declared once (``_kinds.Runtime``); the type spells them out for mypy.
 assert get_args(RuntimeName) == RUNTIMES, "RuntimeName names the runtimes of _kinds.Runtime"
