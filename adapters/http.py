@@ -332,5 +332,7 @@ def __getattr__(name: str) -> object:
         from collections.abc import Callable
         from typing import Any
 
-        return Callable[[Any], "str | None"]
+        alias = Callable[[Any], "str | None"]
+        globals()["Extractor"] = alias
+        return alias
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
