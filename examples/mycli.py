@@ -80,5 +80,8 @@ def logout() -> None:
     click.echo("logged out")
 
 
+# `mycli telemetry status|enable|disable`: the user's own choice, kept in the state dir.
+cli.add_command(idstitch.click_telemetry(stitch))
+
 if __name__ == "__main__":
     cli()

@@ -318,9 +318,7 @@ class Identity:
         """
         try:
             undo = data["undo"]
-            consent = data.get("consent")
-            if consent is not None and consent not in CONSENTS:
-                raise ValueError(consent)
+            consent = _choice(data.get("consent"))
             identity = cls(
                 state=_STATES[data["state"]],
                 device_id=_text(data["device_id"]),
@@ -361,6 +359,13 @@ def _text(value: object) -> str:
 
 def _opt_text(value: object) -> str | None:
     return None if value is None else _text(value)
+
+
+def _choice(value: object) -> str | None:
+    """A consent as a snapshot holds it: one of :data:`CONSENTS`, or ``None``."""
+    if value is not None and value not in CONSENTS:
+        raise ValueError(value)
+    return value if value is None else str(value)
 
 
 def _count(value: object) -> int:

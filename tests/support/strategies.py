@@ -16,9 +16,9 @@ from typing import NamedTuple
 
 from hypothesis import strategies as st
 from idstitch.events import RUNTIMES as _RUNTIMES
-from idstitch.events._kinds import CONSENTS
 from idstitch.events import Checkpoint
 from idstitch.events._codec import format_time
+from idstitch.events._kinds import CONSENTS
 from idstitch.machine import USER_EVENTS
 
 __all__ = [
