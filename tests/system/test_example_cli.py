@@ -143,28 +143,18 @@ def test_the_example_cli_telemetry_commands_turn_sending_off_and_on(
         loud = run(["whoami", "--token", "token-a"], env)
         messages = posthog.wait_for(2)
     day = disabled.stdout.split(" on ")[1][:10]
+    off = f"Telemetry is disabled: you turned it off on {day} (mycli.py telemetry enable turns "
+    on = f"Telemetry is enabled: you turned it on on {day} (mycli.py telemetry disable turns "
+    default = (
+        "Telemetry is enabled (the default; no choice was recorded): "
+        "mycli.py telemetry disable or DO_NOT_TRACK=1 turns it off.\n"
+    )
     expected = [
-        (
-            0,
-            "Telemetry is enabled (the default; no choice was recorded): "
-            "mycli.py telemetry disable or DO_NOT_TRACK=1 turns it off.\n",
-        ),
-        (
-            0,
-            f"Telemetry is disabled: you turned it off on {day} "
-            "(mycli.py telemetry enable turns it back on).\n",
-        ),
+        (0, default),
+        (0, off + "it back on).\n"),
         (0, "user-a\n"),
-        (
-            0,
-            f"Telemetry is disabled: you turned it off on {day} "
-            "(mycli.py telemetry enable turns it back on).\n",
-        ),
-        (
-            0,
-            f"Telemetry is enabled: you turned it on on {day} "
-            "(mycli.py telemetry disable turns it off).\n",
-        ),
+        (0, off + "it back on).\n"),
+        (0, on + "it off).\n"),
         (0, "user-a\n"),
     ]
     runs = [before, disabled, quiet, status, enabled, loud]

@@ -28,6 +28,10 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "Runtime",
         "detect_runtime",
         "Command",
+        "TelemetryStatus",
+        # the telemetry commands
+        "click_telemetry",
+        "typer_telemetry",
         # sinks
         "Sink",
         "NullSink",
@@ -65,6 +69,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "replay",
         # the service, re-exported lazily (the contract's path), and the errors
         "IdentityStitch",
+        "TelemetryStatus",
         "IdentityError",
         "IllegalUserIdError",
         "LogDamagedError",
@@ -97,6 +102,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "runtime_override",
     },
     "idstitch.adapters.capture_server": {"CaptureServer"},
+    "idstitch.adapters.telemetry": {"click_telemetry", "typer_telemetry"},
     "idstitch.audit.cli": {"READER_GONE", "build_parser", "main"},
     "idstitch.events": {
         # what a log holds: kinds, the format's version, runtimes, id rules
@@ -121,6 +127,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "encode_record",
         # the models, one per kind
         "AliasDropped",
+        "Consent",
         "AnyRecordModel",
         "Clear",
         "EnqueueFailure",
@@ -177,6 +184,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "OpenReport",
         "Runtime",
         "Storage",
+        "TelemetryStatus",
         "detect_runtime",
         "diagnose",
         "open_report",
