@@ -132,6 +132,9 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
                 "ids": list(found.ids),
                 "complete": found.complete,
                 "stopped_at": None if error is None else _damage_json(error),
+                "consent": None
+                if found.consent is None
+                else dict(zip(("telemetry", "seq", "at"), found.consent, strict=True)),
             }
         )
     else:
@@ -146,6 +149,9 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
             )
             for rule in found.ids:
                 out.text(f"  {rule:<3} {INVARIANTS[rule]}")
+        if found.consent is not None:
+            choice, seq, at = found.consent
+            out.text(f"consent: telemetry {choice} by the user (seq {seq}, {at}).")
     return 0 if found.ok else 1
 
 

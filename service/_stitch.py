@@ -438,6 +438,7 @@ class IdentityStitch:
             )
             assert decision is not None
             self._commit(decision, to_disk=False)
+            self._carry_consent(good, held)
         elif good is not None:
             self._identity = good
         if event == "lock_busy" and not damaged and not newer:
@@ -661,6 +662,7 @@ class IdentityStitch:
             self._identity = _placeholder()
             self._memory = None
             self._commit(decision)  # raises OSError while healing: nothing falls back silently
+            self._carry_consent(good, held)
         except OSError as exc:
             self._storage.fire("heal_failed", repr(exc))
             self._journal = None
@@ -695,6 +697,15 @@ class IdentityStitch:
             f", aliased to {identity.linked_user}" if identity.linked_user else "",
             journal.folder,
         )
+
+    def _carry_consent(self, good: Identity | None, held: Identity | None) -> None:
+        """After a heal's first record: the user's telemetry choice goes on too (a ``consent``
+        record right after it), from the later of the good records and the snapshot."""
+        later = held if held is not None and (good is None or held.seq > good.seq) else good
+        if later is not None and later.consent is not None:
+            decision = self._decide("consent", telemetry=later.consent)
+            if decision is not None:
+                self._commit(decision)
 
     # ------------------------------------------------------------- reading
 

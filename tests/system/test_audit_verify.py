@@ -232,6 +232,7 @@ def test_verify_catches_what_the_library_never_writes(tmp_path: Path, name: str)
         "ids": ids,
         "complete": True,
         "stopped_at": None,
+        "consent": None,
     }
     assert (1, expected, summary, "") == (
         result.code,
