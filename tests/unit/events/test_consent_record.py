@@ -66,7 +66,7 @@ def test_a_consent_with_a_bad_value_is_refused_by_the_writer_and_the_strict_read
 ) -> None:
     """A choice other than enabled/disabled (or a bad device, pid) is refused by the models, and
     a line that holds one is damage to the strict read (bad-field), as the light checks say."""
-    data, after, last_h = _after_two()
+    data, _, last_h = _after_two()
     fields: dict[str, object] = {"device_id": DEVICE, "telemetry": "disabled", "pid": 42}
     fields[field] = value
     with pytest.raises(ValueError, match=f"^refusing to write an invalid record: {field}"):

@@ -73,7 +73,8 @@ def test_a_consent_changes_only_the_consent(state: State, choice: str) -> None:
         "consent_at": AT,
     }
     assert (state, None, {"d-1": "u-1"}) == (row.target, mark, aliases)
-    assert folded is not None and live.identity is not None
+    assert folded is not None
+    assert live.identity is not None
     assert expected == after.as_dict() == folded.as_dict() == live.identity.as_dict()
     assert (row, str(state)) == (live_row, live.state)
 

@@ -192,19 +192,33 @@ def test_a_heal_carries_the_consent_into_the_new_log(tmp_path: Path) -> None:
     assert "enabled" == open_stitch(tmp_path).telemetry_status().consent
 
 
+_DEFAULT = (
+    "Telemetry is enabled (the default; no choice was recorded): "
+    "mycli telemetry disable or DO_NOT_TRACK=1 turns it off."
+)
+_OFF = (
+    f"Telemetry is disabled: you turned it off on {AT_DAY} "
+    "(mycli telemetry enable turns it back on)."
+)
+_ON_NO_APP = (
+    f"Telemetry is enabled: you turned it on on {AT_DAY} "
+    "(the telemetry disable command turns it off)."
+)
+_ENV_WINS = (
+    "Telemetry is disabled: DO_NOT_TRACK is set in the environment, which wins over any "
+    f"choice recorded (you enabled it on {AT_DAY})."
+)
+
+
 @pytest.mark.parametrize(
     ("consent", "env", "app", "text"),
     [
-        (None, {}, "mycli", "Telemetry is enabled (the default; no choice was recorded): "
-         "mycli telemetry disable or DO_NOT_TRACK=1 turns it off."),
-        ("disabled", {}, "mycli", f"Telemetry is disabled: you turned it off on {AT_DAY} "
-         "(mycli telemetry enable turns it back on)."),
-        ("enabled", {}, None, f"Telemetry is enabled: you turned it on on {AT_DAY} "
-         "(the telemetry disable command turns it off)."),
-        ("enabled", {"DO_NOT_TRACK": "1"}, "mycli", "Telemetry is disabled: DO_NOT_TRACK is set "
-         f"in the environment, which wins over any choice recorded (you enabled it on {AT_DAY})."),
+        (None, {}, "mycli", _DEFAULT),
+        ("disabled", {}, "mycli", _OFF),
+        ("enabled", {}, None, _ON_NO_APP),
+        ("enabled", {"DO_NOT_TRACK": "1"}, "mycli", _ENV_WINS),
     ],
-)  # fmt: skip
+)
 def test_describe_says_whether_and_why_in_plain_words(
     tmp_path: Path, consent: str | None, env: dict[str, str], app: str | None, text: str
 ) -> None:
