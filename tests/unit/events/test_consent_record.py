@@ -45,7 +45,8 @@ def test_a_consent_line_is_read_alike_by_every_reader(choice: str) -> None:
     expected_keys = ["v", "seq", "at", "kind", "device_id", "telemetry", "pid", "h"]
     assert (expected_keys, 4) == (list(orjson.loads(line)), written["v"])
     assert written == checked == strict == orjson.loads(line)
-    assert (Consent, choice) == (type(model), model.telemetry)
+    assert isinstance(model, Consent)
+    assert choice == model.telemetry
     assert (True, None) == (LINE_SHAPES["consent"](line) is not None, record_fault(written))
 
 
