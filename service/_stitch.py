@@ -185,8 +185,10 @@ class IdentityStitch:
         self._app: str | None = None
         self._host_sink: Sink | None = None
         self._attached: dict[str, Any] | None = None
-        #: Whether this process sends nothing because the recorded consent says so.
+        #: Whether this process sends nothing because the recorded consent says so, and
+        #: whether that switch took the storage from healthy (or deferred) to read-only.
         self._off_by_consent = False
+        self._storage_off_by_consent = False
         #: Whether the consent in force is durable in the state dir (not in memory only).
         self._consent_recorded = True
         _LIVE_STITCHES.append(self)
@@ -964,6 +966,7 @@ class IdentityStitch:
             _attach(self._host_sink, self._attached, opted_out=True)
         if self._storage.state in (Storage.HEALTHY, Storage.DEFERRED):
             self._storage.fire("consent_off", "telemetry disabled by the user's recorded choice")
+            self._storage_off_by_consent = True
             self._dir_user = self._dir_user or self._identity.user_id
 
     def _consent_on(self) -> None:
@@ -975,7 +978,14 @@ class IdentityStitch:
             _attach(self._host_sink, self._attached, opted_out=False)
         if self._host_sink is not None:
             self._sink = self._host_sink
-        if self._storage.state is Storage.READ_ONLY and self._journal is not None:
+        journal = self._journal
+        if (
+            self._storage_off_by_consent
+            and self._storage.state is Storage.READ_ONLY
+            and journal is not None
+            and journal.identity == self._identity  # the choice is in the log, not pending
+        ):
+            self._storage_off_by_consent = False
             self._storage.fire("consent_on")
 
     def _user_event(self, kind: str, user_id: str | int) -> bool:

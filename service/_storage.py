@@ -104,7 +104,7 @@ STORAGE_TRANSITIONS: Final[tuple[StorageTransition, ...]] = (
     _T(R, "lock_busy", R, "a forgetting waits in the pending file"),
     _T(H, "consent_off", R, "the recorded consent disables telemetry: as opted out"),
     _T(D, "consent_off", R, "the recorded consent disables telemetry: as opted out"),
-    _T(R, "consent_on", H, "the user enabled telemetry again in the run it was off"),
+    _T(R, "consent_on", H, "the user enabled telemetry again, in the log, in a run it was off"),
     # A read-only run's failed forgetting stays read-only: it goes to a pending file.
 )
 

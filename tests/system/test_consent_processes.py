@@ -110,3 +110,25 @@ def test_an_ephemeral_run_honours_the_consent_of_the_dir_it_reads(
     assert (0, f"ephemeral {choice == 'enabled'}\n") == (run.returncode, run.stdout)
     assert expected_events == [m["event"] for m in received]
     assert Storage.READ_ONLY == open_stitch(state_dir, runtime="ephemeral").storage
+
+
+def test_an_enable_behind_a_held_lock_waits_in_a_pending_file(tmp_path: Path) -> None:
+    """A run the consent switched off enables while another process holds the lock: the run
+    sends again but stays read-only (its choice is pending, not in the log); the next run
+    appends the choice and opens healthy."""
+    open_stitch(tmp_path).disable_telemetry()
+    run = open_stitch(tmp_path)
+    with holding_the_lock(tmp_path):
+        status = run.enable_telemetry()
+        pending = _pending(tmp_path)
+    later = open_stitch(tmp_path)
+    assert (True, True, 1, Storage.READ_ONLY) == (
+        status.enabled,
+        status.recorded,
+        len(pending),
+        run.storage,
+    )
+    assert (Storage.HEALTHY, False, []) == (later.storage, later.opted_out, _pending(tmp_path))
+    assert ["disabled", "enabled"] == [
+        r["telemetry"] for r in log_records(tmp_path) if r["kind"] == "consent"
+    ]
