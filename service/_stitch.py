@@ -44,13 +44,14 @@ from idstitch.machine._fold import Identity, ReplayResult, fold
 from idstitch.machine._table import FORGETTINGS, USER_EVENTS, State
 from idstitch.store._fs import ends_with, holds
 from idstitch.store._lock import LOCK_WAIT
-from idstitch.store._names import DAMAGED, LOG_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
+from idstitch.store._names import DAMAGED, LOG_NAME, NOTICE_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
 from ._pending import pending_names, read_pending, remove_pending, write_pending
 from ._runtime import Runtime, opened_read_only_reason, opening_runtime, opted_out_by
+from ._runtime import _ci_signal as ci_signal
 from ._storage import Storage, StorageMachine
 from ._trust import (
     fold_noting,
@@ -178,6 +179,10 @@ class IdentityStitch:
         self._refusals: set[str] = set()
         #: Files this process kept aside while healing (for reports).
         self.kept: list[str] = []
+        #: The host's first-run notice (``open(notice=...)``), and whether this is a CI run
+        #: (never shown there, whatever the runtime).
+        self._notice: str | None = None
+        self._in_ci = False
         _LIVE_STITCHES.append(self)
 
     # ------------------------------------------------------------------ open
@@ -198,6 +203,8 @@ class IdentityStitch:
         is_tty: bool | None = None,
         clock: Callable[[], datetime] | None = None,
         new_device_id: Callable[[], str] | None = None,
+        notice: str | None = None,
+        notice_before_sending: bool = False,
     ) -> IdentityStitch:
         """The identity of this process, read from ``state_dir`` (or ``app``'s default dir).
 
@@ -216,6 +223,13 @@ class IdentityStitch:
         ``new_device_id`` are for tests. Never raises for I/O faults or
         damaged files: damage is healed, other faults fall back to memory
         (see :attr:`storage`).
+
+        ``notice`` is the host's first-run telemetry notice, shown by the
+        first reported command (:meth:`command`, :func:`idstitch.instrument`)
+        under the rules of :meth:`first_run_notice`. ``notice_before_sending=True``
+        (Homebrew's rule): until the notice was shown on this machine, every
+        event is dropped and no alias is spent; a run that never shows it (CI,
+        a container, stderr not a terminal) sends nothing.
         """
         env = os.environ if env is None else env
         folder, problem = state_folder(app, state_dir, env)
@@ -269,6 +283,11 @@ class IdentityStitch:
             stitch._to_memory("no_dir" if opening else "disk_fault", repr(exc))
         if stitch._identity.seq == 0:  # nothing on disk to start from: mint a device in memory
             stitch._start_in_memory()
+        stitch._notice, stitch._in_ci = notice, ci_signal(env) is not None
+        if notice_before_sending and not os.path.exists(os.path.join(folder, NOTICE_NAME)):
+            from ._notice import NoticeGate
+
+            stitch._sink = NoticeGate(stitch._sink)
         return stitch
 
     def _load_audit_log(self, path: str) -> None:
@@ -1352,23 +1371,39 @@ class IdentityStitch:
             return False
 
     def command(self, name: str, *, flush_timeout: float = 2.0) -> Command:
-        """Context manager (and decorator) that sends ``cli_command_executed`` at exit (R11)."""
+        """Context manager (and decorator) that sends ``cli_command_executed`` at exit (R11).
+
+        It shows the ``notice`` given to :meth:`open` as it starts; inside a whole-app run
+        (:func:`idstitch.instrument`) it sends nothing: that run sends the one event.
+        """
         from ._command import Command
 
         return Command(self, name, flush_timeout)
 
-    def first_run_notice(self, text: str, *, stream: Any = None) -> bool:  # noqa: ANN401
+    def first_run_notice(self, text: str | None = None, *, stream: Any = None) -> bool:  # noqa: ANN401
         """Print the host's telemetry notice to stderr once per machine; ``True`` if printed.
 
-        Never in an ephemeral runtime (CI, containers: nobody reads it there),
-        never when opted out, never on stdout. The state dir records that it
-        was shown (``notice-shown``), so it appears once per state dir.
+        ``text`` defaults to the ``notice`` given to :meth:`open`. Only when
+        ``stream`` (stderr by default) is a terminal; never in CI or another
+        ephemeral runtime (nobody reads it there), never when opted out, never
+        on stdout. The state dir records that it was shown (``notice-shown``),
+        so it appears once per state dir. Once shown, events held back by
+        ``notice_before_sending`` flow from then on.
         """
-        if not self.persisting or self._opted_out or self._state_dir is None:
-            return False
-        from ._notice import show_notice
+        import sys
 
-        return show_notice(self._state_dir, self._identity.device_id, text, stream)
+        text = self._notice if text is None else text
+        stream = sys.stderr if stream is None else stream
+        if text is None or self._in_ci or self._opted_out or self._state_dir is None:
+            return False
+        from ._notice import NoticeGate, is_terminal, show_notice
+
+        if not self.persisting or not is_terminal(stream):
+            return False
+        shown = show_notice(self._state_dir, self._identity.device_id, text, stream)
+        if shown and isinstance(self._sink, NoticeGate):
+            self._sink = self._sink.sink
+        return shown
 
     def close(self, timeout: float = 2.0) -> None:
         """Deliver what the sink queued, waiting at most about ``timeout`` seconds."""
