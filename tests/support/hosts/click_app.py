@@ -3,7 +3,7 @@
 Every way a command ends: ``hello`` (prints, exit 0), ``fail`` (an exception),
 ``quit N`` (``sys.exit``), ``leave N`` (``ctx.exit``), ``interrupt`` (SIGINT in
 its work), ``ask`` (SIGINT at a prompt), ``decorated`` (the per-command
-decorator too), ``db push`` (a nested group) and ``tell`` (returns a value, for
+decorator too), ``db push`` (a nested group) and ``login USER``, ``tell`` (returns a value, for
 ``standalone_mode=False``). ``HOST_STANDALONE=0`` runs it with
 ``standalone_mode=False`` and prints what ``main`` returned or raised.
 """
@@ -14,9 +14,8 @@ import os
 import sys
 
 import click
-from host_setup import NOTICE, WIRED, interrupt_now, interrupt_soon, stitch
-
 import idstitch
+from host_setup import NOTICE, WIRED, interrupt_now, interrupt_soon, stitch
 
 
 @click.group()
@@ -40,7 +39,7 @@ def fail() -> None:
 
 @cli.command()
 @click.argument("code", type=int)
-def quit(code: int) -> None:  # noqa: A001 - the command's name
+def quit(code: int) -> None:
     """sys.exit(code)."""
     sys.exit(code)
 
@@ -71,6 +70,13 @@ def ask() -> None:
 def decorated() -> None:
     """Wired by the decorator as well."""
     click.echo("decorated")
+
+
+@cli.command()
+@click.argument("user")
+def login(user: str) -> None:
+    """Log in as ``user`` (an alias, if the sink may send)."""
+    stitch.login(user)
 
 
 @cli.command()

@@ -28,7 +28,9 @@ NOTICE = os.environ.get("HOST_NOTICE")
 
 def interrupt_soon() -> None:
     """Ctrl-C, for real: SIGINT to this process in a moment (while it waits at a prompt)."""
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
 
 
 def interrupt_now() -> None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import sys
 
+import idstitch
 import typer
 from host_setup import NOTICE, WIRED, interrupt_now, stitch
-
-import idstitch
 
 app = typer.Typer(pretty_exceptions_enable=False)
 db = typer.Typer()
@@ -32,7 +31,7 @@ def fail() -> None:
 
 
 @app.command()
-def quit(code: int) -> None:  # noqa: A001 - the command's name
+def quit(code: int) -> None:
     """sys.exit(code)."""
     sys.exit(code)
 
