@@ -35,6 +35,7 @@ def host_env(state: Path, url: str, **extra: str) -> dict[str, str]:
         "IDSTITCH_RUNTIME": "persistent",
         "HOST_STATE": str(state),
         "HOST_URL": url,
+        "PYTHONPATH": str(SUPPORT.parent),  # the hosts import support.hosts.host_setup
         "TERM": "dumb",
         "NO_COLOR": "1",
         **extra,

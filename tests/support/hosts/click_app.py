@@ -15,7 +15,8 @@ import sys
 
 import click
 import idstitch
-from host_setup import NOTICE, WIRED, interrupt_now, interrupt_soon, stitch
+
+from support.hosts.host_setup import NOTICE, WIRED, interrupt_now, interrupt_soon, stitch
 
 
 @click.group()

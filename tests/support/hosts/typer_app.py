@@ -10,7 +10,8 @@ import sys
 
 import idstitch
 import typer
-from host_setup import NOTICE, WIRED, interrupt_now, stitch
+
+from support.hosts.host_setup import NOTICE, WIRED, interrupt_now, stitch
 
 app = typer.Typer(pretty_exceptions_enable=False)
 db = typer.Typer()
