@@ -35,6 +35,8 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "PrintSink",
         "RecordingSink",
         "SpoolSink",
+        # whole-app wiring (click, typer)
+        "instrument",
         # HTTP hooks
         "httpx_async_hooks",
         "httpx_hooks",
