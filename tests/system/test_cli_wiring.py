@@ -4,6 +4,8 @@ every way a run ends, the app's own behaviour unchanged, and the first-run notic
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from idstitch.adapters.capture_server import CaptureServer
 from idstitch.store import FileLog
 from support.cli_hosts import host_env, run_app, run_app_on_terminal
+from support.helpers import bare_environment
 
 pytestmark = pytest.mark.processes
 
@@ -253,3 +256,32 @@ def test_with_notice_before_sending_nothing_is_sent_until_it_was_shown(tmp_path:
     assert ["hello", "db push"] == [e["command"] for e in events]
     records = FileLog(tmp_path / "identity.jsonl").records(strict=True)
     assert [("genesis", None), ("login", False)] == [(r["kind"], r.get("alias")) for r in records]
+
+
+_START = """
+import sys, click, idstitch
+stitch = idstitch.open(state_dir=sys.argv[1], runtime="persistent", env={})
+before = sorted(m for m in ("idstitch.adapters.cli", "typer") if m in sys.modules)
+@click.group()
+def cli(): pass
+@cli.command()
+def hello(): click.echo("hello")
+idstitch.instrument(cli, stitch)
+cli.main(["hello"], standalone_mode=False)
+heavy = ("posthog", "pydantic", "transitions", "orjson", "typer")
+print(before, sorted(m for m in heavy if m in sys.modules))
+"""
+
+
+def test_the_wiring_costs_nothing_until_used_and_stays_light(tmp_path: Path) -> None:
+    """A start that does not instrument loads neither the wiring nor typer; a wired click run
+    loads none of posthog, pydantic, transitions, orjson or typer (bar B2)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _START, str(tmp_path)],
+        env=bare_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (0, "hello\n[] []\n", "") == (done.returncode, done.stdout, done.stderr)
