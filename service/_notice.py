@@ -3,8 +3,9 @@
 The rules (docs/integration.md, "The first-run notice"): once per state dir
 (the ``notice-shown`` marker), only when stderr is a terminal, never in CI
 or another ephemeral runtime, never when opted out. With
-``notice_before_sending`` the host's sink waits behind a :class:`NoticeGate`
-until the notice was shown on this machine (Homebrew's rule).
+``notice_before_sending`` the host's sink is held back (a ``NullSink`` that
+queues nothing and asks for no alias stands in) until the notice was shown
+on this machine (Homebrew's rule).
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from idstitch.store._names import NOTICE_NAME
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["NoticeGate", "is_terminal", "show_notice"]
+__all__ = ["is_terminal", "show_notice"]
 
 
 def show_notice(state_dir: str, device_id: str, text: str, stream: Any) -> bool:  # noqa: ANN401
@@ -59,36 +59,3 @@ def is_terminal(stream: Any) -> bool:  # noqa: ANN401 - any text stream
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         return False
-
-
-class NoticeGate:
-    """Stands for the host's sink until the first-run notice was shown on this machine.
-
-    Every event is dropped (reported as not queued) and no alias is asked for
-    (``sends`` is ``False``, so the device stays free); nothing is spooled,
-    so nothing is delivered later either. The service puts :attr:`sink` back
-    once the notice is shown.
-    """
-
-    sends = False
-
-    def __init__(self, sink: Any) -> None:  # noqa: ANN401 - the host's sink
-        self.sink = sink
-
-    def alias(self, *, user_id: str, device_id: str) -> bool:
-        """Not asked (``sends`` is ``False``); refused if it were."""
-        return False
-
-    def capture(
-        self,
-        *,
-        distinct_id: str,
-        event: str,
-        properties: Mapping[str, Any],
-        groups: Mapping[str, str],
-    ) -> bool:
-        """Dropped: the notice was never shown."""
-        return False
-
-    def flush(self, timeout: float) -> None:
-        """Nothing to deliver."""

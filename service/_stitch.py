@@ -183,6 +183,8 @@ class IdentityStitch:
         #: (never shown there, whatever the runtime).
         self._notice: str | None = None
         self._in_ci = False
+        #: The host's sink, held back until the notice is shown (``notice_before_sending``).
+        self._held: Sink | None = None
         _LIVE_STITCHES.append(self)
 
     # ------------------------------------------------------------------ open
@@ -285,9 +287,10 @@ class IdentityStitch:
             stitch._start_in_memory()
         stitch._notice, stitch._in_ci = notice, ci_signal(env) is not None
         if notice_before_sending and not os.path.exists(os.path.join(folder, NOTICE_NAME)):
-            from ._notice import NoticeGate
+            # Events are dropped, not kept: none may leave before the notice was shown.
+            from ._sinks import NullSink
 
-            stitch._sink = NoticeGate(stitch._sink)
+            stitch._held, stitch._sink = stitch._sink, NullSink(queued=False, sends=False)
         return stitch
 
     def _load_audit_log(self, path: str) -> None:
@@ -1396,13 +1399,13 @@ class IdentityStitch:
         stream = sys.stderr if stream is None else stream
         if text is None or self._in_ci or self._opted_out or self._state_dir is None:
             return False
-        from ._notice import NoticeGate, is_terminal, show_notice
+        from ._notice import is_terminal, show_notice
 
         if not self.persisting or not is_terminal(stream):
             return False
         shown = show_notice(self._state_dir, self._identity.device_id, text, stream)
-        if shown and isinstance(self._sink, NoticeGate):
-            self._sink = self._sink.sink
+        if shown and self._held is not None:
+            self._sink, self._held = self._held, None
         return shown
 
     def close(self, timeout: float = 2.0) -> None:
