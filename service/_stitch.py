@@ -50,7 +50,14 @@ from idstitch.store._snapshot import read_snapshot, write_snapshot
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
 from ._pending import pending_names, read_pending, remove_pending, write_pending
-from ._runtime import Runtime, opened_read_only_reason, opening_runtime, opted_out_by
+from ._properties import EventProperties
+from ._runtime import (
+    Runtime,
+    RuntimeVerdict,
+    opened_read_only_reason,
+    opening_runtime,
+    opted_out_by,
+)
 from ._storage import Storage, StorageMachine
 from ._trust import (
     fold_noting,
@@ -168,6 +175,8 @@ class IdentityStitch:
         self._new_device_id = new_device_id or _new_device_id
         self._lock = _thread.RLock()
         self._groups: dict[str, str] = {}
+        #: The properties every capture carries (set by :meth:`open`).
+        self._properties = EventProperties(verdict=RuntimeVerdict(runtime, "argument", "argument"))
         #: Aliases that failed to queue in this process (R9: each is retried later).
         self._alias_failures = 0
         #: Whether the identity is the whole log's fold (not a snapshot's word for it).
@@ -198,6 +207,8 @@ class IdentityStitch:
         is_tty: bool | None = None,
         clock: Callable[[], datetime] | None = None,
         new_device_id: Callable[[], str] | None = None,
+        app_version: str | None = None,
+        properties: Mapping[str, object] | None = None,
     ) -> IdentityStitch:
         """The identity of this process, read from ``state_dir`` (or ``app``'s default dir).
 
@@ -216,13 +227,19 @@ class IdentityStitch:
         ``new_device_id`` are for tests. Never raises for I/O faults or
         damaged files: damage is healed, other faults fall back to memory
         (see :attr:`storage`).
+
+        Every capture carries default properties (``cli_name`` is ``app``,
+        ``cli_version`` is ``app_version``, idstitch's version, the
+        architecture, the runtime and why, whether stdout is a terminal:
+        :mod:`._properties`) and the host's ``properties`` over them; an
+        event's own properties win over both.
         """
         env = os.environ if env is None else env
         folder, problem = state_folder(app, state_dir, env)
         opted_out = opted_out_by(env, opt_out_vars)
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
-        runtime, _ = opening_runtime(
+        verdict = opening_runtime(
             runtime,
             env=env,
             root=root,
@@ -231,6 +248,7 @@ class IdentityStitch:
                 problem is None and (os.path.exists(log_path) or os.path.exists(snapshot_path))
             ),
         )
+        runtime = verdict.runtime
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink with a spool: where it is, and whether it may be used
             try:
@@ -254,6 +272,9 @@ class IdentityStitch:
             strict=strict,
             clock=clock,
             new_device_id=new_device_id,
+        )
+        stitch._properties = EventProperties(
+            app=app, app_version=app_version, verdict=verdict, is_tty=is_tty, extra=properties
         )
         try:
             if problem is not None:
@@ -1336,7 +1357,7 @@ class IdentityStitch:
                 warn(_VOICE, "idstitch: capture(%r) refused: idstitch alone merges persons", event)
                 return False
             identity = self._identity
-            props = dict(properties or {})
+            props = {**self._properties.every_event(), **(properties or {})}
             props.setdefault("$device_id", identity.device_id)
             merged = {**self._groups, **(groups or {})}
             return bool(
