@@ -4,6 +4,19 @@ The answer decides whether an alias is sent and whether anything is
 written (rule R2). Detection only reads: an environment mapping, a
 filesystem root, ``sys.prefix`` and whether stdout is a terminal, all
 injectable, so every branch is testable without touching the machine.
+
+:func:`runtime_verdict` is the one place it is decided; its
+:class:`RuntimeVerdict` carries why, as a stable token
+(:data:`RUNTIME_REASONS`), who the token names (a CI vendor from
+:data:`CI_PROVIDERS`, a development environment from
+:data:`DEV_ENVIRONMENTS`, a one-shot launcher) and the same in words. The
+open (:mod:`._stitch`), its report (:mod:`._opening`) and the event
+properties (:mod:`._properties`) all take it from there.
+
+A development environment (GitHub Codespaces, a VS Code dev container,
+Gitpod) is a container a developer works in for weeks, its home dir kept
+across commands and restarts: it counts as persistent, as their laptop
+does, so a login there aliases once and the first-run notice shows.
 """
 
 from __future__ import annotations
