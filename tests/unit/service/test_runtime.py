@@ -626,10 +626,21 @@ def test_runtime_signal_and_detect_runtime_say_what_the_verdict_says(
     """runtime_signal's pair and detect_runtime's answer are the verdict's, not a second look."""
     scene, expected = VERDICTS[name]
     root = build_root(tmp_path, scene.files)
-    args = {"env": scene.env, "root": root, "is_tty": scene.is_tty, "prefix": scene.prefix}
     got = (
-        runtime_signal(**args, has_state=scene.has_state),
-        detect_runtime(**args, has_state=scene.has_state),
+        runtime_signal(
+            env=scene.env,
+            root=root,
+            is_tty=scene.is_tty,
+            has_state=scene.has_state,
+            prefix=scene.prefix,
+        ),
+        detect_runtime(
+            env=scene.env,
+            root=root,
+            is_tty=scene.is_tty,
+            has_state=scene.has_state,
+            prefix=scene.prefix,
+        ),
     )
     assert ((expected.runtime, expected.signal), expected.runtime) == got
 
@@ -662,7 +673,7 @@ def test_the_best_known_vendors_have_their_own_names() -> None:
 def test_every_ci_info_vendor_variable_names_a_provider() -> None:
     """Each of ci-info's vendor variables has a provider; its generic names have none."""
     generic = {"BUILD_ID", "BUILD_NUMBER", "CI", "CI_NAME", "CONTINUOUS_INTEGRATION", "RUN_ID"}
-    expected = (set(CI_INFO_NAMES) - generic, set())
+    expected: tuple[set[str], set[str]] = (set(CI_INFO_NAMES) - generic, set())
     assert expected == (
         set(CI_PROVIDERS) & set(CI_INFO_NAMES),
         set(CI_PROVIDERS) - set(CI_VARIABLES),
