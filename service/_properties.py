@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ._runtime import RuntimeVerdict
 
-__all__ = ["EventProperties", "default_properties", "machine_arch"]
+__all__ = ["default_properties", "every_event", "machine_arch"]
 
 #: The architectures Windows names in ``PROCESSOR_ARCHITECTURE`` (it has no ``os.uname``);
 #: any other value of that variable is not sent.
@@ -74,35 +74,16 @@ def default_properties(
     return {name: value for name, value in found.items() if value is not None}
 
 
-class EventProperties:
+def every_event(
+    verdict: RuntimeVerdict,
+    app: str | None,
+    app_version: str | None,
+    is_tty: bool | None,
+    extra: Mapping[str, object],
+) -> dict[str, object]:
     """The properties a stitch puts on every capture: the defaults, then the host's own
-    (``properties=`` of :meth:`IdentityStitch.open`) over them. Computed on first use."""
-
-    __slots__ = ("_app", "_app_version", "_every", "_extra", "_is_tty", "_verdict")
-
-    def __init__(
-        self,
-        *,
-        verdict: RuntimeVerdict,
-        app: str | None = None,
-        app_version: str | None = None,
-        is_tty: bool | None = None,
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
-        self._verdict = verdict
-        self._app = app
-        self._app_version = app_version
-        self._is_tty = is_tty
-        self._extra = dict(extra or {})
-        self._every: dict[str, object] | None = None
-
-    def every_event(self) -> dict[str, object]:
-        """The defaults with the host's properties over them (the same dict each time:
-        callers copy it before adding to it)."""
-        if self._every is None:
-            is_tty = stdout_is_tty() if self._is_tty is None else self._is_tty
-            defaults = default_properties(
-                app=self._app, app_version=self._app_version, verdict=self._verdict, is_tty=is_tty
-            )
-            self._every = {**defaults, **self._extra}
-        return self._every
+    (``extra``: ``properties=`` of :meth:`IdentityStitch.open`) over them. ``is_tty``
+    ``None``: whether stdout is a terminal now."""
+    is_tty = stdout_is_tty() if is_tty is None else is_tty
+    found = default_properties(app=app, app_version=app_version, verdict=verdict, is_tty=is_tty)
+    return {**found, **extra}

@@ -50,7 +50,6 @@ from idstitch.store._snapshot import read_snapshot, write_snapshot
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
 from ._pending import pending_names, read_pending, remove_pending, write_pending
-from ._properties import EventProperties
 from ._runtime import (
     Runtime,
     RuntimeVerdict,
@@ -79,6 +78,9 @@ if TYPE_CHECKING:
 
     from ._command import Command
     from ._protocol import Sink
+
+    #: :func:`._properties.every_event`'s arguments: verdict, app, app_version, is_tty, extra.
+    _About = tuple[RuntimeVerdict, str | None, str | None, bool | None, dict[str, object]]
 
 __all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "OPEN_WAIT", "IdentityStitch"]
 
@@ -175,8 +177,16 @@ class IdentityStitch:
         self._new_device_id = new_device_id or _new_device_id
         self._lock = _thread.RLock()
         self._groups: dict[str, str] = {}
-        #: The properties every capture carries (set by :meth:`open`).
-        self._properties = EventProperties(verdict=RuntimeVerdict(runtime, "argument", "argument"))
+        #: What every capture's default properties are made of (:func:`._properties.every_event`'s
+        #: arguments, set by :meth:`open`), and those properties once the first capture built them.
+        self._about: _About = (
+            RuntimeVerdict(runtime, "argument", "argument"),
+            None,
+            None,
+            None,
+            {},
+        )
+        self._every: dict[str, object] | None = None
         #: Aliases that failed to queue in this process (R9: each is retried later).
         self._alias_failures = 0
         #: Whether the identity is the whole log's fold (not a snapshot's word for it).
@@ -273,9 +283,7 @@ class IdentityStitch:
             clock=clock,
             new_device_id=new_device_id,
         )
-        stitch._properties = EventProperties(
-            app=app, app_version=app_version, verdict=verdict, is_tty=is_tty, extra=properties
-        )
+        stitch._about = (verdict, app, app_version, is_tty, dict(properties or {}))
         try:
             if problem is not None:
                 stitch._to_memory("no_dir", problem)
@@ -1357,7 +1365,12 @@ class IdentityStitch:
                 warn(_VOICE, "idstitch: capture(%r) refused: idstitch alone merges persons", event)
                 return False
             identity = self._identity
-            props = {**self._properties.every_event(), **(properties or {})}
+            every = self._every
+            if every is None:  # once per process: a start that captures nothing pays nothing
+                from ._properties import every_event
+
+                every = self._every = every_event(*self._about)
+            props = {**every, **(properties or {})}
             props.setdefault("$device_id", identity.device_id)
             merged = {**self._groups, **(groups or {})}
             return bool(

@@ -12,7 +12,7 @@ import pytest
 from idstitch.adapters.runtime import Runtime, RuntimeVerdict
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import IdentityStitch
-from idstitch.service._properties import EventProperties, default_properties, machine_arch
+from idstitch.service._properties import default_properties, every_event, machine_arch
 from support.service import open_stitch
 
 #: This machine's architecture, as ``platform.machine()`` names it.
@@ -53,9 +53,7 @@ def test_what_is_unknown_is_left_out_not_sent_as_null() -> None:
 
 def test_the_host_properties_win_over_the_defaults() -> None:
     """A host's property of the same name replaces the default; the others stay."""
-    every = EventProperties(
-        verdict=HOME, app="mycli", is_tty=True, extra={"plan": "pro", "cli_name": "my-cli"}
-    ).every_event()
+    every = every_event(HOME, "mycli", None, True, {"plan": "pro", "cli_name": "my-cli"})
     expected = {
         **default_properties(app="mycli", app_version=None, verdict=HOME, is_tty=True),
         "cli_name": "my-cli",
@@ -64,12 +62,15 @@ def test_the_host_properties_win_over_the_defaults() -> None:
     assert expected == every
 
 
-def test_the_properties_are_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_properties_are_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The first capture builds them; later ones reuse them without looking again."""
-    properties = EventProperties(verdict=HOME, app="mycli")
-    first = properties.every_event()
+    sink = RecordingSink()
+    stitch = open_stitch(tmp_path, sink=sink)
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    stitch.capture("first")
     monkeypatch.setattr(sys, "stdout", None)  # were it looked at again, is_tty would change
-    assert (first, True) == (properties.every_event(), properties.every_event() is first)
+    stitch.capture("second")
+    assert [True, True] == [capture.properties["is_tty"] for capture in sink.captures]
 
 
 class _Terminal(io.StringIO):
@@ -87,7 +88,7 @@ def test_is_tty_is_stdout_s_when_open_was_not_told(
 ) -> None:
     """is_tty: whether stdout is a terminal, at the first capture; a missing stdout is none."""
     monkeypatch.setattr(sys, "stdout", stdout)
-    assert expected == EventProperties(verdict=HOME).every_event()["is_tty"]
+    assert expected == every_event(HOME, None, None, None, {})["is_tty"]
 
 
 def test_the_arch_is_unames_machine() -> None:
