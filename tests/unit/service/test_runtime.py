@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -625,23 +626,14 @@ def test_runtime_signal_and_detect_runtime_say_what_the_verdict_says(
 ) -> None:
     """runtime_signal's pair and detect_runtime's answer are the verdict's, not a second look."""
     scene, expected = VERDICTS[name]
-    root = build_root(tmp_path, scene.files)
-    got = (
-        runtime_signal(
-            env=scene.env,
-            root=root,
-            is_tty=scene.is_tty,
-            has_state=scene.has_state,
-            prefix=scene.prefix,
-        ),
-        detect_runtime(
-            env=scene.env,
-            root=root,
-            is_tty=scene.is_tty,
-            has_state=scene.has_state,
-            prefix=scene.prefix,
-        ),
-    )
+    args: dict[str, Any] = {
+        "env": scene.env,
+        "root": build_root(tmp_path, scene.files),
+        "is_tty": scene.is_tty,
+        "has_state": scene.has_state,
+        "prefix": scene.prefix,
+    }
+    got = (runtime_signal(**args), detect_runtime(**args))
     assert ((expected.runtime, expected.signal), expected.runtime) == got
 
 
