@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="heal it now, as the next run would: damaged files are kept aside, never deleted",
     )
     command("diagram", "the state diagram, drawn from the transition table").add_argument(
-        "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
+        "--format",
+        choices=["mermaid", "text"],
+        default="mermaid",
+        help="mermaid (the default, for docs and GitHub) or text (for a terminal)",
     )
     command("demo", "the seed's scenarios end to end against a local capture server").add_argument(
         "--keep", metavar="DIR", help="run in DIR (created) and keep the state dirs and logs"

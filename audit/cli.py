@@ -51,7 +51,7 @@ _GRAMMAR: Final[
     "demo": (("--json",), {"--keep": None}, None),
 }
 #: The values an option may take in the hand-written parse (others: argparse decides).
-_CHOICES: Final = {"--format": ("mermaid",)}
+_CHOICES: Final = {"--format": ("mermaid", "text")}
 
 
 def _dest(option: str) -> str:
