@@ -37,7 +37,7 @@ def text_diagram() -> str:
         rows = [row for row in TRANSITIONS if row.source == source]
         lines += ["", _START if source == INITIAL else source]
         lines += [
-            f"  {edge_label(row):<{width}} --> {str(row.target):<{target}}  {row.why}".rstrip()
+            f"  {edge_label(row):<{width}} --> {row.target!s:<{target}}  {row.why}".rstrip()
             for row in rows
         ]
     return "\n".join(lines) + "\n"

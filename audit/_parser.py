@@ -49,8 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     def log_command(name: str, summary: str) -> argparse.ArgumentParser:
         sub = command(name, summary)
         sub.add_argument(
-            "log", metavar="LOG", help="an identity.jsonl file, or a state dir holding one"
+            "log",
+            metavar="LOG",
+            nargs="?",
+            help="an identity.jsonl file, or a state dir holding one (or --state-dir, --app)",
         )
+        sub.add_argument("--state-dir", metavar="DIR", help="read the log of this state dir")
+        sub.add_argument("--app", metavar="NAME", help="read the log of NAME's default state dir")
         sub.add_argument(
             "--strict",
             action="store_true",
@@ -67,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     log_command("persons", "PostHog's person graph after this log's aliases")
     doctor = command("doctor", "whether a state dir is healthy, and what a repair would do")
     doctor.add_argument("dir", metavar="DIR", nargs="?", help="the state dir to examine")
+    doctor.add_argument("--state-dir", metavar="DIR", help="the state dir to examine (as DIR)")
     doctor.add_argument("--app", metavar="NAME", help="examine NAME's default state dir")
     doctor.add_argument(
         "--repair",

@@ -29,7 +29,7 @@ from ._source import UnusableInputError
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from typing import Any
+    from typing import Any, Final
 
     from idstitch.delivery import SpoolStatus
     from idstitch.machine import Identity
@@ -42,7 +42,9 @@ __all__ = [
     "examine_state_dir",
     "inspect_state_dir",
     "report_json",
+    "resolve_log",
     "resolve_state_dir",
+    "runtime_words",
     "show_rows",
     "spool_status",
 ]
@@ -91,6 +93,36 @@ def resolve_state_dir(
         except ValueError as exc:
             raise UnusableInputError(f"no state: {app} has no default state dir: {exc}") from None
     raise UnusableInputError("a state dir is needed: DIR (--state-dir DIR) or --app NAME")
+
+
+def resolve_log(
+    log: str | None,
+    *,
+    state_dir: str | None = None,
+    app: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> str:
+    """The log ``replay``, ``verify`` and ``persons`` read: ``LOG`` itself, or else the state
+    dir ``--state-dir`` or ``--app`` names (it must hold a log).
+
+    Raises :class:`UnusableInputError` (exit 2) when none or both are given, or the
+    state dir holds no log.
+    """
+    if log is not None:
+        if state_dir is not None or app is not None:
+            raise UnusableInputError("give the log once: LOG, or --state-dir DIR or --app NAME")
+        return log
+    if state_dir is None and app is None:
+        raise UnusableInputError(
+            "a log is needed: LOG (a file or a state dir), --state-dir DIR or --app NAME"
+        )
+    folder = resolve_state_dir(state_dir, app, env)
+    whose = f" ({app}'s state dir)" if state_dir is None else ""
+    if not os.path.isdir(folder):
+        raise UnusableInputError(f"no state: {folder}{whose} does not exist")
+    if not os.path.lexists(os.path.join(folder, LOG_NAME)):
+        raise UnusableInputError(f"no log: {folder}{whose} holds no {LOG_NAME}")
+    return folder
 
 
 def examine_state_dir(state_dir: str, *, repair: bool = False, show: bool = False) -> Diagnosis:
@@ -167,6 +199,7 @@ def report_json(report: StateReport) -> dict[str, Any]:
     return {
         "state_dir": report.state_dir,
         "runtime": report.opening.runtime.value,
+        "runtime_signal": report.opening.runtime_signal,
         "log_bytes": found.log_bytes,
         "snapshot": found.snapshot,
         "storage": found.storage,
@@ -178,12 +211,23 @@ def report_json(report: StateReport) -> dict[str, Any]:
     }
 
 
+#: How ``show`` words a runtime signal that would not read well alone.
+_SIGNAL_WORDS: Final = {"no signal": "no sign of CI, a container or a one-shot runner"}
+
+
+def runtime_words(opening: OpenReport) -> str:
+    """The runtime a run started now would be in, and the signal that decided it:
+    ``ephemeral (CI variable GITHUB_ACTIONS)``."""
+    signal = opening.runtime_signal
+    return f"{opening.runtime.value} ({_SIGNAL_WORDS.get(signal, signal)})"
+
+
 def show_rows(report: StateReport) -> list[tuple[str, str]]:
     """The rows ``show`` adds under the identity."""
     found = report.diagnosis
     log = "none" if found.log_bytes is None else f"{LOG_NAME}, {found.log_bytes} bytes"
     rows = [
-        ("runtime now", report.opening.runtime.value),
+        ("runtime now", runtime_words(report.opening)),
         ("log", log),
         ("snapshot", found.snapshot),
         ("next run", found.storage),
