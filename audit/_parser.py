@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     log_command("replay", "the timeline of a log, then its final identity")
-    log_command("verify", "check invariants L1-L9 of a log")
+    log_command("verify", "check that a log keeps its promises (invariants L1-L9), in words")
     show = command("show", "the current identity of a state dir")
     show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
     show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
