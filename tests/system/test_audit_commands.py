@@ -405,8 +405,10 @@ def test_usage_errors_are_one_line_and_exit_2() -> None:
         (
             2,
             "",
-            "idstitch: error: a log is needed: LOG (a file or a state dir), --state-dir DIR or "
-            "--app NAME\n",
+            (
+                "idstitch: error: a log is needed: LOG (a file or a state dir), --state-dir DIR "
+                "or --app NAME\n"
+            ),
         ),
     ]
     assert expected == [tuple(unknown), tuple(missing)]
