@@ -42,7 +42,6 @@ __all__ = [
     "examine_state_dir",
     "inspect_state_dir",
     "report_json",
-    "resolve_log",
     "resolve_state_dir",
     "runtime_words",
     "show_rows",
@@ -93,36 +92,6 @@ def resolve_state_dir(
         except ValueError as exc:
             raise UnusableInputError(f"no state: {app} has no default state dir: {exc}") from None
     raise UnusableInputError("a state dir is needed: DIR (--state-dir DIR) or --app NAME")
-
-
-def resolve_log(
-    log: str | None,
-    *,
-    state_dir: str | None = None,
-    app: str | None = None,
-    env: Mapping[str, str] = os.environ,
-) -> str:
-    """The log ``replay``, ``verify`` and ``persons`` read: ``LOG`` itself, or else the state
-    dir ``--state-dir`` or ``--app`` names (it must hold a log).
-
-    Raises :class:`UnusableInputError` (exit 2) when none or both are given, or the
-    state dir holds no log.
-    """
-    if log is not None:
-        if state_dir is not None or app is not None:
-            raise UnusableInputError("give the log once: LOG, or --state-dir DIR or --app NAME")
-        return log
-    if state_dir is None and app is None:
-        raise UnusableInputError(
-            "a log is needed: LOG (a file or a state dir), --state-dir DIR or --app NAME"
-        )
-    folder = resolve_state_dir(state_dir, app, env)
-    whose = f" ({app}'s state dir)" if state_dir is None else ""
-    if not os.path.isdir(folder):
-        raise UnusableInputError(f"no state: {folder}{whose} does not exist")
-    if not os.path.lexists(os.path.join(folder, LOG_NAME)):
-        raise UnusableInputError(f"no log: {folder}{whose} holds no {LOG_NAME}")
-    return folder
 
 
 def examine_state_dir(state_dir: str, *, repair: bool = False, show: bool = False) -> Diagnosis:

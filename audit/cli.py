@@ -14,7 +14,7 @@ import os
 import sys
 
 from ._render import Output, printable
-from ._source import UnusableInputError
+from ._source import UnusableInputError, resolve_log
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -104,8 +104,6 @@ def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
 
 def _log(args: dict[str, Any]) -> str:
     """The log a command reads: ``LOG``, or the log of ``--state-dir`` or ``--app``'s dir."""
-    from ._show import resolve_log
-
     return resolve_log(args["log"], state_dir=args["state_dir"], app=args["app"])
 
 
