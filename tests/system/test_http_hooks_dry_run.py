@@ -16,14 +16,18 @@ from support.local_api import serve
 pytestmark = pytest.mark.processes
 
 #: A host: opens a persistent state dir with a SpoolSink, GETs the API 3 times through httpx
-#: with the hook reading header argv[3], then closes the service or not (argv[4]).
+#: with the hook reading header argv[3], then closes the service or not (argv[4]: "close",
+#: "exit", or "log": the host logs at DEBUG and does not close).
 HOST = """
+import logging
 import sys
 
 import httpx
 
 import idstitch
 
+if sys.argv[4] == "log":
+    logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
 stitch = idstitch.open(
     state_dir=sys.argv[1], runtime="persistent", sink=idstitch.SpoolSink("phc_test_key")
 )
@@ -96,3 +100,10 @@ def test_the_dry_run_is_silent_when_the_header_names_the_user(tmp_path: Path, ap
 def test_without_the_dry_run_a_header_never_seen_prints_nothing(tmp_path: Path, api: str) -> None:
     """Without IDSTITCH_DEBUG the same host prints nothing: it is a debug message then."""
     assert ("anonymous\n", "") == _host(tmp_path, api, "X-Usr-Id", "exit", None)
+
+
+def test_without_the_dry_run_it_is_a_debug_message(tmp_path: Path, api: str) -> None:
+    """A host that logs at DEBUG gets the same line from the idstitch.adapters logger."""
+    _, stderr = _host(tmp_path, api, "X-Usr-Id", "log", None)
+    logged = [line for line in stderr.splitlines() if "X-Usr-Id" in line]
+    assert [f"idstitch.adapters DEBUG {MISSPELLED.strip()}"] == logged
