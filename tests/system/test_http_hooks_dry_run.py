@@ -15,9 +15,9 @@ from support.local_api import serve
 
 pytestmark = pytest.mark.processes
 
-#: A host: opens a persistent state dir with a SpoolSink, GETs the API 4 times (one a 401) through httpx
-#: with the hook reading header argv[3], then closes the service or not (argv[4]: "close",
-#: "exit", or "log": the host logs at DEBUG and does not close).
+#: A host: opens a persistent state dir with a SpoolSink, GETs the API 4 times (one a 401)
+#: through httpx with the hook reading header argv[3], then closes the service or not
+#: (argv[4]: "close", "exit", or "log": the host logs at DEBUG and does not close).
 HOST = """
 import logging
 import sys
