@@ -465,15 +465,17 @@ class SpoolSink(_PostHogDestination):
 
         A sender is started when this process spooled something or the spool
         still holds events of earlier runs, unless one is running already (or
-        a failed run asked for a pause). Never raises.
+        a failed run asked for a pause); never in the ``IDSTITCH_DEBUG`` dry
+        run, which leaves earlier runs' events for a run that sends. Never raises.
         """
         import os
         import time
 
         from idstitch.delivery._spawn import reap, spawn_sender
 
-        if self._dry_run is not None:
+        if self._dry_run is not None:  # a dry run sends nothing, nor earlier runs' events
             self._dry_run.flush(timeout)
+            return
         with self._lock:
             writer, folder = self._writer, self.folder
             appended = writer is not None and writer.appended > 0
