@@ -50,8 +50,14 @@ from idstitch.store._snapshot import read_snapshot, write_snapshot
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
 from ._pending import pending_names, read_pending, remove_pending, write_pending
-from ._runtime import Runtime, opened_read_only_reason, opening_runtime, opted_out_by
-from ._runtime import _ci_signal as ci_signal
+from ._runtime import (
+    Runtime,
+    RuntimeVerdict,
+    opened_read_only_reason,
+    opening_runtime,
+    opted_out_by,
+)
+from ._runtime import _ci as ci_found
 from ._storage import Storage, StorageMachine
 from ._trust import (
     fold_noting,
@@ -73,6 +79,9 @@ if TYPE_CHECKING:
 
     from ._command import Command
     from ._protocol import Sink
+
+    #: :func:`._properties.every_event`'s arguments: verdict, app, app_version, is_tty, extra.
+    _About = tuple[RuntimeVerdict, str | None, str | None, bool | None, dict[str, object]]
 
 __all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "OPEN_WAIT", "IdentityStitch"]
 
@@ -169,6 +178,16 @@ class IdentityStitch:
         self._new_device_id = new_device_id or _new_device_id
         self._lock = _thread.RLock()
         self._groups: dict[str, str] = {}
+        #: What every capture's default properties are made of (:func:`._properties.every_event`'s
+        #: arguments, set by :meth:`open`), and those properties once the first capture built them.
+        self._about: _About = (
+            RuntimeVerdict(runtime, "argument", "argument"),
+            None,
+            None,
+            None,
+            {},
+        )
+        self._every: dict[str, object] | None = None
         #: Aliases that failed to queue in this process (R9: each is retried later).
         self._alias_failures = 0
         #: Whether the identity is the whole log's fold (not a snapshot's word for it).
@@ -205,6 +224,8 @@ class IdentityStitch:
         is_tty: bool | None = None,
         clock: Callable[[], datetime] | None = None,
         new_device_id: Callable[[], str] | None = None,
+        app_version: str | None = None,
+        properties: Mapping[str, object] | None = None,
         notice: str | None = None,
         notice_before_sending: bool = False,
     ) -> IdentityStitch:
@@ -226,6 +247,12 @@ class IdentityStitch:
         damaged files: damage is healed, other faults fall back to memory
         (see :attr:`storage`).
 
+        Every capture carries default properties (``cli_name`` is ``app``,
+        ``cli_version`` is ``app_version``, idstitch's version, the
+        architecture, the runtime and why, whether stdout is a terminal:
+        :mod:`._properties`) and the host's ``properties`` over them; an
+        event's own properties win over both.
+
         ``notice`` is the host's first-run telemetry notice, shown by the
         first reported command (:meth:`command`, :func:`idstitch.instrument`)
         under the rules of :meth:`first_run_notice`. ``notice_before_sending=True``
@@ -238,7 +265,7 @@ class IdentityStitch:
         opted_out = opted_out_by(env, opt_out_vars)
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
-        runtime, _ = opening_runtime(
+        verdict = opening_runtime(
             runtime,
             env=env,
             root=root,
@@ -247,6 +274,7 @@ class IdentityStitch:
                 problem is None and (os.path.exists(log_path) or os.path.exists(snapshot_path))
             ),
         )
+        runtime = verdict.runtime
         attach = getattr(sink, "attach", None)
         if attach is not None:  # a sink with a spool: where it is, and whether it may be used
             try:
@@ -271,6 +299,7 @@ class IdentityStitch:
             clock=clock,
             new_device_id=new_device_id,
         )
+        stitch._about = (verdict, app, app_version, is_tty, dict(properties or {}))
         try:
             if problem is not None:
                 stitch._to_memory("no_dir", problem)
@@ -285,7 +314,7 @@ class IdentityStitch:
             stitch._to_memory("no_dir" if opening else "disk_fault", repr(exc))
         if stitch._identity.seq == 0:  # nothing on disk to start from: mint a device in memory
             stitch._start_in_memory()
-        stitch._notice, stitch._in_ci = notice, ci_signal(env) is not None
+        stitch._notice, stitch._in_ci = notice, ci_found(env) is not None
         if notice_before_sending and not os.path.exists(os.path.join(folder, NOTICE_NAME)):
             # Events are dropped, not kept: none may leave before the notice was shown.
             from ._sinks import NullSink
@@ -1358,7 +1387,12 @@ class IdentityStitch:
                 warn(_VOICE, "idstitch: capture(%r) refused: idstitch alone merges persons", event)
                 return False
             identity = self._identity
-            props = dict(properties or {})
+            every = self._every
+            if every is None:  # once per process: a start that captures nothing pays nothing
+                from ._properties import every_event
+
+                every = self._every = every_event(*self._about)
+            props = {**every, **(properties or {})}
             props.setdefault("$device_id", identity.device_id)
             merged = {**self._groups, **(groups or {})}
             return bool(

@@ -9,10 +9,20 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from support import SUPPORT
 from support.audit import _read_until_closed
+
+#: What a run reports about itself (the default properties every event carries aside).
+RUN_KEYS = ("command", "exit_code", "error_type", "help", "interrupted")
+
+
+def run_report(event: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """An event and what it says about the run (its duration checked to be milliseconds)."""
+    assert isinstance(properties["duration_ms"], int)
+    return {"event": event} | {key: properties[key] for key in RUN_KEYS if key in properties}
+
 
 #: The host apps, by framework.
 HOSTS = {"click": SUPPORT / "hosts" / "click_app.py", "typer": SUPPORT / "hosts" / "typer_app.py"}

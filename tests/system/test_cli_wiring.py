@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from idstitch.adapters.capture_server import CaptureServer
 from idstitch.store import FileLog
-from support.cli_hosts import host_env, run_app, run_app_on_terminal
+from support.cli_hosts import host_env, run_app, run_app_on_terminal, run_report
 from support.helpers import bare_environment
 
 pytestmark = pytest.mark.processes
@@ -68,17 +68,8 @@ ENDINGS: list[tuple[list[str], dict[str, Any], dict[str, Any]]] = [
 
 
 def reported(server: CaptureServer, count: int) -> list[dict[str, Any]]:
-    """The first ``count`` events received, each as its properties without duration and ``$``
-    keys (the duration is checked to be a count of milliseconds)."""
-    found = []
-    for message in server.wait_for(count)[:count]:
-        properties = dict(message["properties"])
-        assert isinstance(properties.pop("duration_ms"), int)
-        found.append(
-            {"event": message["event"]}
-            | {k: v for k, v in properties.items() if not k.startswith("$")}
-        )
-    return found
+    """The first ``count`` events received, each as what it says about its run."""
+    return [run_report(m["event"], m["properties"]) for m in server.wait_for(count)[:count]]
 
 
 @pytest.mark.parametrize("framework", ["click", "typer"])

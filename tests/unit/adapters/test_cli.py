@@ -11,6 +11,7 @@ import pytest
 import typer
 from click.testing import CliRunner
 from idstitch import IdentityStitch, RecordingSink
+from support.cli_hosts import run_report
 from typer.testing import CliRunner as TyperRunner
 
 
@@ -20,12 +21,9 @@ def open_recording(tmp_path: Path) -> tuple[IdentityStitch, RecordingSink]:
     return idstitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={}), sink
 
 
-def sent(sink: RecordingSink) -> list[tuple[str, dict[str, Any]]]:
-    """Each capture's event and properties, without the duration and ``$`` keys."""
-    return [
-        (c.event, {k: v for k, v in c.properties.items() if k[0] != "$" and k != "duration_ms"})
-        for c in sink.captures
-    ]
+def sent(sink: RecordingSink) -> list[dict[str, Any]]:
+    """Each capture's event and what it says about its run."""
+    return [run_report(c.event, dict(c.properties)) for c in sink.captures]
 
 
 def click_app(stitch: IdentityStitch) -> click.Group:
@@ -57,7 +55,7 @@ def test_a_decorated_command_inside_a_wired_app_sends_one_event(tmp_path: Path) 
     cli = idstitch.instrument(click_app(stitch), stitch)
     result = CliRunner().invoke(cli, ["deploy"])
     assert (0, "deployed\n") == (result.exit_code, result.output)
-    assert [("cli_command_executed", {"command": "deploy", "exit_code": 0})] == sent(sink)
+    assert [{"event": "cli_command_executed", "command": "deploy", "exit_code": 0}] == sent(sink)
 
 
 def test_a_second_instrument_call_replaces_the_settings(tmp_path: Path) -> None:
@@ -67,7 +65,7 @@ def test_a_second_instrument_call_replaces_the_settings(tmp_path: Path) -> None:
     assert cli is idstitch.instrument(cli, stitch)
     idstitch.instrument(cli, stitch, event="cmd")
     assert 0 == CliRunner().invoke(cli, ["db", "push"]).exit_code
-    assert [("cmd", {"command": "db push", "exit_code": 0})] == sent(sink)
+    assert [{"event": "cmd", "command": "db push", "exit_code": 0}] == sent(sink)
 
 
 def test_typer_s_own_test_runner_is_reported_too(tmp_path: Path) -> None:
@@ -94,8 +92,8 @@ def test_typer_s_own_test_runner_is_reported_too(tmp_path: Path) -> None:
     assert "bye\n" == TyperRunner().invoke(app, ["bye"]).output
     assert 5 == TyperRunner().invoke(single, ["--fail"]).exit_code
     assert [
-        ("cli_command_executed", {"command": "bye", "exit_code": 0}),
-        ("cli_command_executed", {"command": "only", "exit_code": 5}),
+        {"event": "cli_command_executed", "command": "bye", "exit_code": 0},
+        {"event": "cli_command_executed", "command": "only", "exit_code": 5},
     ] == sent(sink)
 
 

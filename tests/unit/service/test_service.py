@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import idstitch
 import pytest
 from click.testing import CliRunner
 from idstitch.adapters.runtime import Runtime
@@ -646,18 +647,31 @@ def test_an_ephemeral_audit_log_records_without_aliasing(tmp_path: Path) -> None
 def test_capture_sends_under_the_current_identity_with_groups(tmp_path: Path) -> None:
     """R1: captures go under the device id before login and the user id after, with groups."""
     sink = RecordingSink()
-    stitch = open_stitch(tmp_path, sink=sink)
+    stitch = open_stitch(tmp_path, sink=sink, is_tty=False)
     device = stitch.device_id
     stitch.set_groups(organization="org-1")
     assert stitch.capture("before", {"n": 1})
     stitch.observe_authenticated_response("user-a")
     assert stitch.capture("after", groups={"project": "p-1"})
+    defaults = {
+        "idstitch_version": idstitch.__version__,
+        "arch": os.uname().machine,
+        "runtime": "persistent",
+        "runtime_reason": "argument",
+        "is_tty": False,
+    }
     assert [
         RecordedCapture(
-            device, "before", {"n": 1, "$device_id": device}, {"organization": "org-1"}
+            device,
+            "before",
+            {**defaults, "n": 1, "$device_id": device},
+            {"organization": "org-1"},
         ),
         RecordedCapture(
-            "user-a", "after", {"$device_id": device}, {"organization": "org-1", "project": "p-1"}
+            "user-a",
+            "after",
+            {**defaults, "$device_id": device},
+            {"organization": "org-1", "project": "p-1"},
         ),
     ] == sink.captures
 
