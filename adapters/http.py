@@ -4,7 +4,13 @@ One :class:`IdentityStitch` per process, shared by every client: the hooks
 only report what they see (``observe_authenticated_response``); the service
 decides, so several clients, threads and tasks alias at most once.
 
-Only successful (2xx) responses are read. What a hook reads there:
+Every response is read except 401 (Unauthorized) and 407 (Proxy
+Authentication Required): a 422 on a failed ``deploy`` or a 404 still comes
+from the API that authenticated the request, so an id it carries names the
+user (a redirect's own headers too: the API sent them). A 401 answers a
+request the API did not authenticate, and a 407 is a proxy's answer, not
+the API's: an id there names no one. An error page from a proxy or a CDN
+(a 502, a 503) carries no id and so names no one. What a hook reads:
 
 - A header name (``"X-User-Id"``): every line of that header. The response
   names a user when every line holds the same id (a proxy that repeats the
@@ -26,7 +32,16 @@ The hooks import neither ``httpx`` nor ``requests`` (start-up cost); the
 httpx hooks import ``httpx`` when a callable needs a body, by which time the
 host has. Nothing a hook does raises into your request (rule R15): an
 illegal id, a failing callable or contradictory headers are logged once and
-the response is ignored.
+the response is ignored. A callable that fails on an error status (a 500's
+HTML page is no JSON) is a debug message, not a warning.
+
+**Never seen.** Each hook counts the responses it read and whether its
+header ever appeared (or its callable returned an id). At
+:meth:`IdentityStitch.close` (the sink's flush) and at the end of the
+process, a header that never appeared, or a callable that never returned
+an id, over at least one response is reported once: printed to stderr in
+the ``IDSTITCH_DEBUG`` dry run, a debug message otherwise (a misspelled
+header name would otherwise fail silently).
 """
 
 from __future__ import annotations
@@ -41,39 +56,61 @@ if TYPE_CHECKING:
     #: Reads the user id from a response; ``None`` when the response names nobody.
     Extractor: TypeAlias = Callable[[Any], "str | None"]
 
-__all__ = ["Extractor", "httpx_async_hooks", "httpx_hooks", "requests_hook", "user_id_from"]
+__all__ = [
+    "Extractor",
+    "httpx_async_hooks",
+    "httpx_hooks",
+    "requests_hook",
+    "user_id_from",
+]
 
 #: The largest body (in bytes, as received) copied for a callable to read again.
 _BODY_LIMIT = 1 << 20
 _TOO_LARGE = f"idstitch: not keeping a response body over {_BODY_LIMIT} bytes for the user id"
 _STREAMED = "idstitch: a callable user_id is not called on a requests stream=True response"
+#: The statuses whose responses name no one: the API did not authenticate the request
+#: (401), or the answer is a proxy's (407).
+_UNAUTHENTICATED = (401, 407)
 
 
 def user_id_from(source: str | Extractor) -> Extractor:
     """An extractor from a header name (``"X-User-Id"``) or a callable returning the id.
 
-    Only successful (2xx) responses are read: an error page is not an
-    authenticated answer. A header name reads every line of the header; see
-    the module docstring for repeated lines.
+    Every response but a 401 or a 407 is read (module docstring). A header
+    name reads every line of the header; see the module docstring for
+    repeated lines.
     """
-    if callable(source):
-        read = source
-    else:
-        header = source
-
-        def read(response: Any) -> str | None:  # noqa: ANN401 - any client's response
-            return _one_id(header, _header_values(response, header))
+    read = source if callable(source) else _header_reader(source)
 
     def extract(response: Any) -> str | None:  # noqa: ANN401 - any client's response
-        if not _succeeded(response):
+        if not _authenticated(response):
             return None
         return read(response)
 
     return extract
 
 
-def _succeeded(response: Any) -> bool:  # noqa: ANN401 - any client's response
-    return 200 <= int(getattr(response, "status_code", 200)) < 300
+def _authenticated(response: Any) -> bool:  # noqa: ANN401 - any client's response
+    """Whether ``response`` answers an authenticated request: any status but 401 and 407."""
+    return int(getattr(response, "status_code", 200)) not in _UNAUTHENTICATED
+
+
+def _error_status(response: Any) -> bool:  # noqa: ANN401 - any client's response
+    """Whether ``response`` is an error (4xx, 5xx): its body may well not be what a callable
+    expects, so a callable failing there is no news."""
+    return int(getattr(response, "status_code", 200)) >= 400
+
+
+def _header_reader(header: str, watch: _Watch | None = None) -> Extractor:
+    """Reads the id in header ``header``; ``watch`` learns whether the header was there."""
+
+    def read(response: Any) -> str | None:  # noqa: ANN401 - any client's response
+        values = _header_values(response, header)
+        if values and watch is not None:
+            watch.found = True  # the header is there, even if its lines disagree
+        return _one_id(header, values)
+
+    return read
 
 
 def _header_values(response: Any, name: str) -> list[Any]:  # noqa: ANN401
@@ -114,27 +151,123 @@ def _joined(value: Any) -> list[Any]:  # noqa: ANN401 - a header value, normally
     return [value]
 
 
-def _report(stitch: IdentityStitch, read: Callable[[], Any]) -> None:
-    """Hand the id ``read`` returns to the service; nothing raises out of here (rule R15)."""
+def _report(
+    stitch: IdentityStitch, read: Callable[[], Any], watch: _Watch, *, quiet: bool = False
+) -> None:
+    """Hand the id ``read`` returns to the service; nothing raises out of here (rule R15).
+
+    ``quiet``: a failing ``read`` is a debug message (an error page), not a warning.
+    """
     from idstitch.events import IllegalUserIdError
 
     try:
         user_id = read()
         if user_id is not None:
+            watch.found = True
             stitch.observe_authenticated_response(user_id)
     except IllegalUserIdError as exc:
         _log_once(f"idstitch: ignoring the user id in a response: {exc.reason}")
     except Exception as exc:  # noqa: BLE001 - R15: a hook never breaks the request
-        _log_once(f"idstitch: response hook failed: {type(exc).__name__}")
+        on = " on an error page" if quiet else ""  # each its own message, logged once
+        _log_once(f"idstitch: response hook failed{on}: {type(exc).__name__}", debug=quiet)
 
 
 def _observer(stitch: IdentityStitch, source: str | Extractor) -> Callable[[Any], None]:
-    extract = user_id_from(source)
+    watch = _Watch.of(source)
+    read = source if callable(source) else _header_reader(source, watch)
 
     def observe(response: Any) -> None:  # noqa: ANN401 - any client's response
-        _report(stitch, lambda: extract(response))
+        if _authenticated(response):
+            watch.saw()
+            _report(stitch, lambda: read(response), watch, quiet=_error_status(response))
 
     return observe
+
+
+class _Watch:
+    """What the hooks reading one source (a header name, a callable) have seen in this
+    process: how many responses they read, and whether the source was ever ``found`` (the
+    header was there, or the callable returned an id)."""
+
+    __slots__ = ("found", "reported", "seen", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.seen = 0
+        self.found = False
+        self.reported = False
+
+    @classmethod
+    def of(cls, source: str | Extractor) -> _Watch:
+        """The one watch of ``source`` (hooks built with the same source share it)."""
+        if callable(source):
+            name = getattr(source, "__qualname__", None) or type(source).__name__
+            key = f"the user id callable {name}"
+        else:
+            key = f"the header {source}"
+        watch = _WATCHES.get(key)
+        if watch is None:
+            watch = _WATCHES.setdefault(key, cls(key))
+        return watch
+
+    def saw(self) -> None:
+        """Count one response read (the first also arranges the report at exit)."""
+        if not self.seen and not _AT_EXIT:
+            _AT_EXIT.append(True)
+            import atexit
+
+            atexit.register(_report_at_exit)
+        self.seen += 1  # a count, not a lock: a lost increment under threads changes nothing
+
+    def unseen(self) -> str | None:
+        """The line saying this source never named anyone, once; ``None`` otherwise."""
+        if self.found or not self.seen or self.reported:
+            return None
+        self.reported = True
+        seen = f"{self.seen} response{'s' if self.seen != 1 else ''}"
+        if self.source.startswith("the header "):
+            header = self.source.removeprefix("the header ")
+            return (
+                f"idstitch: the HTTP hook read {seen} and none carried the header {header}: "
+                "is that the name your API sends the user id in?"
+            )
+        return (
+            f"idstitch: {self.source} returned no user id for any of the {seen} the HTTP hook read"
+        )
+
+
+#: Every source a hook was built for, by what it reads: bounded by the host's code.
+_WATCHES: dict[str, _Watch] = {}
+_AT_EXIT: list[bool] = []
+
+
+def _unseen_lines() -> list[str]:
+    """The lines for each header or callable that read responses and never named a user.
+
+    Each is given once per process (the dry run prints them at the sink's flush,
+    :func:`_report_at_exit` at the end of the process). Never raises.
+    """
+    return [line for line in (watch.unseen() for watch in list(_WATCHES.values())) if line]
+
+
+def _report_at_exit() -> None:
+    """At the end of the process: what :func:`_unseen_lines` still has, printed to stderr in
+    the ``IDSTITCH_DEBUG`` dry run, a debug message otherwise."""
+    try:
+        import os
+        import sys
+
+        from .runtime import is_truthy
+
+        lines = _unseen_lines()
+        dry_run = is_truthy(os.environ.get("IDSTITCH_DEBUG"))
+        for line in lines:
+            if dry_run:
+                print(line, file=sys.stderr)
+            else:
+                _log_once(line, debug=True)
+    except Exception:  # noqa: BLE001, S110 - R15: a closed stderr at exit changes nothing
+        pass
 
 
 _LOGGED: set[str] = set()
@@ -160,21 +293,27 @@ def _httpx_observer(
     if not callable(source):
         return _observer(stitch, source)  # every header is there when the hook runs
     extract = user_id_from(source)
+    watch = _Watch.of(source)
 
     def observe(response: Any) -> None:  # noqa: ANN401 - an httpx.Response
+        if not _authenticated(response):
+            return
+        watch.saw()
+
         def read() -> str | None:
             try:
                 user_id = extract(response)
             except Exception:  # noqa: BLE001 - e.g. ResponseNotRead: tried again on the body
                 user_id = None
-            if user_id is None and _succeeded(response):
+            if user_id is None:
                 _when_body_read(response, asynchronous, lambda body: after_body(response, body))
             return user_id
 
-        _report(stitch, read)
+        _report(stitch, read, watch)
 
     def after_body(response: Any, body: bytes) -> None:  # noqa: ANN401 - an httpx.Response
-        _report(stitch, lambda: extract(_read_copy(response, body)))
+        read = lambda: extract(_read_copy(response, body))  # noqa: E731 - one expression
+        _report(stitch, read, watch, quiet=_error_status(response))
 
     return observe
 

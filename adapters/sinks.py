@@ -175,7 +175,22 @@ class PrintSink:
         return self._print(event, payload)
 
     def flush(self, timeout: float) -> None:
-        """Nothing is queued."""
+        """Nothing is queued; says which HTTP hook never saw its header or its callable's id.
+
+        A header name misspelled in ``httpx_hooks(stitch, "X-Usr-Id")`` names no
+        one and raises nothing: the dry run says so, once, at the first flush
+        after the hook read responses (``idstitch.adapters.http``).
+        """
+        import sys
+
+        from .http import _unseen_lines
+
+        stream = self._stream if self._stream is not None else sys.stderr
+        try:
+            for line in _unseen_lines():
+                print(line, file=stream)
+        except (OSError, ValueError):  # a closed stream: the dry run's note is lost, nothing more
+            pass
 
 
 def _wire_properties(distinct_id: str, properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -457,13 +472,17 @@ class SpoolSink(_PostHogDestination):
 
         A sender is started when this process spooled something or the spool
         still holds events of earlier runs, unless one is running already (or
-        a failed run asked for a pause). Never raises.
+        a failed run asked for a pause); never in the ``IDSTITCH_DEBUG`` dry
+        run, which leaves earlier runs' events for a run that sends. Never raises.
         """
         import os
         import time
 
         from idstitch.delivery._spawn import reap, spawn_sender
 
+        if self._dry_run is not None:  # a dry run sends nothing, nor earlier runs' events
+            self._dry_run.flush(timeout)
+            return
         with self._lock:
             writer, folder = self._writer, self.folder
             appended = writer is not None and writer.appended > 0
@@ -597,6 +616,8 @@ class PostHogSink(_PostHogDestination):
         owns the shutdown, the client's own exit handler does not wait again
         (it would add up to a second at exit). A later send builds a new client.
         """
+        if self._dry_run is not None:
+            self._dry_run.flush(timeout)
         with self._lock:
             client, self._client = self._client, None
         if client is None:

@@ -406,9 +406,14 @@ def diagnosis(
 
 
 def diagram(fmt: str = "mermaid") -> str:
-    """The state diagram, drawn from the machine's transition table (``idstitch diagram``)."""
+    """The state diagram, drawn from the machine's transition table (``idstitch diagram``):
+    ``"mermaid"`` (a ``stateDiagram-v2``) or ``"text"`` (for a terminal, 80 columns)."""
+    if fmt == "text":
+        from ._diagram import text_diagram
+
+        return text_diagram()
     if fmt != "mermaid":
-        raise ValueError(f"unknown diagram format {fmt!r}: the one format is 'mermaid'")
+        raise ValueError(f"unknown diagram format {fmt!r}: use 'mermaid' or 'text'")
     from idstitch.machine import mermaid
 
     return mermaid()

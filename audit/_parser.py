@@ -49,8 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     def log_command(name: str, summary: str) -> argparse.ArgumentParser:
         sub = command(name, summary)
         sub.add_argument(
-            "log", metavar="LOG", help="an identity.jsonl file, or a state dir holding one"
+            "log",
+            metavar="LOG",
+            nargs="?",
+            help="an identity.jsonl file, or a state dir holding one (or --state-dir, --app)",
         )
+        sub.add_argument("--state-dir", metavar="DIR", help="read the log of this state dir")
+        sub.add_argument("--app", metavar="NAME", help="read the log of NAME's default state dir")
         sub.add_argument(
             "--strict",
             action="store_true",
@@ -60,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     log_command("replay", "the timeline of a log, then its final identity")
-    log_command("verify", "check invariants L1-L9 of a log")
+    log_command("verify", "check that a log keeps its promises (invariants L1-L9), in words")
     show = command("show", "the current identity of a state dir")
     show.add_argument("--state-dir", metavar="DIR", help="the state dir to read")
     show.add_argument("--app", metavar="NAME", help="read NAME's default state dir")
     log_command("persons", "PostHog's person graph after this log's aliases")
     doctor = command("doctor", "whether a state dir is healthy, and what a repair would do")
     doctor.add_argument("dir", metavar="DIR", nargs="?", help="the state dir to examine")
+    doctor.add_argument("--state-dir", metavar="DIR", help="the state dir to examine (as DIR)")
     doctor.add_argument("--app", metavar="NAME", help="examine NAME's default state dir")
     doctor.add_argument(
         "--repair",
@@ -74,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="heal it now, as the next run would: damaged files are kept aside, never deleted",
     )
     command("diagram", "the state diagram, drawn from the transition table").add_argument(
-        "--format", choices=["mermaid"], default="mermaid", help="the diagram language"
+        "--format",
+        choices=["mermaid", "text"],
+        default="mermaid",
+        help="mermaid (the default, for docs and GitHub) or text (for a terminal)",
     )
     command("demo", "the seed's scenarios end to end against a local capture server").add_argument(
         "--keep", metavar="DIR", help="run in DIR (created) and keep the state dirs and logs"

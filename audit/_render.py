@@ -11,7 +11,7 @@ installed, it is written plain, and ``rich`` is not even imported.
 
 from __future__ import annotations
 
-from ._verify import cause_name
+from ._verify import INVARIANTS, cause_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from idstitch.machine import Identity
 
     from ._timeline import Step
+    from ._verify import Violation
 
 __all__ = [
     "Output",
@@ -30,10 +31,12 @@ __all__ = [
     "identity_block",
     "identity_json",
     "printable",
+    "promise_lines",
     "timeline_header",
     "timeline_line",
     "timeline_row",
     "transition_line",
+    "violation_line",
 ]
 
 #: A piece of a line: plain text, or ``(text, rich style)``.
@@ -286,3 +289,18 @@ def _before(count: int, how: str) -> str:
     if count == 1:
         return f"The 1 record before it {'is' if how == 'intact' else 'was'} {how}"
     return f"The {count} records before it {'are' if how == 'intact' else 'were'} {how}"
+
+
+def violation_line(violation: Violation) -> list[Part]:
+    """One violation: its id, its seq, the promise it broke in words, then what happened."""
+    return [
+        (f"{violation.id:<3}", "bold red"),
+        f" seq {violation.seq} broke ",
+        (f'"{INVARIANTS[violation.id]}"', "bold"),
+        f": {violation.message}",
+    ]
+
+
+def promise_lines(ids: Iterable[str]) -> list[list[Part]]:
+    """Each id with its promise in words, indented under a summary."""
+    return [[f"  {rule:<3} {INVARIANTS[rule]}"] for rule in ids]

@@ -15,10 +15,12 @@ from ._render import (
     damage_line,
     identity_block,
     identity_json,
+    promise_lines,
     timeline_header,
     timeline_line,
     timeline_row,
     transition_line,
+    violation_line,
 )
 from ._verify import INVARIANTS
 
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
     from ._verify import Violation
 
 __all__ = ["persons_report", "replay_report", "verify_report"]
-
-_LOG_RULES = [rule for rule in INVARIANTS if rule.startswith("L")]
-#: The log invariants verify checks, as a range of ids (``L1-L9``).
-_LOG_INVARIANTS = f"{_LOG_RULES[0]}-{_LOG_RULES[-1]}"
 
 
 def replay_report(log: str, out: Output, *, strict: bool = False) -> int:
@@ -117,9 +115,7 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
         if out.as_json:
             out.json(violation.as_json())
         else:
-            out.text(
-                (f"{violation.id:<3}", "bold red"), f" seq {violation.seq}: {violation.message}"
-            )
+            out.text(*violation_line(violation))
 
     found = verify_log(log, strict=strict, on_violation=report)
     error = found.damage
@@ -130,6 +126,7 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
                 "records": found.records,
                 "violations": found.count,
                 "ids": list(found.ids),
+                "invariants": dict(INVARIANTS),
                 "complete": found.complete,
                 "stopped_at": None if error is None else _damage_json(error),
                 "consent": None
@@ -140,15 +137,15 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
     else:
         checked = f"{found.records} record{'s' if found.records != 1 else ''}"
         if found.ok:
-            out.text(("ok:", "bold green"), f" {_LOG_INVARIANTS} hold over {checked}.")
+            out.text(("ok:", "bold green"), f" every promise below holds over {checked}.")
+            out.lines(promise_lines(INVARIANTS))
         else:
             stop = "" if error is None else f"; checking stopped at seq {error.seq}"
             out.text(
                 ("failed:", "bold red"),
                 f" {found.count} violation{'s' if found.count != 1 else ''} in {checked}{stop}.",
             )
-            for rule in found.ids:
-                out.text(f"  {rule:<3} {INVARIANTS[rule]}")
+            out.lines(promise_lines(found.ids))
         if found.consent is not None:
             choice, seq, at = found.consent
             out.text(f"consent: telemetry {choice} by the user (seq {seq}, {at}).")

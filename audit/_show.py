@@ -29,7 +29,7 @@ from ._source import UnusableInputError
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from typing import Any
+    from typing import Any, Final
 
     from idstitch.delivery import SpoolStatus
     from idstitch.machine import Identity
@@ -43,6 +43,7 @@ __all__ = [
     "inspect_state_dir",
     "report_json",
     "resolve_state_dir",
+    "runtime_words",
     "show_rows",
     "spool_status",
 ]
@@ -167,6 +168,7 @@ def report_json(report: StateReport) -> dict[str, Any]:
     return {
         "state_dir": report.state_dir,
         "runtime": report.opening.runtime.value,
+        "runtime_signal": report.opening.runtime_signal,
         "log_bytes": found.log_bytes,
         "snapshot": found.snapshot,
         "storage": found.storage,
@@ -178,12 +180,23 @@ def report_json(report: StateReport) -> dict[str, Any]:
     }
 
 
+#: How ``show`` words a runtime signal that would not read well alone.
+_SIGNAL_WORDS: Final = {"no signal": "no sign of CI, a container or a one-shot runner"}
+
+
+def runtime_words(opening: OpenReport) -> str:
+    """The runtime a run started now would be in, and the signal that decided it:
+    ``ephemeral (CI variable GITHUB_ACTIONS)``."""
+    signal = opening.runtime_signal
+    return f"{opening.runtime.value} ({_SIGNAL_WORDS.get(signal, signal)})"
+
+
 def show_rows(report: StateReport) -> list[tuple[str, str]]:
     """The rows ``show`` adds under the identity."""
     found = report.diagnosis
     log = "none" if found.log_bytes is None else f"{LOG_NAME}, {found.log_bytes} bytes"
     rows = [
-        ("runtime now", report.opening.runtime.value),
+        ("runtime now", runtime_words(report.opening)),
         ("log", log),
         ("snapshot", found.snapshot),
         ("next run", found.storage),

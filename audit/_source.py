@@ -22,12 +22,12 @@ from ._progress import DelayedProgress
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Mapping
     from typing import IO, Final
 
     from idstitch.events import Record
 
-__all__ = ["LogSource", "UnusableInputError", "open_log"]
+__all__ = ["LogSource", "UnusableInputError", "open_log", "resolve_log"]
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
@@ -123,3 +123,35 @@ def open_log(argument: str, *, strict: bool = False) -> LogSource:
             f'{path} is not an idstitch identity log (its first line does not start with {{"v":)'
         )
     return LogSource(path, stream, size, strict=strict)
+
+
+def resolve_log(
+    log: str | None,
+    *,
+    state_dir: str | None = None,
+    app: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """The log ``replay``, ``verify`` and ``persons`` read: ``LOG`` itself, or else the state
+    dir ``--state-dir`` or ``--app`` names (it must hold a log).
+
+    Raises :class:`UnusableInputError` (exit 2) when none or both are given, or the
+    state dir holds no log.
+    """
+    if log is not None:
+        if state_dir is not None or app is not None:
+            raise UnusableInputError("give the log once: LOG, or --state-dir DIR or --app NAME")
+        return log
+    if state_dir is None and app is None:
+        raise UnusableInputError(
+            "a log is needed: LOG (a file or a state dir), --state-dir DIR or --app NAME"
+        )
+    from ._show import resolve_state_dir
+
+    folder = resolve_state_dir(state_dir, app, os.environ if env is None else env)
+    whose = f" ({app}'s state dir)" if state_dir is None else ""
+    if not os.path.isdir(folder):
+        raise UnusableInputError(f"no state: {folder}{whose} does not exist")
+    if not os.path.lexists(os.path.join(folder, LOG_NAME)):
+        raise UnusableInputError(f"no log: {folder}{whose} holds no {LOG_NAME}")
+    return folder

@@ -42,18 +42,20 @@ if TYPE_CHECKING:
 
 __all__ = ["INVARIANTS", "Verifier", "Violation", "damage_violation"]
 
-#: What each id checks, and the rule it protects (one line each).
+#: Each id's promise in plain words, one line each: what every report says about an id
+#: (verify's rows and summary, text and JSON) comes from here. docs/audit.md maps each
+#: one to the spec's wording and the rule it protects.
 INVARIANTS: Final[dict[str, str]] = {
-    "L1": "seq starts at 1 with no gaps and every hash link matches (the log is unedited)",
-    "L2": "at most one standing alias per device id, an enqueue_failure or a drop undoing one (R3)",
-    "L3": "no alias in an ephemeral runtime (R2)",
-    "L4": "no alias for a device that was already aliased, to anyone (R3)",
-    "L5": "every logout's new device id was never seen before in the log (R7)",
-    "L6": "every record's device_id is the device in force (R7, R8)",
-    "L7": "every user id is legal (R13)",
-    "L8": "every record's format version is one this build reads",
-    "L9": "every alias_dropped names an alias that stands, made for that device and user (R9)",
-    "T": "every record is a transition the machine's table allows from the state reached",
+    "L1": "records are numbered 1, 2, 3... with no gap, and each is chained to the one before",
+    "L2": "no device has two aliases standing at once (PostHog would merge it twice)",
+    "L3": "no alias is sent from CI, a container or another throwaway run",
+    "L4": "a device linked to a user is never linked again, to anyone",
+    "L5": "a logout moves to a brand-new device id, never one seen before",
+    "L6": "every record is made on the device in use (the new one after a logout)",
+    "L7": "every user id is one PostHog accepts (not empty, not a placeholder like null)",
+    "L8": "every record is in a format version this idstitch can read",
+    "L9": "every alias the sender gave up on was made, and still stood",
+    "T": "every record is a step the identity state machine allows from where the log stood",
 }
 
 _CAUSES: Final = {
@@ -85,10 +87,11 @@ class Violation(Frozen):
         freeze(self, locals())
 
     def as_json(self) -> dict[str, Any]:
-        """The violation as ``verify --json`` prints it."""
+        """The violation as ``verify --json`` prints it: ``promise`` is the id's words."""
         return {
             "type": "violation",
             "id": self.id,
+            "promise": INVARIANTS[self.id],
             "seq": self.seq,
             "offset": self.offset,
             "message": self.message,

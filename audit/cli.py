@@ -14,7 +14,7 @@ import os
 import sys
 
 from ._render import Output, printable
-from ._source import UnusableInputError
+from ._source import UnusableInputError, resolve_log
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -42,16 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
 _GRAMMAR: Final[
     dict[str, tuple[tuple[str, ...], dict[str, str | None], tuple[str, bool] | None]]
 ] = {
-    "replay": (("--json", "--strict"), {}, ("log", True)),
-    "verify": (("--json", "--strict"), {}, ("log", True)),
-    "persons": (("--json", "--strict"), {}, ("log", True)),
+    "replay": (("--json", "--strict"), {"--state-dir": None, "--app": None}, ("log", False)),
+    "verify": (("--json", "--strict"), {"--state-dir": None, "--app": None}, ("log", False)),
+    "persons": (("--json", "--strict"), {"--state-dir": None, "--app": None}, ("log", False)),
     "show": (("--json",), {"--state-dir": None, "--app": None}, None),
-    "doctor": (("--json", "--repair"), {"--app": None}, ("dir", False)),
+    "doctor": (("--json", "--repair"), {"--state-dir": None, "--app": None}, ("dir", False)),
     "diagram": (("--json",), {"--format": "mermaid"}, None),
     "demo": (("--json",), {"--keep": None}, None),
 }
 #: The values an option may take in the hand-written parse (others: argparse decides).
-_CHOICES: Final = {"--format": ("mermaid",)}
+_CHOICES: Final = {"--format": ("mermaid", "text")}
 
 
 def _dest(option: str) -> str:
@@ -102,22 +102,27 @@ def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
     return args
 
 
+def _log(args: dict[str, Any]) -> str:
+    """The log a command reads: ``LOG``, or the log of ``--state-dir`` or ``--app``'s dir."""
+    return resolve_log(args["log"], state_dir=args["state_dir"], app=args["app"])
+
+
 def _replay(args: dict[str, Any], out: Output) -> int:
     from ._reports import replay_report
 
-    return replay_report(args["log"], out, strict=args["strict"])
+    return replay_report(_log(args), out, strict=args["strict"])
 
 
 def _verify(args: dict[str, Any], out: Output) -> int:
     from ._reports import verify_report
 
-    return verify_report(args["log"], out, strict=args["strict"])
+    return verify_report(_log(args), out, strict=args["strict"])
 
 
 def _persons(args: dict[str, Any], out: Output) -> int:
     from ._reports import persons_report
 
-    return persons_report(args["log"], out, strict=args["strict"])
+    return persons_report(_log(args), out, strict=args["strict"])
 
 
 def _show(args: dict[str, Any], out: Output) -> int:
@@ -139,7 +144,10 @@ def _doctor(args: dict[str, Any], out: Output) -> int:
     from ._api import diagnosis
     from ._show import doctor_report
 
-    found = diagnosis(args["dir"], app=args["app"], repair=args["repair"])
+    if args["dir"] is not None and args["state_dir"] is not None:
+        raise UnusableInputError("give the state dir once: DIR or --state-dir DIR, not both")
+    folder = args["dir"] if args["dir"] is not None else args["state_dir"]
+    found = diagnosis(folder, app=args["app"], repair=args["repair"])
     return doctor_report(found, out)
 
 

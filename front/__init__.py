@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from idstitch.adapters.cli import instrument
     from idstitch.adapters.http import (
         httpx_async_hooks,
         httpx_hooks,
@@ -82,6 +83,7 @@ __all__ = [
     "detect_runtime",
     "httpx_async_hooks",
     "httpx_hooks",
+    "instrument",
     "open",
     "requests_hook",
     "typer_telemetry",
@@ -91,6 +93,7 @@ __all__ = [
 _load = lazy_exports(
     __name__,
     {
+        ".adapters.cli": ("instrument",),
         ".adapters.http": ("httpx_async_hooks", "httpx_hooks", "requests_hook", "user_id_from"),
         ".adapters.runtime": ("Runtime", "detect_runtime"),
         ".adapters.telemetry": ("click_telemetry", "typer_telemetry"),

@@ -1,4 +1,12 @@
-"""The host's first-run telemetry notice: shown once per state dir, on stderr."""
+"""The host's first-run telemetry notice: shown once per state dir, on a terminal's stderr.
+
+The rules (docs/integration.md, "The first-run notice"): once per state dir
+(the ``notice-shown`` marker), only when stderr is a terminal, never in CI
+or another ephemeral runtime, never when opted out. With
+``notice_before_sending`` the host's sink is held back (a ``NullSink`` that
+queues nothing and asks for no alias stands in) until the notice was shown
+on this machine (Homebrew's rule).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["show_notice"]
+__all__ = ["is_terminal", "show_notice"]
 
 
 def show_notice(state_dir: str, device_id: str, text: str, stream: Any) -> bool:  # noqa: ANN401
@@ -43,3 +51,11 @@ def show_notice(state_dir: str, device_id: str, text: str, stream: Any) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def is_terminal(stream: Any) -> bool:  # noqa: ANN401 - any text stream
+    """Whether ``stream`` is a terminal (a closed or odd stream is not)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -50,7 +50,11 @@ class OpenReport(Frozen):
     ``state_dir``: the dir (``None`` when there is none to use). ``runtime``
     and ``runtime_signal``: the runtime the open runs in and what made it so
     (``"argument"``, ``"IDSTITCH_RUNTIME"``, ``"CI variable CI"``, ``"a
-    container"``, ...). ``opted_out``: whether nothing new is recorded or
+    container"``, ...). ``runtime_reason`` and ``runtime_provider``: the same as a
+    stable token and who it names (:class:`~._runtime.RuntimeVerdict`: ``"ci"`` and
+    ``"GitHub Actions"``, ``"dev_container"`` and ``"GitHub Codespaces"``, ...), as
+    the ``runtime_reason`` and ``runtime_provider`` event properties carry them.
+    ``opted_out``: whether nothing new is recorded or
     sent (R14). ``route``: the storage transitions the open takes, in order
     (``("damage", "healed")``); ``storage`` and ``reason`` where they end:
     what :attr:`IdentityStitch.storage` and ``storage_reason`` say after it.
@@ -68,6 +72,8 @@ class OpenReport(Frozen):
         "reason",
         "route",
         "runtime",
+        "runtime_provider",
+        "runtime_reason",
         "runtime_signal",
         "state_dir",
         "storage",
@@ -75,6 +81,8 @@ class OpenReport(Frozen):
     state_dir: str | None
     runtime: Runtime
     runtime_signal: str
+    runtime_reason: str
+    runtime_provider: str | None
     opted_out: bool
     route: tuple[str, ...]
     storage: Storage
@@ -94,6 +102,8 @@ class OpenReport(Frozen):
         reason: str,
         holds_state: bool,
         files: tuple[str, ...],
+        runtime_reason: str,
+        runtime_provider: str | None,
     ) -> None:
         freeze(self, locals())
 
@@ -121,13 +131,14 @@ def open_report(
     folder, problem = state_folder(app, state_dir, env)
     names = _names(folder) if problem is None else []
     opted_out = opted_out_by(env, opt_out_vars)
-    runtime, signal = opening_runtime(
+    verdict = opening_runtime(
         runtime,
         env=env,
         root=root,
         is_tty=is_tty,
         has_state=lambda: LOG_NAME in names or SNAPSHOT_NAME in names,
     )
+    runtime = verdict.runtime
     route: list[tuple[str, str]]
     holds_state = False
     if problem is not None:
@@ -142,7 +153,9 @@ def open_report(
     return OpenReport(
         state_dir=None if problem is not None else folder,
         runtime=runtime,
-        runtime_signal=signal,
+        runtime_signal=verdict.signal,
+        runtime_reason=verdict.reason,
+        runtime_provider=verdict.provider,
         opted_out=opted_out,
         route=tuple(event for event, _ in route),
         storage=machine.current,

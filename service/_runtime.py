@@ -4,6 +4,19 @@ The answer decides whether an alias is sent and whether anything is
 written (rule R2). Detection only reads: an environment mapping, a
 filesystem root, ``sys.prefix`` and whether stdout is a terminal, all
 injectable, so every branch is testable without touching the machine.
+
+:func:`runtime_verdict` is the one place it is decided; its
+:class:`RuntimeVerdict` carries why, as a stable token
+(:data:`RUNTIME_REASONS`), who the token names (a CI vendor from
+:data:`CI_PROVIDERS`, a development environment from
+:data:`DEV_ENVIRONMENTS`, a one-shot launcher) and the same in words. The
+open (:mod:`._stitch`), its report (:mod:`._opening`) and the event
+properties (:mod:`._properties`) all take it from there.
+
+A development environment (GitHub Codespaces, a VS Code dev container,
+Gitpod) is a container a developer works in for weeks, its home dir kept
+across commands and restarts: it counts as persistent, as their laptop
+does, so a login there aliases once and the first-run notice shows.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
+from idstitch.events._frozen import Frozen, freeze
 from idstitch.events._kinds import RUNTIMES, Runtime
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
@@ -18,9 +32,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
+    "CI_PROVIDERS",
     "CI_VARIABLES",
+    "DEV_ENVIRONMENTS",
+    "RUNTIME_REASONS",
     "SENDER_VARIABLE",
     "Runtime",
+    "RuntimeVerdict",
     "detect_runtime",
     "in_container",
     "is_truthy",
@@ -30,76 +48,108 @@ __all__ = [
     "opted_out_by",
     "runtime_override",
     "runtime_signal",
+    "runtime_verdict",
+    "stdout_is_tty",
 ]
 
 
-#: Variables that mark a CI run: the vendors known to npm's ``ci-info``
-#: package, plus the generic names. Set to anything but ``""``, ``0`` or
-#: ``false``, any one of them makes the run ephemeral.
+#: The CI vendors, by the variable each one sets: the vendors known to npm's ``ci-info``
+#: package, named as it names them. Several variables may name one vendor.
+CI_PROVIDERS = {
+    "AC_APPCIRCLE": "Appcircle",
+    "AGOLA_GIT_REF": "Agola CI",
+    "APPCENTER_BUILD_ID": "Visual Studio App Center",
+    "APPVEYOR": "AppVeyor",
+    "bamboo_planKey": "Bamboo",
+    "BITBUCKET_COMMIT": "Bitbucket Pipelines",
+    "BITRISE_IO": "Bitrise",
+    "BUDDY_WORKSPACE_ID": "Buddy",
+    "BUILDER_OUTPUT": "Google Cloud Build",
+    "BUILDKITE": "Buildkite",
+    "CF_BUILD_ID": "Codefresh",
+    "CF_PAGES": "Cloudflare Pages",
+    "CI_APP_ID": "Appflow",
+    "CI_BUILD_ID": "Appflow",
+    "CI_BUILD_NUMBER": "Appflow",
+    "CI_XCODE_PROJECT": "Xcode Cloud",
+    "CIRCLECI": "CircleCI",
+    "CIRRUS_CI": "Cirrus CI",
+    "CM_BUILD_ID": "Codemagic",
+    "CODEBUILD_BUILD_ARN": "AWS CodeBuild",
+    "DRONE": "Drone",
+    "DSARI": "dsari",
+    "EARTHLY_CI": "Earthly",
+    "EAS_BUILD": "Expo Application Services",
+    "GERRIT_PROJECT": "Gerrit",
+    "GITEA_ACTIONS": "Gitea Actions",
+    "GITHUB_ACTIONS": "GitHub Actions",
+    "GITLAB_CI": "GitLab CI",
+    "GO_PIPELINE_LABEL": "GoCD",
+    "HARNESS_BUILD_ID": "Harness CI",
+    "HUDSON_URL": "Hudson",
+    "JENKINS_URL": "Jenkins",
+    "LAYERCI": "LayerCI",
+    "MAGNUM": "Magnum CI",
+    "NETLIFY": "Netlify CI",
+    "NEVERCODE": "Nevercode",
+    "NOW_BUILDER": "Vercel",
+    "PROW_JOB_ID": "Prow",
+    "RELEASE_BUILD_ID": "ReleaseHub",
+    "RENDER": "Render",
+    "SAILCI": "Sail CI",
+    "SCREWDRIVER": "Screwdriver",
+    "SEMAPHORE": "Semaphore",
+    "SHIPPABLE": "Shippable",
+    "STRIDER": "Strider CD",
+    "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI": "Azure Pipelines",
+    "TASK_ID": "TaskCluster",
+    "TDDIUM": "Solano CI",
+    "TEAMCITY_VERSION": "TeamCity",
+    "TF_BUILD": "Azure Pipelines",
+    "TRAVIS": "Travis CI",
+    "VELA": "Vela",
+    "VERCEL": "Vercel",
+    "WORKERS_CI": "Cloudflare Workers",
+    "XCS": "Xcode Server",
+}
+
+#: Variables that mark a CI run: the generic names, then every vendor's of
+#: :data:`CI_PROVIDERS`. Set to anything but ``""``, ``0`` or ``false``, any one of them
+#: makes the run ephemeral.
 CI_VARIABLES = (
-    # generic
     "CI",
     "BUILD_ID",
     "BUILD_NUMBER",
     "CONTINUOUS_INTEGRATION",
     "RUN_ID",
-    # vendors (ci-info)
-    "AC_APPCIRCLE",
-    "AGOLA_GIT_REF",
-    "APPCENTER_BUILD_ID",
-    "APPVEYOR",
-    "bamboo_planKey",
-    "BITBUCKET_COMMIT",
-    "BITRISE_IO",
-    "BUDDY_WORKSPACE_ID",
-    "BUILDER_OUTPUT",
-    "BUILDKITE",
-    "CF_BUILD_ID",
-    "CF_PAGES",
-    "CI_APP_ID",
-    "CI_BUILD_ID",
-    "CI_BUILD_NUMBER",
     "CI_NAME",
-    "CI_XCODE_PROJECT",
-    "CIRCLECI",
-    "CIRRUS_CI",
-    "CM_BUILD_ID",
-    "CODEBUILD_BUILD_ARN",
-    "DRONE",
-    "DSARI",
-    "EARTHLY_CI",
-    "EAS_BUILD",
-    "GERRIT_PROJECT",
-    "GITEA_ACTIONS",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "GO_PIPELINE_LABEL",
-    "HARNESS_BUILD_ID",
-    "HUDSON_URL",
-    "JENKINS_URL",
-    "LAYERCI",
-    "MAGNUM",
-    "NETLIFY",
-    "NEVERCODE",
-    "NOW_BUILDER",
-    "PROW_JOB_ID",
-    "RELEASE_BUILD_ID",
-    "RENDER",
-    "SAILCI",
-    "SCREWDRIVER",
-    "SEMAPHORE",
-    "SHIPPABLE",
-    "STRIDER",
-    "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI",
-    "TASK_ID",
-    "TDDIUM",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "TRAVIS",
-    "VELA",
-    "VERCEL",
-    "WORKERS_CI",
-    "XCS",
+    *CI_PROVIDERS,
+)
+
+#: Long-lived development environments, by the variable each one sets: a container (or
+#: a VM) a developer works in for weeks, with a home dir that survives every command and
+#: restart. Set (as a CI variable is), one of them makes a container count as persistent;
+#: a CI variable or ``IDSTITCH_RUNTIME`` still wins over it.
+DEV_ENVIRONMENTS = {
+    "CODESPACES": "GitHub Codespaces",
+    "CODESPACE_NAME": "GitHub Codespaces",
+    "REMOTE_CONTAINERS": "VS Code Dev Containers",
+    "REMOTE_CONTAINERS_IPC": "VS Code Dev Containers",
+    "GITPOD_WORKSPACE_ID": "Gitpod",
+    "DEVCONTAINER": "Dev Container",
+}
+
+#: Why a run has its runtime: the stable tokens of :attr:`RuntimeVerdict.reason` (and of
+#: the ``runtime_reason`` event property), in the order they are looked at.
+RUNTIME_REASONS = (
+    "argument",  # IdentityStitch.open(runtime=...)
+    "override",  # IDSTITCH_RUNTIME
+    "ci",  # a CI variable (provider: the vendor, when known)
+    "dev_container",  # a long-lived development environment (provider: which), persistent
+    "container",  # a container that is no development environment
+    "one_shot",  # uvx, pipx run, npx (provider: the launcher)
+    "first_run_no_tty",  # no state dir yet and stdout is no terminal
+    "default",  # none of the above: a developer's machine
 )
 
 #: Set in the detached sender's environment: a process that has it never spools events
@@ -126,13 +176,31 @@ def runtime_override(env: Mapping[str, str]) -> Runtime | None:
     return Runtime(value) if value in RUNTIMES else None
 
 
-def _ci_signal(env: Mapping[str, str]) -> str | None:
-    """The CI variable that is set, in words; ``None`` outside CI."""
+def _set(env: Mapping[str, str], name: str) -> bool:
+    """Whether ``name`` is set to anything but ``""``, ``0`` or ``false`` (any case)."""
+    return env.get(name, "").strip().lower() not in _FALSY_CI
+
+
+def _ci(env: Mapping[str, str]) -> tuple[str, str | None] | None:
+    """The CI signal in words and the vendor's name (``None``: a generic variable only);
+    ``None`` outside CI. Vendors' variables are looked at first, so that GitHub Actions
+    (which sets ``CI`` too) is named."""
+    for name, provider in CI_PROVIDERS.items():
+        if _set(env, name):
+            return f"CI variable {name}", provider
     for name in CI_VARIABLES:
-        if env.get(name, "").strip().lower() not in _FALSY_CI:
-            return f"CI variable {name}"
+        if _set(env, name):
+            return f"CI variable {name}", None
     # Heroku CI sets no variable of its own; ci-info knows it by the node it runs.
-    return "Heroku CI" if _HEROKU_NODE in env.get("NODE", "") else None
+    return ("Heroku CI", "Heroku CI") if _HEROKU_NODE in env.get("NODE", "") else None
+
+
+def _dev_environment(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The development environment's variable and name (:data:`DEV_ENVIRONMENTS`)."""
+    for name, provider in DEV_ENVIRONMENTS.items():
+        if _set(env, name):
+            return name, provider
+    return None
 
 
 def _read(root: str, name: str) -> bytes:
@@ -158,14 +226,47 @@ def in_container(root: str = "/") -> bool:
     return any(word in text for text in (*cgroup_paths, *root_mounts) for word in _CONTAINER_WORDS)
 
 
-def _one_shot(env: Mapping[str, str], prefix: str) -> bool:
+def _one_shot(env: Mapping[str, str], prefix: str) -> str | None:
+    """The one-shot launcher this run's ``prefix`` or ``npm_command`` names, if any."""
     parts = prefix.replace("\\", "/").lower().split("/")
     if "archive-v0" in parts:  # uvx / uv tool run: an environment in uv's cache
-        return True
+        return "uvx"
     # pipx run: ~/.cache/pipx (Linux), ~/Library/Caches/pipx (macOS), ...\pipx\Cache (Windows)
     if {".cache", "cache", "caches"} & set(parts) and "pipx" in parts:
-        return True
-    return env.get("npm_command") == "exec"  # npx, npm exec
+        return "pipx run"
+    return "npx" if env.get("npm_command") == "exec" else None  # npx, npm exec
+
+
+def stdout_is_tty() -> bool:
+    """Whether this process's stdout is a terminal (``False`` when it is missing or closed)."""
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except ValueError:  # stdout closed
+        return False
+
+
+class RuntimeVerdict(Frozen):
+    """The runtime a run has, and why.
+
+    ``reason``: a stable token of :data:`RUNTIME_REASONS` (``"ci"``, ``"container"``,
+    ...), for programs and the ``runtime_reason`` event property. ``provider``: who the
+    reason names, when known: the CI vendor (``"GitHub Actions"``), the development
+    environment (``"GitHub Codespaces"``) or the one-shot launcher (``"uvx"``); else
+    ``None``. ``signal``: the same in words for people, naming the variable
+    (``"CI variable GITHUB_ACTIONS"``, ``"a container"``, ``"no signal"``, ...).
+    Never holds an environment variable's value, a path or a name of the machine.
+    """
+
+    __slots__ = ("provider", "reason", "runtime", "signal")
+    runtime: Runtime
+    reason: str
+    provider: str | None
+    signal: str
+
+    def __init__(
+        self, runtime: Runtime, reason: str, signal: str, provider: str | None = None
+    ) -> None:
+        freeze(self, locals())
 
 
 def detect_runtime(
@@ -180,14 +281,17 @@ def detect_runtime(
 
     Ephemeral when any of: a CI variable is set (see :data:`CI_VARIABLES`);
     a container (``/.dockerenv``, ``/run/.containerenv``, or a cgroup or
-    mount table naming docker, containerd, kubepods or podman); a one-shot
-    runner (``prefix`` inside uv's ``archive-v0`` cache or a pipx cache, or
-    ``npm_command=exec``); or a first run (``has_state`` false) whose stdout
-    is not a terminal. ``env`` defaults to ``os.environ``, ``root`` is the
-    filesystem root to look under, ``is_tty`` defaults to
+    mount table naming docker, containerd, kubepods or podman) that is no
+    long-lived development environment (see :data:`DEV_ENVIRONMENTS`); a
+    one-shot runner (``prefix`` inside uv's ``archive-v0`` cache or a pipx
+    cache, or ``npm_command=exec``); or a first run (``has_state`` false)
+    whose stdout is not a terminal. ``env`` defaults to ``os.environ``,
+    ``root`` is the filesystem root to look under, ``is_tty`` defaults to
     ``sys.stdout.isatty()`` and ``prefix`` to ``sys.prefix``.
     """
-    return runtime_signal(env=env, root=root, is_tty=is_tty, has_state=has_state, prefix=prefix)[0]
+    return runtime_verdict(
+        env=env, root=root, is_tty=is_tty, has_state=has_state, prefix=prefix
+    ).runtime
 
 
 def runtime_signal(
@@ -201,26 +305,48 @@ def runtime_signal(
     """:func:`detect_runtime`'s answer and the signal that made it so, in words
     (``"IDSTITCH_RUNTIME"``, ``"CI variable GITHUB_ACTIONS"``, ``"a container"``, ...;
     ``"no signal"`` for the persistent default)."""
+    verdict = runtime_verdict(env=env, root=root, is_tty=is_tty, has_state=has_state, prefix=prefix)
+    return verdict.runtime, verdict.signal
+
+
+def runtime_verdict(
+    *,
+    env: Mapping[str, str] | None = None,
+    root: str = "/",
+    is_tty: bool | None = None,
+    has_state: bool = True,
+    prefix: str | None = None,
+) -> RuntimeVerdict:
+    """:func:`detect_runtime`'s answer with its reason, provider and signal: the one place
+    the runtime is decided. In order: ``IDSTITCH_RUNTIME``; a CI variable; a development
+    environment (persistent: it skips the container check); a container; a one-shot
+    runner; a first run without a terminal; else persistent (``"default"``)."""
     env = os.environ if env is None else env
     override = runtime_override(env)
     if override is not None:
-        return override, "IDSTITCH_RUNTIME"
-    ci = _ci_signal(env)
+        return RuntimeVerdict(override, "override", "IDSTITCH_RUNTIME")
+    ci = _ci(env)
     if ci is not None:
-        return Runtime.EPHEMERAL, ci
-    if in_container(root):
-        return Runtime.EPHEMERAL, "a container"
-    if _one_shot(env, sys.prefix if prefix is None else prefix):
-        return Runtime.EPHEMERAL, "a one-shot runner"
-    if not has_state:
-        if is_tty is None:
-            try:
-                is_tty = sys.stdout is not None and sys.stdout.isatty()
-            except ValueError:  # stdout closed
-                is_tty = False
-        if not is_tty:
-            return Runtime.EPHEMERAL, "a first run without a terminal"
-    return Runtime.PERSISTENT, "no signal"
+        return RuntimeVerdict(Runtime.EPHEMERAL, "ci", *ci)
+    dev = _dev_environment(env)
+    if dev is None and in_container(root):
+        return RuntimeVerdict(Runtime.EPHEMERAL, "container", "a container")
+    launcher = _one_shot(env, sys.prefix if prefix is None else prefix)
+    if launcher is not None:
+        return RuntimeVerdict(Runtime.EPHEMERAL, "one_shot", "a one-shot runner", launcher)
+    if not has_state and not (stdout_is_tty() if is_tty is None else is_tty):
+        return RuntimeVerdict(
+            Runtime.EPHEMERAL, "first_run_no_tty", "a first run without a terminal"
+        )
+    if dev is not None:
+        variable, provider = dev
+        return RuntimeVerdict(
+            Runtime.PERSISTENT,
+            "dev_container",
+            f"development environment variable {variable}",
+            provider,
+        )
+    return RuntimeVerdict(Runtime.PERSISTENT, "default", "no signal")
 
 
 def opted_out_by(env: Mapping[str, str], opt_out_vars: Iterable[str] = ()) -> bool:
@@ -241,16 +367,16 @@ def opening_runtime(
     has_state: Callable[[], bool],
     root: str = "/",
     is_tty: bool | None = None,
-) -> tuple[Runtime, str]:
-    """The runtime :meth:`IdentityStitch.open` runs in, and the signal that made it so:
-    ``runtime`` when given (``"argument"``), else ``IDSTITCH_RUNTIME``, else detection
-    (``has_state`` is asked only then: whether the state dir holds a log or a snapshot)."""
+) -> RuntimeVerdict:
+    """The runtime :meth:`IdentityStitch.open` runs in, and why: ``runtime`` when given
+    (reason ``"argument"``), else ``IDSTITCH_RUNTIME``, else detection (``has_state`` is
+    asked only then: whether the state dir holds a log or a snapshot)."""
     if runtime is not None:
-        return Runtime(runtime), "argument"
+        return RuntimeVerdict(Runtime(runtime), "argument", "argument")
     override = runtime_override(env)
     if override is not None:
-        return override, "IDSTITCH_RUNTIME"
-    return runtime_signal(env=env, root=root, is_tty=is_tty, has_state=has_state())
+        return RuntimeVerdict(override, "override", "IDSTITCH_RUNTIME")
+    return runtime_verdict(env=env, root=root, is_tty=is_tty, has_state=has_state())
 
 
 def opened_read_only_reason(*, opted_out: bool, runtime: Runtime) -> str:

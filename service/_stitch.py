@@ -44,13 +44,20 @@ from idstitch.machine._fold import Identity, ReplayResult, fold
 from idstitch.machine._table import FORGETTINGS, USER_EVENTS, State
 from idstitch.store._fs import ends_with, holds
 from idstitch.store._lock import LOCK_WAIT
-from idstitch.store._names import DAMAGED, LOG_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
+from idstitch.store._names import DAMAGED, LOG_NAME, NOTICE_NAME, SNAPSHOT_ASIDE, SNAPSHOT_NAME
 from idstitch.store._snapshot import read_snapshot, write_snapshot
 
 from ._dirs import state_folder
 from ._files import odd_kind, read_whole
 from ._pending import pending_names, read_pending, remove_pending, write_pending
-from ._runtime import Runtime, opened_read_only_reason, opening_runtime, opt_out_variable
+from ._runtime import (
+    Runtime,
+    RuntimeVerdict,
+    opened_read_only_reason,
+    opening_runtime,
+    opt_out_variable,
+)
+from ._runtime import _ci as ci_found
 from ._storage import Storage, StorageMachine
 from ._trust import (
     fold_noting,
@@ -73,6 +80,9 @@ if TYPE_CHECKING:
     from ._command import Command
     from ._consent import TelemetryStatus
     from ._protocol import Sink
+
+    #: :func:`._properties.every_event`'s arguments: verdict, app, app_version, is_tty, extra.
+    _About = tuple[RuntimeVerdict, str | None, str | None, bool | None, dict[str, object]]
 
 __all__ = ["ALIAS_ATTEMPTS", "LOCK_WAIT", "OPEN_WAIT", "IdentityStitch"]
 
@@ -169,6 +179,16 @@ class IdentityStitch:
         self._new_device_id = new_device_id or _new_device_id
         self._lock = _thread.RLock()
         self._groups: dict[str, str] = {}
+        #: What every capture's default properties are made of (:func:`._properties.every_event`'s
+        #: arguments, set by :meth:`open`), and those properties once the first capture built them.
+        self._about: _About = (
+            RuntimeVerdict(runtime, "argument", "argument"),
+            None,
+            None,
+            None,
+            {},
+        )
+        self._every: dict[str, object] | None = None
         #: Aliases that failed to queue in this process (R9: each is retried later).
         self._alias_failures = 0
         #: Whether the identity is the whole log's fold (not a snapshot's word for it).
@@ -191,6 +211,12 @@ class IdentityStitch:
         self._storage_off_by_consent = False
         #: Whether the consent in force is durable in the state dir (not in memory only).
         self._consent_recorded = True
+        #: The host's first-run notice (``open(notice=...)``), and whether this is a CI run
+        #: (never shown there, whatever the runtime).
+        self._notice: str | None = None
+        self._in_ci = False
+        #: The host's sink, held back until the notice is shown (``notice_before_sending``).
+        self._held: Sink | None = None
         _LIVE_STITCHES.append(self)
 
     # ------------------------------------------------------------------ open
@@ -211,6 +237,10 @@ class IdentityStitch:
         is_tty: bool | None = None,
         clock: Callable[[], datetime] | None = None,
         new_device_id: Callable[[], str] | None = None,
+        app_version: str | None = None,
+        properties: Mapping[str, object] | None = None,
+        notice: str | None = None,
+        notice_before_sending: bool = False,
     ) -> IdentityStitch:
         """The identity of this process, read from ``state_dir`` (or ``app``'s default dir).
 
@@ -231,6 +261,19 @@ class IdentityStitch:
         (see :attr:`storage`). A ``disabled`` consent recorded in the state
         dir (:meth:`disable_telemetry`) makes the run an opted-out one, in
         every runtime, once the dir was read.
+
+        Every capture carries default properties (``cli_name`` is ``app``,
+        ``cli_version`` is ``app_version``, idstitch's version, the
+        architecture, the runtime and why, whether stdout is a terminal:
+        :mod:`._properties`) and the host's ``properties`` over them; an
+        event's own properties win over both.
+
+        ``notice`` is the host's first-run telemetry notice, shown by the
+        first reported command (:meth:`command`, :func:`idstitch.instrument`)
+        under the rules of :meth:`first_run_notice`. ``notice_before_sending=True``
+        (Homebrew's rule): until the notice was shown on this machine, every
+        event is dropped and no alias is spent; a run that never shows it (CI,
+        a container, stderr not a terminal) sends nothing.
         """
         env = os.environ if env is None else env
         folder, problem = state_folder(app, state_dir, env)
@@ -238,7 +281,7 @@ class IdentityStitch:
         opted_out = opt_out_by is not None
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
-        runtime, _ = opening_runtime(
+        verdict = opening_runtime(
             runtime,
             env=env,
             root=root,
@@ -247,6 +290,7 @@ class IdentityStitch:
                 problem is None and (os.path.exists(log_path) or os.path.exists(snapshot_path))
             ),
         )
+        runtime = verdict.runtime
         host_sink = sink
         attached = {
             "state_dir": folder if problem is None else None,
@@ -267,6 +311,7 @@ class IdentityStitch:
             clock=clock,
             new_device_id=new_device_id,
         )
+        stitch._about = (verdict, app, app_version, is_tty, dict(properties or {}))
         try:
             if problem is not None:
                 stitch._to_memory("no_dir", problem)
@@ -282,9 +327,16 @@ class IdentityStitch:
         if stitch._identity.seq == 0:  # nothing on disk to start from: mint a device in memory
             stitch._start_in_memory()
         stitch._app, stitch._opt_out_by = app, opt_out_by
-        stitch._host_sink, stitch._attached = host_sink, attached
+        stitch._host_sink = host_sink if host_sink is not None else stitch._sink
+        stitch._attached = attached
         if not opted_out and stitch._identity.consent == "disabled":
             stitch._consent_off()  # known only now that the dir was read: the switch
+        stitch._notice, stitch._in_ci = notice, ci_found(env) is not None
+        if notice_before_sending and not os.path.exists(os.path.join(folder, NOTICE_NAME)):
+            # Events are dropped, not kept: none may leave before the notice was shown.
+            from ._sinks import NullSink
+
+            stitch._held, stitch._sink = stitch._sink, NullSink(queued=False, sends=False)
         return stitch
 
     def _load_audit_log(self, path: str) -> None:
@@ -962,6 +1014,8 @@ class IdentityStitch:
             return  # the environment opted out already: all of this was done at the open
         self._opted_out = self._off_by_consent = True
         self._sink = NullSink(queued=False, sends=False)
+        if self._held is not None:  # showing the notice must not let the host's sink through
+            self._held = self._sink
         if self._attached is not None:
             _attach(self._host_sink, self._attached, opted_out=True)
         if self._storage.state in (Storage.HEALTHY, Storage.DEFERRED):
@@ -976,7 +1030,9 @@ class IdentityStitch:
         self._opted_out = self._off_by_consent = False
         if self._attached is not None:
             _attach(self._host_sink, self._attached, opted_out=False)
-        if self._host_sink is not None:
+        if self._held is not None:  # still behind the notice (notice_before_sending)
+            self._held = self._host_sink
+        elif self._host_sink is not None:
             self._sink = self._host_sink
         journal = self._journal
         if (
@@ -1530,7 +1586,12 @@ class IdentityStitch:
                 warn(_VOICE, "idstitch: capture(%r) refused: idstitch alone merges persons", event)
                 return False
             identity = self._identity
-            props = dict(properties or {})
+            every = self._every
+            if every is None:  # once per process: a start that captures nothing pays nothing
+                from ._properties import every_event
+
+                every = self._every = every_event(*self._about)
+            props = {**every, **(properties or {})}
             props.setdefault("$device_id", identity.device_id)
             merged = {**self._groups, **(groups or {})}
             return bool(
@@ -1546,23 +1607,39 @@ class IdentityStitch:
             return False
 
     def command(self, name: str, *, flush_timeout: float = 2.0) -> Command:
-        """Context manager (and decorator) that sends ``cli_command_executed`` at exit (R11)."""
+        """Context manager (and decorator) that sends ``cli_command_executed`` at exit (R11).
+
+        It shows the ``notice`` given to :meth:`open` as it starts; inside a whole-app run
+        (:func:`idstitch.instrument`) it sends nothing: that run sends the one event.
+        """
         from ._command import Command
 
         return Command(self, name, flush_timeout)
 
-    def first_run_notice(self, text: str, *, stream: Any = None) -> bool:  # noqa: ANN401
+    def first_run_notice(self, text: str | None = None, *, stream: Any = None) -> bool:  # noqa: ANN401
         """Print the host's telemetry notice to stderr once per machine; ``True`` if printed.
 
-        Never in an ephemeral runtime (CI, containers: nobody reads it there),
-        never when opted out, never on stdout. The state dir records that it
-        was shown (``notice-shown``), so it appears once per state dir.
+        ``text`` defaults to the ``notice`` given to :meth:`open`. Only when
+        ``stream`` (stderr by default) is a terminal; never in CI or another
+        ephemeral runtime (nobody reads it there), never when opted out, never
+        on stdout. The state dir records that it was shown (``notice-shown``),
+        so it appears once per state dir. Once shown, events held back by
+        ``notice_before_sending`` flow from then on.
         """
-        if not self.persisting or self._opted_out or self._state_dir is None:
-            return False
-        from ._notice import show_notice
+        import sys
 
-        return show_notice(self._state_dir, self._identity.device_id, text, stream)
+        text = self._notice if text is None else text
+        stream = sys.stderr if stream is None else stream
+        if text is None or self._in_ci or self._opted_out or self._state_dir is None:
+            return False
+        from ._notice import is_terminal, show_notice
+
+        if not self.persisting or not is_terminal(stream):
+            return False
+        shown = show_notice(self._state_dir, self._identity.device_id, text, stream)
+        if shown and self._held is not None:
+            self._sink, self._held = self._held, None
+        return shown
 
     def close(self, timeout: float = 2.0) -> None:
         """Deliver what the sink queued, waiting at most about ``timeout`` seconds."""

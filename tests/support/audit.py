@@ -31,6 +31,7 @@ __all__ = [
     "Result",
     "Spec",
     "alias",
+    "all_hold",
     "clear",
     "damage_of",
     "dropped",
@@ -253,3 +254,11 @@ def damage_of(data: bytes) -> tuple[list[Record], LogDamagedError | None]:
     except LogDamagedError as exc:
         return records, exc
     return records, None
+
+
+def all_hold(records: int) -> str:
+    """What ``idstitch verify`` prints for a log of ``records`` records keeping every promise."""
+    from idstitch.audit import INVARIANTS
+
+    listed = "".join(f"  {rule:<3} {words}\n" for rule, words in INVARIANTS.items())
+    return f"ok: every promise below holds over {records} records.\n{listed}"

@@ -155,12 +155,15 @@ def _file_size_limit(limit: int) -> Iterator[None]:
 
 def notice_beyond_file_size_limit(state_dir: str) -> None:
     """Show the first-run notice on a full disk: exit 0 if it said "not shown", raising nothing."""
+    import pty
+
     from idstitch.machine import IdentityStitch
 
     stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", env={})
+    _, follower = pty.openpty()  # a terminal, so only the full disk can keep it unshown
     try:
-        with _file_size_limit(0):
-            shown = stitch.first_run_notice("we collect usage data")
+        with _file_size_limit(0), open(follower, "w", encoding="utf-8") as terminal:
+            shown = stitch.first_run_notice("we collect usage data", stream=terminal)
     except OSError:
         sys.exit(2)
     sys.exit(1 if shown else 0)

@@ -55,6 +55,7 @@ def test_show_reads_a_state_dir_without_changing_it(tmp_path: Path) -> None:
         "last_seq": 2,
         "state_dir": str(state),
         "runtime": "persistent",
+        "runtime_signal": "IDSTITCH_RUNTIME",
         "log_bytes": len(before["identity.jsonl"][0]),
         "snapshot": "ok",
         "storage": "healthy",
@@ -86,7 +87,7 @@ def test_show_finds_an_apps_default_state_dir_and_prints_it(tmp_path: Path) -> N
         "  distinct id  user-a\n"
         "  linked to    user-a\n"
         "  last seq     2\n"
-        "  runtime now  persistent\n"
+        "  runtime now  persistent (IDSTITCH_RUNTIME)\n"
         f"  log          identity.jsonl, {size} bytes\n"
         "  snapshot     ok\n"
         "  next run     healthy\n"
@@ -405,8 +406,8 @@ def test_usage_errors_are_one_line_and_exit_2() -> None:
             2,
             "",
             (
-                "idstitch replay: error: the following arguments are required: LOG "
-                "(see idstitch --help)\n"
+                "idstitch: error: a log is needed: LOG (a file or a state dir), --state-dir DIR "
+                "or --app NAME\n"
             ),
         ),
     ]

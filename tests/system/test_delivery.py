@@ -25,6 +25,7 @@ from idstitch.delivery import read_status, run_sender
 from idstitch.delivery._spawn import can_outlive, sender_running, spawn_sender
 from idstitch.delivery._spool import (
     DROPPED_NAME,
+    RETRY_NAME,
     RUN_NAME,
     SpoolWriter,
     iso_now,
@@ -635,6 +636,27 @@ def test_opting_out_deletes_what_the_spool_holds(tmp_path: Path) -> None:
     with CaptureServer(port=port) as back:
         run_sender(report["folder"])
         assert back.messages == []
+
+
+@pytest.mark.processes
+def test_a_dry_run_leaves_earlier_events_for_a_run_that_sends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IDSTITCH_DEBUG=1 prints instead of sending, and starts no sender for the four events an
+    earlier offline run left in the spool: they wait for a run that sends."""
+    port = free_port()
+    report = run_host(tmp_path / "state", f"http://127.0.0.1:{port}", "events:3")
+    wait_senders_gone(report)
+    os.unlink(os.path.join(report["folder"], RETRY_NAME))  # no pause: a sender would start
+    sink = SpoolSink("phc_test", host=f"http://127.0.0.1:{port}", env={"IDSTITCH_DEBUG": "1"})
+    stitch = IdentityStitch.open(state_dir=tmp_path / "state", runtime="persistent", sink=sink)
+    stitch.capture("looked")
+    stitch.close(timeout=1)
+    assert ([], 4, 1) == (
+        sink.sender_pids,
+        read_status(report["folder"]).waiting,
+        capsys.readouterr().err.count("idstitch would send looked"),
+    )
 
 
 def test_a_sender_never_spools_or_starts_senders(tmp_path: Path) -> None:

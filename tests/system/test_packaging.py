@@ -39,6 +39,8 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "PrintSink",
         "RecordingSink",
         "SpoolSink",
+        # whole-app wiring (click, typer)
+        "instrument",
         # HTTP hooks
         "httpx_async_hooks",
         "httpx_hooks",
@@ -95,11 +97,16 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "SpoolSink",
     },
     "idstitch.adapters.runtime": {
+        "CI_PROVIDERS",
         "CI_VARIABLES",
+        "DEV_ENVIRONMENTS",
+        "RUNTIME_REASONS",
         "Runtime",
+        "RuntimeVerdict",
         "detect_runtime",
         "is_truthy",
         "runtime_override",
+        "runtime_verdict",
     },
     "idstitch.adapters.capture_server": {"CaptureServer"},
     "idstitch.adapters.telemetry": {"click_telemetry", "typer_telemetry"},

@@ -11,6 +11,7 @@ import pytest
 from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import IdentityStitch, State
 from idstitch.store import SNAPSHOT_FORMAT, read_snapshot, write_snapshot
+from support.cli_hosts import Terminal
 from support.reliability import run_host, seed_state_dir, tree
 
 PRECIOUS = b"the user's own file: never written by idstitch\n"
@@ -23,7 +24,8 @@ def open_and_use(state_dir: Path, sink: RecordingSink | None = None) -> Identity
     )
     with stitch.command("deploy"):
         stitch.observe_authenticated_response("user-z")
-    stitch.first_run_notice("notice")
+    with Terminal() as terminal:
+        stitch.first_run_notice("notice", stream=terminal.stream)
     stitch.logout()
     return stitch
 
@@ -208,7 +210,8 @@ def test_files_are_0600_and_dirs_0700_under_umask_0(tmp_path: Path) -> None:
     try:
         stitch = IdentityStitch.open("mycli", runtime="persistent", sink=RecordingSink(), env=env)
         stitch.login("user-a")
-        assert stitch.first_run_notice("notice")
+        with Terminal() as terminal:
+            assert stitch.first_run_notice("notice", stream=terminal.stream)
         state_dir = Path(stitch.state_dir or "")
         (state_dir / "telemetry.json").write_bytes(b"garbage")  # written 0666 under umask 0
         os.chmod(state_dir / "telemetry.json", 0o600)

@@ -16,6 +16,7 @@ from idstitch.adapters.sinks import NullSink, PostHogSink
 from idstitch.machine import IdentityStitch
 from idstitch.service import Storage
 from idstitch.store import FileLog, read_snapshot
+from support.cli_hosts import Terminal
 from support.reliability import run_host, seed_state_dir, tree
 
 HOST_VARIABLE = "HOSTCLI_NO_TELEMETRY"
@@ -74,7 +75,8 @@ def test_every_truthy_spelling_of_both_variables_sends_and_writes_nothing(
             stitch.observe_authenticated_response("user-a")
             stitch.login("user-a")
             assert not stitch.capture("something", {"n": 1})
-        assert not stitch.first_run_notice("notice")
+        with Terminal() as terminal:  # a terminal, so only the opt-out can keep it unshown
+            assert not stitch.first_run_notice("notice", stream=terminal.stream)
         stitch.logout()
         stitch.close(1.0)
         assert (True, False) == (stitch.opted_out, stitch.persisting), (variable, spelling)

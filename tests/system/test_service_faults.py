@@ -6,7 +6,6 @@ together at a barrier, or a spawned process holding the ``flock``.
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
 import subprocess
@@ -19,6 +18,7 @@ from idstitch.adapters.sinks import RecordingSink
 from idstitch.machine import IdentityStitch, State, replay
 from idstitch.store import FileLog
 from idstitch.store._lock import ProcessLock
+from support.cli_hosts import Terminal
 from support.reliability import run_together
 from support.workers import (
     audit_log_response,
@@ -41,9 +41,9 @@ def test_a_notice_that_cannot_be_recorded_is_not_shown_and_raises_nothing(tmp_pa
     assert 0 == _exit_code(notice_beyond_file_size_limit, str(tmp_path))
     assert not (tmp_path / "notice-shown").exists()
     stitch = IdentityStitch.open(state_dir=tmp_path, runtime="persistent", env={})
-    shown = io.StringIO()
-    assert stitch.first_run_notice("we collect usage data", stream=shown)
-    assert "we collect usage data\n" == shown.getvalue()
+    with Terminal() as terminal:
+        assert stitch.first_run_notice("we collect usage data", stream=terminal.stream)
+        assert "we collect usage data\n" == terminal.shown()
 
 
 @pytest.mark.processes

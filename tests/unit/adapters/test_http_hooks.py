@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import itertools
 import json
 import logging
@@ -18,7 +19,7 @@ import httpx
 import pytest
 import requests
 from idstitch.adapters.http import httpx_async_hooks, httpx_hooks, requests_hook, user_id_from
-from idstitch.adapters.sinks import RecordingSink
+from idstitch.adapters.sinks import PrintSink, RecordingSink
 from idstitch.machine import IdentityStitch, State
 from support.local_api import serve
 from support.service import log_records, open_stitch
@@ -143,12 +144,13 @@ def test_an_illegal_id_in_a_response_is_ignored_not_raised(
     assert 1 == sum("response refused: " in m for m in messages)
 
 
-def test_only_successful_responses_are_read() -> None:
-    """user_id_from reads 2xx responses only; an error page is not an authenticated answer."""
+def test_every_status_but_401_and_407_is_read() -> None:
+    """user_id_from reads any response but a 401 (not authenticated) or a 407 (a proxy's)."""
     extract = user_id_from("X-User-Id")
-    got = [extract(_Response(status, {"X-User-Id": "u"})) for status in (200, 204, 301, 401, 500)]
-    assert ["u", "u", None, None, None] == got
-    assert extract(_Response(200, {})) is None
+    statuses = (200, 204, 301, 403, 404, 422, 500, 503, 401, 407)
+    got = [extract(_Response(status, {"X-User-Id": "u"})) for status in statuses]
+    assert ["u"] * 8 + [None, None] == got
+    assert extract(_Response(500, {})) is None
 
 
 # ------------------------------------------- bodies the hook must not read, repeated headers
@@ -429,3 +431,136 @@ def test_a_header_repeated_with_different_ids_names_no_one(
         _fetch(client, f"{bodies}/users/{case}?h={header}", stitch, header)
     logged = [r.levelname for r in caplog.records if f"{header} lines differ" in r.getMessage()]
     assert (State.ANONYMOUS, [], ["DEBUG"]) == (stitch.state, sink.aliases, logged)
+
+
+# ------------------------------------------------- error statuses, and sources never seen
+
+
+class _Statuses(BaseHTTPRequestHandler):
+    """/status/<code>?id=<0|1>&page=<json|html>: that status, the user in X-User-Id and in the
+    JSON body when id=1; a redirect's Location is /status/200 without the id."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        params = dict(part.split("=") for part in query.split("&") if part)
+        status = int(path.removeprefix("/status/"))
+        named = params.get("id") == "1"
+        if params.get("page") == "html":
+            body = b"<html><body>502 Bad Gateway</body></html>"
+        else:
+            body = json.dumps({"id": "user-s"} if named else {"error": "x"}).encode()
+        self.send_response(status)
+        if named:
+            self.send_header("X-User-Id", "user-s")
+        if 300 <= status < 400:
+            self.send_header("Location", "/status/200")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def statuses() -> Iterator[str]:
+    """A local API answering any status, with or without the user id."""
+    with serve(_Statuses) as url:
+        yield url
+
+
+def _get(client: str, url: str, stitch: IdentityStitch, source: str | Extractor) -> int:
+    """One GET of url with the hook installed, whatever the status; the status the host got."""
+    if client == "httpx":
+        with httpx.Client(event_hooks=httpx_hooks(stitch, source)) as sync_client:
+            return sync_client.get(url).status_code
+    if client == "httpx-async":
+
+        async def main() -> int:
+            hooks = httpx_async_hooks(stitch, source)
+            async with httpx.AsyncClient(event_hooks=hooks) as async_client:
+                return (await async_client.get(url)).status_code
+
+        return asyncio.run(main())
+    with requests.Session() as session:
+        session.hooks["response"].append(requests_hook(stitch, source))
+        return session.get(url, timeout=10, allow_redirects=False).status_code
+
+
+#: status -> whether a response of that status carrying the id names the user.
+NAMES = {403: True, 404: True, 422: True, 500: True, 503: True, 302: True, 401: False, 407: False}
+
+
+@pytest.mark.parametrize("source", ["X-User-Id", "callable"])
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("status", list(NAMES))
+def test_an_error_status_names_the_user_it_carries(
+    tmp_path: Path, statuses: str, client: str, status: int, source: str
+) -> None:
+    """A 422 (a failed deploy), a 500 or a redirect names the user when it carries the id, by
+    header or body; without the id it names no one; a 401 or a 407 never names anyone."""
+    stitch = open_stitch(tmp_path)
+    read: str | Extractor = _json_id if source == "callable" else source
+    seen = []
+    for named in "01":
+        got = _get(client, f"{statuses}/status/{status}?id={named}", stitch, read)
+        seen.append((got, stitch.state))
+    after = State.ALIASED if NAMES[status] else State.ANONYMOUS
+    assert [(status, State.ANONYMOUS), (status, after)] == seen
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_callable_failing_on_an_error_page_is_no_warning(
+    tmp_path: Path, statuses: str, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The JSON callable on a proxy's HTML 502 raises inside the hook: a debug message at most,
+    never a warning; the host gets its 502."""
+    caplog.set_level(logging.DEBUG, logger="idstitch")
+    stitch = open_stitch(tmp_path)
+    got = _get(client, f"{statuses}/status/502?page=html", stitch, _json_id)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (502, State.ANONYMOUS, []) == (got, stitch.state, warnings)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_dry_run_names_a_header_never_seen(tmp_path: Path, statuses: str, client: str) -> None:
+    """A misspelled header read over 3 responses: the dry run's flush says so in one line,
+    once; a 401 is not counted."""
+    header = f"X-Usr-Id-{client}"  # one per case: each source is reported once per process
+    stitch = open_stitch(tmp_path)
+    PrintSink(io.StringIO()).flush(1.0)  # what earlier tests left to report
+    for status in (200, 422, 401, 500):
+        _get(client, f"{statuses}/status/{status}?id=1", stitch, header)
+    printed = io.StringIO()
+    PrintSink(printed).flush(1.0)
+    PrintSink(printed).flush(1.0)
+    expected = (
+        f"idstitch: the HTTP hook read 3 responses and none carried the header {header}: "
+        "is that the name your API sends the user id in?\n"
+    )
+    assert (expected, State.ANONYMOUS) == (printed.getvalue(), stitch.state)
+
+
+def test_the_dry_run_names_a_callable_that_never_returned_an_id(
+    tmp_path: Path, statuses: str
+) -> None:
+    """A callable reading the wrong field over 2 responses: one line naming it; a header that
+    did name the user is not reported."""
+
+    def wrong_field(response: Any) -> str | None:
+        value = response.json().get("user")
+        return None if value is None else str(value)
+
+    stitch = open_stitch(tmp_path)
+    PrintSink(io.StringIO()).flush(1.0)  # what earlier tests left to report
+    for _ in range(2):
+        _get("httpx", f"{statuses}/status/200?id=1", stitch, wrong_field)
+    _get("httpx", f"{statuses}/status/200?id=1", stitch, "X-User-Id")
+    printed = io.StringIO()
+    PrintSink(printed).flush(1.0)
+    name = wrong_field.__qualname__
+    expected = (
+        f"idstitch: the user id callable {name} returned no user id for any of the 2 "
+        "responses the HTTP hook read\n"
+    )
+    assert (expected, State.ALIASED) == (printed.getvalue(), stitch.state)

@@ -287,7 +287,7 @@ def test_unusable_input_raises_the_one_error(tmp_path: Path) -> None:
 def test_diagram_is_the_machines_mermaid() -> None:
     """diagram() is the state diagram drawn from the table; an unknown format is a ValueError."""
     assert mermaid() == diagram()
-    with pytest.raises(ValueError, match="unknown diagram format 'dot'"):
+    with pytest.raises(ValueError, match="unknown diagram format 'dot': use 'mermaid' or 'text'"):
         diagram("dot")
 
 
@@ -299,6 +299,12 @@ def test_diagram_is_the_machines_mermaid() -> None:
         ["verify", "LOG", "--strict", "--json"],
         ["persons", "--strict", "LOG"],
         ["replay", ""],
+        ["replay"],
+        ["replay", "--app", "mycli"],
+        ["verify", "--state-dir", "DIR", "--json"],
+        ["persons", "--app", "mycli", "--strict"],
+        ["doctor", "--state-dir", "DIR"],
+        ["diagram", "--format", "text"],
         ["show"],
         ["show", "--state-dir", "DIR", "--json"],
         ["show", "--app", "mycli"],
@@ -322,7 +328,6 @@ def test_the_hand_written_parse_gives_what_argparse_gives(argv: list[str]) -> No
         [],
         ["--help"],
         ["--version"],
-        ["replay"],
         ["replay", "A", "B"],
         ["replay", "-h"],
         ["replay", "--js", "LOG"],

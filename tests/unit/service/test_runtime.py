@@ -13,17 +13,24 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from idstitch.adapters.runtime import (
+    CI_PROVIDERS,
     CI_VARIABLES,
+    DEV_ENVIRONMENTS,
+    RUNTIME_REASONS,
     Runtime,
+    RuntimeVerdict,
     detect_runtime,
     is_truthy,
     runtime_override,
+    runtime_verdict,
 )
+from idstitch.service._runtime import opening_runtime, runtime_signal
 
 #: A ``sys.prefix`` that is no one-shot runner's: a project virtualenv.
 PLAIN_PREFIX = "/home/alice/project/.venv"
@@ -518,3 +525,267 @@ def test_near_misses_and_none_are_refused() -> None:
 def test_heroku_ci_is_known_by_its_node(node: str, expected: Runtime, tmp_path: Path) -> None:
     """ci-info's one entry that is no variable of its own: Heroku CI's NODE path."""
     assert expected == classify(Scene(env={"NODE": node}), tmp_path)
+
+
+# --- why: the verdict's reason, provider and words ----------------------------------------
+
+#: Each scene's verdict: runtime, reason token, provider, words.
+VERDICTS: dict[str, tuple[Scene, RuntimeVerdict]] = {
+    "quiet": (QUIET, RuntimeVerdict(Runtime.PERSISTENT, "default", "no signal")),
+    "CI variable": (
+        SIGNALS["CI variable"],
+        RuntimeVerdict(Runtime.EPHEMERAL, "ci", "CI variable CI"),
+    ),
+    "/.dockerenv": (
+        SIGNALS["/.dockerenv"],
+        RuntimeVerdict(Runtime.EPHEMERAL, "container", "a container"),
+    ),
+    "uvx": (
+        SIGNALS["uvx"],
+        RuntimeVerdict(Runtime.EPHEMERAL, "one_shot", "a one-shot runner", "uvx"),
+    ),
+    "pipx run": (
+        SIGNALS["pipx run"],
+        RuntimeVerdict(Runtime.EPHEMERAL, "one_shot", "a one-shot runner", "pipx run"),
+    ),
+    "npx": (
+        SIGNALS["npx"],
+        RuntimeVerdict(Runtime.EPHEMERAL, "one_shot", "a one-shot runner", "npx"),
+    ),
+    "first run without a TTY": (
+        SIGNALS["first run without a TTY"],
+        RuntimeVerdict(Runtime.EPHEMERAL, "first_run_no_tty", "a first run without a terminal"),
+    ),
+    "override": (
+        Scene(env={"IDSTITCH_RUNTIME": "ephemeral"}),
+        RuntimeVerdict(Runtime.EPHEMERAL, "override", "IDSTITCH_RUNTIME"),
+    ),
+    "every signal, overridden": (
+        Scene(
+            env={**LOUD.env, "IDSTITCH_RUNTIME": "Persistent"},
+            files=LOUD.files,
+            prefix=LOUD.prefix,
+            has_state=False,
+            is_tty=False,
+        ),
+        RuntimeVerdict(Runtime.PERSISTENT, "override", "IDSTITCH_RUNTIME"),
+    ),
+}
+
+#: Vendors as their own docs name them, restated (not imported) for the best-known ones.
+KNOWN_VENDORS = {
+    "GITHUB_ACTIONS": "GitHub Actions",
+    "GITLAB_CI": "GitLab CI",
+    "CIRCLECI": "CircleCI",
+    "TRAVIS": "Travis CI",
+    "BUILDKITE": "Buildkite",
+    "JENKINS_URL": "Jenkins",
+    "TEAMCITY_VERSION": "TeamCity",
+    "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI": "Azure Pipelines",
+    "CODEBUILD_BUILD_ARN": "AWS CodeBuild",
+    "BITBUCKET_COMMIT": "Bitbucket Pipelines",
+    "VERCEL": "Vercel",
+    "NETLIFY": "Netlify CI",
+}
+
+#: The development environments and the variables they set (their docs), restated.
+DEV_VARIABLES = {
+    "CODESPACES": "GitHub Codespaces",
+    "CODESPACE_NAME": "GitHub Codespaces",
+    "REMOTE_CONTAINERS": "VS Code Dev Containers",
+    "REMOTE_CONTAINERS_IPC": "VS Code Dev Containers",
+    "GITPOD_WORKSPACE_ID": "Gitpod",
+    "DEVCONTAINER": "Dev Container",
+}
+
+#: A container as a development environment runs in (``/.dockerenv``), otherwise quiet.
+CONTAINER = {".dockerenv": ""}
+
+
+def verdict_of(scene: Scene, base: Path) -> RuntimeVerdict:
+    """``runtime_verdict`` on ``scene`` (files laid out under ``base``)."""
+    return runtime_verdict(
+        env=scene.env,
+        root=build_root(base, scene.files),
+        is_tty=scene.is_tty,
+        has_state=scene.has_state,
+        prefix=scene.prefix,
+    )
+
+
+@pytest.mark.parametrize("name", list(VERDICTS))
+def test_each_scene_has_its_reason_and_provider(name: str, tmp_path: Path) -> None:
+    """Each signal's verdict: the runtime, the stable reason token, who it names, the words."""
+    scene, expected = VERDICTS[name]
+    assert expected == verdict_of(scene, tmp_path)
+
+
+@pytest.mark.parametrize("name", list(VERDICTS))
+def test_runtime_signal_and_detect_runtime_say_what_the_verdict_says(
+    name: str, tmp_path: Path
+) -> None:
+    """runtime_signal's pair and detect_runtime's answer are the verdict's, not a second look."""
+    scene, expected = VERDICTS[name]
+    args: dict[str, Any] = {
+        "env": scene.env,
+        "root": build_root(tmp_path, scene.files),
+        "is_tty": scene.is_tty,
+        "has_state": scene.has_state,
+        "prefix": scene.prefix,
+    }
+    got = (runtime_signal(**args), detect_runtime(**args))
+    assert ((expected.runtime, expected.signal), expected.runtime) == got
+
+
+def test_reasons_are_the_documented_tokens() -> None:
+    """The reason vocabulary, in the order detection looks (docs/identity-model.md)."""
+    expected = (
+        "argument",
+        "override",
+        *("ci", "dev_container", "container", "one_shot", "first_run_no_tty", "default"),
+    )
+    assert expected == RUNTIME_REASONS
+
+
+@pytest.mark.parametrize(("name", "provider"), sorted(CI_PROVIDERS.items()))
+def test_a_vendor_is_named_even_beside_the_generic_ci_variable(
+    name: str, provider: str, tmp_path: Path
+) -> None:
+    """A vendor's variable names its provider, also when CI=true is set too (they all set it)."""
+    scene = Scene(env={"CI": "true", name: "1"})
+    expected = RuntimeVerdict(Runtime.EPHEMERAL, "ci", f"CI variable {name}", provider)
+    assert expected == verdict_of(scene, tmp_path)
+
+
+def test_the_best_known_vendors_have_their_own_names() -> None:
+    """GitHub Actions, GitLab CI, CircleCI, ... are spelled as their vendors spell them."""
+    assert KNOWN_VENDORS == {name: CI_PROVIDERS[name] for name in KNOWN_VENDORS}
+
+
+def test_every_ci_info_vendor_variable_names_a_provider() -> None:
+    """Each of ci-info's vendor variables has a provider; its generic names have none."""
+    generic = {"BUILD_ID", "BUILD_NUMBER", "CI", "CI_NAME", "CONTINUOUS_INTEGRATION", "RUN_ID"}
+    expected: tuple[set[str], set[str]] = (set(CI_INFO_NAMES) - generic, set())
+    assert expected == (
+        set(CI_PROVIDERS) & set(CI_INFO_NAMES),
+        set(CI_PROVIDERS) - set(CI_VARIABLES),
+    )
+
+
+def test_heroku_ci_is_named(tmp_path: Path) -> None:
+    """Heroku CI, known by its node's path, is its own provider."""
+    scene = Scene(env={"NODE": "/app/.heroku/node/bin/node"})
+    expected = RuntimeVerdict(Runtime.EPHEMERAL, "ci", "Heroku CI", "Heroku CI")
+    assert expected == verdict_of(scene, tmp_path)
+
+
+@pytest.mark.parametrize(("name", "provider"), sorted(DEV_VARIABLES.items()))
+def test_a_development_environment_in_a_container_is_persistent(
+    name: str, provider: str, tmp_path: Path
+) -> None:
+    """Codespaces, VS Code dev containers, Gitpod: a container that lives for weeks with its
+    home dir counts as persistent, and says which environment it is."""
+    scene = Scene(env={name: "true"}, files=CONTAINER)
+    expected = RuntimeVerdict(
+        Runtime.PERSISTENT, "dev_container", f"development environment variable {name}", provider
+    )
+    assert expected == verdict_of(scene, tmp_path)
+
+
+def test_the_development_environments_are_the_documented_ones() -> None:
+    """DEV_ENVIRONMENTS holds the variables those environments' docs list, and no other."""
+    assert DEV_VARIABLES == DEV_ENVIRONMENTS
+
+
+@pytest.mark.parametrize("value", CI_FALSY)
+@pytest.mark.parametrize("name", sorted(DEV_VARIABLES))
+def test_a_development_variable_set_false_leaves_the_container_ephemeral(
+    name: str, value: str, tmp_path: Path
+) -> None:
+    """A development variable set to "", 0 or false is no signal: the container decides."""
+    scene = Scene(env={name: value}, files=CONTAINER)
+    assert RuntimeVerdict(Runtime.EPHEMERAL, "container", "a container") == verdict_of(
+        scene, tmp_path
+    )
+
+
+#: What wins over a development environment (in a container), and the verdict it gives.
+OVER_DEV: dict[str, tuple[Scene, RuntimeVerdict]] = {
+    "a CI job in a Codespace": (
+        Scene(env={"CODESPACES": "true", "GITHUB_ACTIONS": "true"}, files=CONTAINER),
+        RuntimeVerdict(Runtime.EPHEMERAL, "ci", "CI variable GITHUB_ACTIONS", "GitHub Actions"),
+    ),
+    "IDSTITCH_RUNTIME=ephemeral": (
+        Scene(env={"REMOTE_CONTAINERS": "true", "IDSTITCH_RUNTIME": "ephemeral"}, files=CONTAINER),
+        RuntimeVerdict(Runtime.EPHEMERAL, "override", "IDSTITCH_RUNTIME"),
+    ),
+    "uvx in a Gitpod workspace": (
+        Scene(
+            env={"GITPOD_WORKSPACE_ID": "w-1"},
+            files=CONTAINER,
+            prefix="/home/gitpod/.cache/uv/archive-v0/Xy12AbCd34",
+        ),
+        RuntimeVerdict(Runtime.EPHEMERAL, "one_shot", "a one-shot runner", "uvx"),
+    ),
+    "a first run without a terminal (postCreateCommand)": (
+        Scene(env={"CODESPACES": "true"}, files=CONTAINER, has_state=False, is_tty=False),
+        RuntimeVerdict(Runtime.EPHEMERAL, "first_run_no_tty", "a first run without a terminal"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(OVER_DEV))
+def test_what_wins_over_a_development_environment(name: str, tmp_path: Path) -> None:
+    """CI, IDSTITCH_RUNTIME, a one-shot launcher and a first run without a terminal still
+    decide inside a development environment: it only stops the container check."""
+    scene, expected = OVER_DEV[name]
+    assert expected == verdict_of(scene, tmp_path)
+
+
+def test_a_development_environment_outside_a_container_is_still_named(tmp_path: Path) -> None:
+    """A development variable on a machine with no container marker: persistent, named."""
+    scene = Scene(env={"CODESPACES": "true"})
+    expected = RuntimeVerdict(
+        Runtime.PERSISTENT,
+        "dev_container",
+        "development environment variable CODESPACES",
+        "GitHub Codespaces",
+    )
+    assert expected == verdict_of(scene, tmp_path)
+
+
+def test_the_open_runtime_argument_wins_and_is_the_argument_reason(tmp_path: Path) -> None:
+    """open(runtime=...): reason "argument", whatever the environment says; the state dir
+    is not looked at."""
+
+    def has_state() -> bool:
+        raise AssertionError("has_state asked although the runtime was given")
+
+    got = opening_runtime(
+        "persistent", env={"CI": "true", "IDSTITCH_RUNTIME": "ephemeral"}, has_state=has_state
+    )
+    assert RuntimeVerdict(Runtime.PERSISTENT, "argument", "argument") == got
+
+
+def test_the_open_override_is_decided_before_the_state_dir_is_looked_at(tmp_path: Path) -> None:
+    """IDSTITCH_RUNTIME at open: reason "override", and has_state is never asked."""
+
+    def has_state() -> bool:
+        raise AssertionError("has_state asked although IDSTITCH_RUNTIME decides")
+
+    got = opening_runtime(None, env={"IDSTITCH_RUNTIME": "ephemeral"}, has_state=has_state)
+    assert RuntimeVerdict(Runtime.EPHEMERAL, "override", "IDSTITCH_RUNTIME") == got
+
+
+def test_a_verdict_holds_no_value_of_the_environment(tmp_path: Path) -> None:
+    """Variables' values (a codespace's name, a CI name, a workspace id) never reach the
+    verdict: only variable names and names from the tables do."""
+    marker = "mark3r-7f2c"
+    scenes = [
+        Scene(env={"CI_NAME": marker}),
+        Scene(env={"CODESPACE_NAME": marker}, files=CONTAINER),
+        Scene(env={"GITPOD_WORKSPACE_ID": marker}),
+        Scene(env={"GITHUB_ACTIONS": marker, "CI": marker}),
+    ]
+    shown = [repr(verdict_of(scene, tmp_path / str(i))) for i, scene in enumerate(scenes)]
+    assert [] == [text for text in shown if marker in text]

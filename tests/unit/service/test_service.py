@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import idstitch
 import pytest
 from click.testing import CliRunner
 from idstitch.adapters.runtime import Runtime
@@ -21,6 +21,7 @@ from idstitch.adapters.sinks import RecordedAlias, RecordedCapture, RecordingSin
 from idstitch.events import IdentityError, IllegalUserIdError
 from idstitch.machine import IdentityStitch, State, replay
 from idstitch.store import FileLog
+from support.cli_hosts import Terminal
 from support.service import DeviceIds, log_records, open_stitch, replay_dir
 
 
@@ -646,18 +647,31 @@ def test_an_ephemeral_audit_log_records_without_aliasing(tmp_path: Path) -> None
 def test_capture_sends_under_the_current_identity_with_groups(tmp_path: Path) -> None:
     """R1: captures go under the device id before login and the user id after, with groups."""
     sink = RecordingSink()
-    stitch = open_stitch(tmp_path, sink=sink)
+    stitch = open_stitch(tmp_path, sink=sink, is_tty=False)
     device = stitch.device_id
     stitch.set_groups(organization="org-1")
     assert stitch.capture("before", {"n": 1})
     stitch.observe_authenticated_response("user-a")
     assert stitch.capture("after", groups={"project": "p-1"})
+    defaults = {
+        "idstitch_version": idstitch.__version__,
+        "arch": os.uname().machine,
+        "runtime": "persistent",
+        "runtime_reason": "argument",
+        "is_tty": False,
+    }
     assert [
         RecordedCapture(
-            device, "before", {"n": 1, "$device_id": device}, {"organization": "org-1"}
+            device,
+            "before",
+            {**defaults, "n": 1, "$device_id": device},
+            {"organization": "org-1"},
         ),
         RecordedCapture(
-            "user-a", "after", {"$device_id": device}, {"organization": "org-1", "project": "p-1"}
+            "user-a",
+            "after",
+            {**defaults, "$device_id": device},
+            {"organization": "org-1", "project": "p-1"},
         ),
     ] == sink.captures
 
@@ -759,34 +773,40 @@ def test_the_default_state_dir_follows_xdg(tmp_path: Path) -> None:
     assert 0o700 == os.stat(tmp_path / "xdg" / "mycli").st_mode & 0o777
 
 
-def test_the_first_run_notice_is_shown_once_on_stderr(
+def test_the_first_run_notice_is_shown_once_on_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The host's notice is printed once per state dir, to stderr, and never in CI."""
+    """The host's notice is printed once per state dir, on a terminal, never in an ephemeral
+    run or opted out, and never on a stderr that is no terminal (pytest's capture)."""
     stitch = open_stitch(tmp_path)
-    assert stitch.first_run_notice("we collect usage data")
-    assert not stitch.first_run_notice("we collect usage data")
-    assert not open_stitch(tmp_path).first_run_notice("we collect usage data")
-    assert ("", "we collect usage data\n") == capsys.readouterr()
-    assert [stitch.device_id] == (tmp_path / "notice-shown").read_text().split()
-    ci = open_stitch(tmp_path / "ci", runtime=Runtime.EPHEMERAL)
-    assert not ci.first_run_notice("we collect usage data")
-    off = open_stitch(tmp_path / "off", env={"DO_NOT_TRACK": "1"})
-    assert not off.first_run_notice("we collect usage data")
+    assert not stitch.first_run_notice("we collect usage data")  # stderr: captured, no tty
+    assert not (tmp_path / "notice-shown").exists()
+    with Terminal() as terminal:
+        assert stitch.first_run_notice("we collect usage data", stream=terminal.stream)
+        assert not stitch.first_run_notice("we collect usage data", stream=terminal.stream)
+        again = open_stitch(tmp_path)
+        assert not again.first_run_notice("we collect usage data", stream=terminal.stream)
+        assert "we collect usage data\n" == terminal.shown()
+        assert [stitch.device_id] == (tmp_path / "notice-shown").read_text().split()
+        ci = open_stitch(tmp_path / "ci", runtime=Runtime.EPHEMERAL)
+        assert not ci.first_run_notice("we collect usage data", stream=terminal.stream)
+        off = open_stitch(tmp_path / "off", env={"DO_NOT_TRACK": "1"})
+        assert not off.first_run_notice("we collect usage data", stream=terminal.stream)
+        assert "" == terminal.shown()
     assert ("", "") == capsys.readouterr()
     assert not (tmp_path / "ci").exists()
 
 
 def test_a_notice_that_cannot_be_printed_is_not_marked_shown(tmp_path: Path) -> None:
-    """R15: a closed stderr (``mycli 2>&1 | head -1``) breaks nothing; the next run shows it."""
+    """R15: a terminal that hung up (the write fails) breaks nothing; the next run shows it."""
     stitch = open_stitch(tmp_path)
-    closed = io.StringIO()
-    closed.close()
-    assert False is stitch.first_run_notice("we collect usage data", stream=closed)
+    with Terminal() as gone:
+        gone.hang_up()
+        assert False is stitch.first_run_notice("we collect usage data", stream=gone.stream)
     assert not (tmp_path / "notice-shown").exists()
-    shown = io.StringIO()
-    assert stitch.first_run_notice("we collect usage data", stream=shown)
-    assert "we collect usage data\n" == shown.getvalue()
+    with Terminal() as terminal:
+        assert stitch.first_run_notice("we collect usage data", stream=terminal.stream)
+        assert "we collect usage data\n" == terminal.shown()
 
 
 def test_a_snapshot_behind_its_log_is_caught_up_and_healed(tmp_path: Path) -> None:

@@ -348,6 +348,8 @@ def test_the_open_report_of_a_damaged_dir_in_whole(tmp_path: Path) -> None:
         state_dir=str(state_dir),
         runtime=Runtime.PERSISTENT,
         runtime_signal="IDSTITCH_RUNTIME",
+        runtime_reason="override",
+        runtime_provider=None,
         opted_out=False,
         route=("damage", "healed"),
         storage=Storage.HEALTHY,

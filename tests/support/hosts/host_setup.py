@@ -1,0 +1,39 @@
+"""What both host apps share: the stitch, from the environment the tests set.
+
+``HOST_STATE`` (the state dir), ``HOST_URL`` (the capture server; the events are
+delivered in this process as the run ends), ``HOST_WIRED`` (``0``: the app is
+left as its author wrote it, not instrumented), ``HOST_NOTICE`` (the notice
+given to ``instrument``), ``HOST_OPEN_NOTICE`` (the one given to ``open``),
+``HOST_NOTICE_FIRST`` (``1``: ``notice_before_sending``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import idstitch
+
+stitch = idstitch.open(
+    state_dir=os.environ["HOST_STATE"],
+    sink=idstitch.SpoolSink("phc_test", host=os.environ["HOST_URL"], delivery="in_process"),
+    opt_out_vars=("HOST_NO_TELEMETRY",),
+    notice=os.environ.get("HOST_OPEN_NOTICE"),
+    notice_before_sending=os.environ.get("HOST_NOTICE_FIRST") == "1",
+)
+WIRED = os.environ.get("HOST_WIRED", "1") == "1"
+NOTICE = os.environ.get("HOST_NOTICE")
+
+
+def interrupt_soon() -> None:
+    """Ctrl-C, for real: SIGINT to this process in a moment (while it waits at a prompt)."""
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+
+
+def interrupt_now() -> None:
+    """Ctrl-C, for real, in the middle of a command's work."""
+    os.kill(os.getpid(), signal.SIGINT)
+    signal.pause()  # the interrupt arrives first
