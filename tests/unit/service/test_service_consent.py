@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from idstitch.adapters.sinks import RecordedCapture, RecordingSink, SpoolSink
+from idstitch.adapters.sinks import RecordingSink, SpoolSink
 from idstitch.delivery._spool import segment_names
 from idstitch.machine import IdentityStitch, State, TelemetryStatus
 from idstitch.service import Storage
@@ -129,11 +129,10 @@ def test_enable_in_a_run_the_consent_switched_off_sends_again(tmp_path: Path) ->
     off = run.capture("before")
     status = run.enable_telemetry()
     on = run.capture("after")
-    device = run.device_id
-    expected_capture = RecordedCapture(device, "after", {"$device_id": device}, {})
+    sent = [(c.distinct_id, c.event, c.properties["$device_id"]) for c in sink.captures]
     assert (False, True, True) == (off, status.enabled, on)
-    assert ([expected_capture], Storage.HEALTHY, False) == (
-        sink.captures,
+    assert ([(run.device_id, "after", run.device_id)], Storage.HEALTHY, False) == (
+        sent,
         run.storage,
         run.opted_out,
     )
