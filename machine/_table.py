@@ -220,7 +220,7 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
         for source in State
     ),
     *(
-        Transition(source, "consent", None, source, False, "R14: the user's telemetry choice")
+        Transition(source, "consent", None, source, False, "R14: telemetry on or off")
         for source in State
     ),
 )
