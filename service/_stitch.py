@@ -887,9 +887,12 @@ class IdentityStitch:
 
     def telemetry_status(self) -> TelemetryStatus:
         """Whether this process sends events, and why (environment > recorded consent >
-        default). Reads nothing: the consent came with the identity. Never raises."""
+        default). Reads nothing: the consent came with the identity. A command run that
+        asks (``telemetry status``) sends no event. Never raises."""
+        from ._command import unreport
         from ._consent import telemetry_status
 
+        unreport(self)
         identity = self._identity
         return telemetry_status(
             opted_out_by=self._opt_out_by,
@@ -925,6 +928,7 @@ class IdentityStitch:
         return self._set_consent("disabled")
 
     def _set_consent(self, choice: str) -> TelemetryStatus:
+        """Record ``choice``; the command run that made it sends no event (see ``unreport``)."""
         try:
             with self._lock:
                 self._consent_recorded = self._record_consent(choice, elsewhere=True)

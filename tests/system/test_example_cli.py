@@ -130,7 +130,7 @@ def test_the_example_cli_telemetry_commands_turn_sending_off_and_on(
     tmp_path: Path, api: str
 ) -> None:
     """mycli telemetry disable: later commands send nothing and leave no spool; enable: they
-    send again; status says which, and why, each time (click names the script mycli.py)."""
+    send again; status says which, and why, each time."""
     with CaptureServer() as posthog:
         env = cli_env(tmp_path, api, posthog)
         before = run(["telemetry", "status"], env)
@@ -143,11 +143,11 @@ def test_the_example_cli_telemetry_commands_turn_sending_off_and_on(
         loud = run(["whoami", "--token", "token-a"], env)
         messages = posthog.wait_for(2)
     day = disabled.stdout.split(" on ")[1][:10]
-    off = f"Telemetry is disabled: you turned it off on {day} (mycli.py telemetry enable turns "
-    on = f"Telemetry is enabled: you turned it on on {day} (mycli.py telemetry disable turns "
+    off = f"Telemetry is disabled: you turned it off on {day} (mycli telemetry enable turns "
+    on = f"Telemetry is enabled: you turned it on on {day} (mycli telemetry disable turns "
     default = (
         "Telemetry is enabled (the default; no choice was recorded): "
-        "mycli.py telemetry disable or DO_NOT_TRACK=1 turns it off.\n"
+        "mycli telemetry disable or DO_NOT_TRACK=1 turns it off.\n"
     )
     expected = [
         (0, default),
