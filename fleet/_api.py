@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from idstitch.audit import UnusableInputError
@@ -143,7 +143,6 @@ class FleetReport:
     illegal: tuple[IllegalId, ...] = ()
     explained: bool = False
     users_from: str = "events"
-    rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

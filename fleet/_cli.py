@@ -125,7 +125,7 @@ def _text(report: FleetReport, out: Output, plan: str | None) -> None:
         count = len(report.persons)
         out.text(
             ("failed:", "bold red"),
-            f" {count} person{'s' if count != 1 else ''} hold two or more users{where}.",
+            f" {count} person{'s hold' if count != 1 else ' holds'} two or more users{where}.",
         )
     else:
         out.text(("ok:", "bold green"), " no person holds two users.")

@@ -114,7 +114,7 @@ class Engine:
     def attach_users(self, ids: Iterable[str]) -> None:
         """The user ids of ``--users`` as the table ``users``."""
         self.con.execute("CREATE TABLE users (distinct_id VARCHAR)")
-        self.con.executemany("INSERT INTO users VALUES (?)", [(i,) for i in ids])
+        self.con.execute("INSERT INTO users SELECT unnest(?::VARCHAR[])", [list(ids)])
 
     def _rows(self, what: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         import duckdb
@@ -135,8 +135,8 @@ class Engine:
 
     def _hold(self, ids: Iterable[str]) -> None:
         """The distinct ids the explanation looks at, as the table ``held``."""
-        self.con.execute("CREATE OR REPLACE TEMP TABLE held (distinct_id VARCHAR PRIMARY KEY)")
-        self.con.executemany("INSERT INTO held VALUES (?)", [(i,) for i in sorted(set(ids))])
+        self.con.execute("CREATE OR REPLACE TEMP TABLE held (distinct_id VARCHAR)")
+        self.con.execute("INSERT INTO held SELECT unnest(?::VARCHAR[])", [sorted(set(ids))])
 
     def merges(self, ids: Iterable[str]) -> list[tuple[str, str, str, str]]:
         """Every merge event touching one of ``ids``, oldest first:

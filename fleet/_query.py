@@ -16,8 +16,8 @@ every engine answers the same question:
    incremental: an older row may come after a newer one), kept unless it is
    deleted. ``person_id`` there is the truth; on old events it is stale.
 2. ``devices``: the ids the events show as devices (``$device_id`` on every
-   event idstitch sends; the ``alias`` of ``$create_alias`` and
-   ``$merge_dangerously``; the ``$anon_distinct_id`` of ``$identify``), or
+   event idstitch sends; the ``alias`` of ``$create_alias``;
+   the ``$anon_distinct_id`` of ``$identify``), or
    the ids ``--users`` / ``--user-pattern`` do not name as users.
 3. ``flagged``: the persons holding two or more user ids; the result is
    their rows, one per distinct id, with ``is_user``.
@@ -35,6 +35,8 @@ MERGE_EVENTS = {
     "$merge_dangerously": "alias",
     "$identify": "$anon_distinct_id",
 }
+#: The merge events whose merged-in id is a device (``$merge_dangerously`` merges users).
+DEVICE_MERGES = ("$create_alias", "$identify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ def _devices(dialect: Dialect, users: UserSource) -> str:
             f"  SELECT {dialect.prop('properties', key)} FROM events "
             f"WHERE event = {dialect.literal(event)}"
             for event, key in MERGE_EVENTS.items()
+            if event in DEVICE_MERGES
         ),
     ]
     union = "\n  UNION ALL\n".join(seen)
