@@ -259,7 +259,14 @@ class PersonGraph:
         elif isinstance(step, _Events):
             self._events_under(step.user, step.seq)
         elif step.dropped is None:
-            self._alias(step.user, step.device, step.seq, step.what, step.origin, step.dangerously)
+            self._alias(
+                step.user,
+                step.device,
+                step.seq,
+                step.what,
+                step.origin,
+                dangerously=step.dangerously,
+            )
         else:
             self.refused.append(Refusal(step.seq, step.user, step.device, step.dropped))
             if step.stamps:

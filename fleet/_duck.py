@@ -231,7 +231,9 @@ def open_engine(
             "the fleet audit needs DuckDB: pip install 'idstitch[fleet]'"
         ) from None
     own = temp_directory is None
-    folder = tempfile.mkdtemp(prefix="idstitch-fleet-") if own else temp_directory
+    folder = (
+        tempfile.mkdtemp(prefix="idstitch-fleet-") if temp_directory is None else temp_directory
+    )
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")

@@ -106,7 +106,7 @@ def write_export(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     staged.write_text(lines, encoding="utf-8")
     with duckdb.connect() as con:
         con.execute(
-            f"COPY (SELECT * FROM read_json('{staged}', format = 'newline_delimited')) "
+            f"COPY (SELECT * FROM read_json('{staged}', format = 'newline_delimited')) "  # noqa: S608
             f"TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
         )
     staged.unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -18,6 +19,7 @@ from support.fleet import (
     write_export,
 )
 
+Row = dict[str, Any]
 A, B, C = "user-a", "user-b", "user-c"
 D1, D2, D3 = "dev-1", "dev-2", "dev-3"
 
@@ -34,7 +36,9 @@ REALIASED = [
 PERSONS = person_rows("p1", [A, D1, B]) + person_rows("p2", [C, D2])
 
 
-def export(tmp_path: Path, persons: list, events: list | None = None, ext: str = "parquet"):
+def export(
+    tmp_path: Path, persons: list[Row], events: list[Row] | None = None, ext: str = "parquet"
+) -> tuple[str, str | None]:
     """Write the exports; their globs."""
     write_export(tmp_path / "persons" / f"part-0.{ext}", persons)
     if events is None:
@@ -44,7 +48,9 @@ def export(tmp_path: Path, persons: list, events: list | None = None, ext: str =
 
 
 @pytest.mark.parametrize("ext", ["parquet", "jsonl"])
-def test_a_realiased_device_flags_its_person_explained_and_planned(tmp_path, ext) -> None:
+def test_a_realiased_device_flags_its_person_explained_and_planned(
+    tmp_path: Path, ext: str
+) -> None:
     """The re-aliased device's person is flagged, B's join named (attached branch), B split off."""
     persons, events = export(tmp_path, PERSONS, REALIASED, ext)
     report = fleet_audit(persons, events=events)
@@ -75,7 +81,7 @@ def test_a_realiased_device_flags_its_person_explained_and_planned(tmp_path, ext
     } == report.persons[0].plan()
 
 
-def test_an_older_row_after_a_newer_one_loses_the_dedup(tmp_path) -> None:
+def test_an_older_row_after_a_newer_one_loses_the_dedup(tmp_path: Path) -> None:
     """Incremental exports: the newest version of each distinct id wins, whatever the order."""
     # B was on p1 (version 0), then split off to p3 (version 1); an older batch came last.
     rows = [*person_rows("p1", [A, D1]), *person_rows("p3", [B], version=1)]
@@ -84,7 +90,7 @@ def test_an_older_row_after_a_newer_one_loses_the_dedup(tmp_path) -> None:
     assert ((), True) == (fleet_audit(persons, events=events).persons, True)
 
 
-def test_a_deleted_distinct_id_holds_no_person(tmp_path) -> None:
+def test_a_deleted_distinct_id_holds_no_person(tmp_path: Path) -> None:
     """A row marked is_deleted (its newest version) takes that id off the person."""
     deleted = person_rows("p1", [B], version=1)
     deleted[0]["is_deleted"] = True
@@ -92,7 +98,7 @@ def test_a_deleted_distinct_id_holds_no_person(tmp_path) -> None:
     assert () == fleet_audit(persons, user_pattern="user-.*").persons
 
 
-def test_users_told_by_a_list_or_a_pattern_without_events(tmp_path) -> None:
+def test_users_told_by_a_list_or_a_pattern_without_events(tmp_path: Path) -> None:
     """Without events, --users and --user-pattern tell users; the keep is then a guess."""
     persons, _ = export(tmp_path, PERSONS)
     by_list = fleet_audit(persons, users=[A, B, C])
@@ -103,7 +109,7 @@ def test_users_told_by_a_list_or_a_pattern_without_events(tmp_path) -> None:
     assert () == fleet_audit(persons, user_pattern="user-a").persons
 
 
-def test_nothing_to_tell_users_by_or_both_ways_is_unusable(tmp_path) -> None:
+def test_nothing_to_tell_users_by_or_both_ways_is_unusable(tmp_path: Path) -> None:
     """No events, list or pattern: an error naming the three; list and pattern: one only."""
     persons, _ = export(tmp_path, PERSONS)
     with pytest.raises(UnusableInputError, match="give --events, --users or --user-pattern"):
@@ -114,7 +120,7 @@ def test_nothing_to_tell_users_by_or_both_ways_is_unusable(tmp_path) -> None:
         fleet_audit(persons, user_pattern="(")
 
 
-def test_an_unreadable_export_is_unusable(tmp_path) -> None:
+def test_an_unreadable_export_is_unusable(tmp_path: Path) -> None:
     """A file that is not Parquet, or a missing column, is one line naming the export."""
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(UnusableInputError, match=r"^cannot read the persons export '.*bad"):
@@ -124,7 +130,7 @@ def test_an_unreadable_export_is_unusable(tmp_path) -> None:
         fleet_audit(tmp_path / "thin.parquet", user_pattern=".*")
 
 
-def test_identify_and_merge_dangerously_follow_posthogs_rules(tmp_path) -> None:
+def test_identify_and_merge_dangerously_follow_posthogs_rules(tmp_path: Path) -> None:
     """$identify merges like an alias; $merge_dangerously merges an identified person in."""
     events = [
         identify_event(1, A, D1),
@@ -138,7 +144,7 @@ def test_identify_and_merge_dangerously_follow_posthogs_rules(tmp_path) -> None:
     assert ((join,), (B, D2), (A, B)) == (person.joins, person.split, person.users)
 
 
-def test_illegal_ids_in_merges_are_listed(tmp_path) -> None:
+def test_illegal_ids_in_merges_are_listed(tmp_path: Path) -> None:
     """A merge naming a placeholder id ('null') lists it with the reason PostHog refuses it."""
     events = [*REALIASED, alias_event(8, "null", D3)]
     persons, events_glob = export(tmp_path, PERSONS, events)
@@ -158,12 +164,12 @@ def test_every_dialect_renders_the_same_query_shape() -> None:
         render_sql("oracle")
 
 
-def test_the_printed_duckdb_query_runs_on_duckdb_and_agrees(tmp_path) -> None:
+def test_the_printed_duckdb_query_runs_on_duckdb_and_agrees(tmp_path: Path) -> None:
     """--print-sql duckdb over views named as the exports gives the rows the check used."""
     persons, events = export(tmp_path, PERSONS, REALIASED)
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW persons AS SELECT * FROM read_parquet('{persons}')")
-    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{events}')")
+    for name, glob in (("persons", persons), ("events", events)):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}')")  # noqa: S608
     rows = con.execute(render_sql("duckdb")).fetchall()
     expected = [(1, "p1", A, 1, 0), (1, "p1", B, 1, 0), (1, "p1", D1, 0, 0)]
     assert expected == rows
