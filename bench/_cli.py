@@ -622,7 +622,6 @@ def fleet_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
     ]
 
 
-
 SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B1": replay_rows,
     "B2": startup_rows,
