@@ -49,9 +49,24 @@ _GRAMMAR: Final[
     "doctor": (("--json", "--repair"), {"--state-dir": None, "--app": None}, ("dir", False)),
     "diagram": (("--json",), {"--format": "mermaid"}, None),
     "demo": (("--json",), {"--keep": None}, None),
+    "fleet": (
+        ("--json",),
+        {
+            "--persons": None,
+            "--events": None,
+            "--users": None,
+            "--user-pattern": None,
+            "--plan": None,
+            "--print-sql": None,
+        },
+        None,
+    ),
 }
 #: The values an option may take in the hand-written parse (others: argparse decides).
-_CHOICES: Final = {"--format": ("mermaid", "text")}
+_CHOICES: Final = {
+    "--format": ("mermaid", "text"),
+    "--print-sql": ("duckdb", "clickhouse", "bigquery", "snowflake"),
+}
 
 
 def _dest(option: str) -> str:
@@ -180,6 +195,12 @@ def _demo(args: dict[str, Any], out: Output) -> int:
     return run_demo(out, keep=args["keep"])
 
 
+def _fleet(args: dict[str, Any], out: Output) -> int:
+    from idstitch.fleet._cli import fleet_command
+
+    return fleet_command(args, out)
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "replay": _replay,
     "verify": _verify,
@@ -188,6 +209,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "doctor": _doctor,
     "diagram": _diagram,
     "demo": _demo,
+    "fleet": _fleet,
 }
 
 

@@ -225,6 +225,16 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "timeline",
         "verify_log",
     },
+    "idstitch.fleet": {
+        "DIALECTS",
+        "FlaggedPerson",
+        "FleetReport",
+        "IllegalId",
+        "Join",
+        "SharedDevice",
+        "fleet_audit",
+        "render_sql",
+    },
 }
 
 
@@ -400,6 +410,7 @@ FLOORS = {
     "delivery": 4,
     "adapters": 5,
     "audit": 6,
+    "fleet": 6,  # beside audit: the fleet audit, reached by its command only
     "front": 7,  # idstitch/__init__.py, the front door: it may name any floor
 }
 
