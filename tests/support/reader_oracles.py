@@ -27,6 +27,7 @@ from idstitch.machine import Identity, replay
 from idstitch.service._trust import snapshot_identity as _snapshot_identity
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
 from idstitch.store._fs import last_line
+from idstitch.store._snapshot import SNAPSHOT_VERSION
 from idstitch.store._log import Tail, _tail_of
 
 __all__ = [
@@ -178,7 +179,7 @@ def check_snapshot_bytes(data: bytes, path: str) -> None:
     * a file over the size limit is refused unread;
     * it agrees with the standard library's JSON parser: what does not
       parse is ``corrupt``, an object without the marker is ``foreign``
-      with exactly that object, a snapshot of this version is ``ok`` with
+      with exactly that object, a snapshot of a version up to this build's is ``ok`` with
       exactly its object;
     * the identity a snapshot holds is checked without raising.
     """
@@ -200,11 +201,11 @@ def check_snapshot_bytes(data: bytes, path: str) -> None:
         assert (found.status, found.data) == ("foreign", value)
         return
     version = value.get("version")
-    if type(version) is int and version == 1:
+    if type(version) is int and 1 <= version <= SNAPSHOT_VERSION:
         assert (found.status, found.data) == ("ok", value)
         identity = _snapshot_identity(found)
         assert identity is None or identity == Identity.from_dict(found.data)
-    elif type(version) is int and version > 1:
+    elif type(version) is int and version > SNAPSHOT_VERSION:
         assert found.status == "newer"
     else:
         assert found.status == "corrupt"
