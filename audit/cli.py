@@ -49,6 +49,8 @@ _GRAMMAR: Final[
     "doctor": (("--json", "--repair"), {"--state-dir": None, "--app": None}, ("dir", False)),
     "diagram": (("--json",), {"--format": "mermaid"}, None),
     "demo": (("--json",), {"--keep": None}, None),
+    # The driver command follows ``--`` (parse_fast takes it off first).
+    "conform": (("--json", "--wire"), {"--vectors": None}, None),
 }
 #: The values an option may take in the hand-written parse (others: argparse decides).
 _CHOICES: Final = {"--format": ("mermaid", "text")}
@@ -70,6 +72,11 @@ def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
     command = argv[0]
     flags, options, positional = _GRAMMAR[command]
     args: dict[str, Any] = {"command": command}
+    if command == "conform":  # conform [options] -- COMMAND...
+        if "--" not in argv or argv[-1] == "--":
+            return None
+        cut = argv.index("--")
+        argv, args["driver"] = argv[:cut], list(argv[cut + 1 :])
     args |= {_dest(flag): False for flag in flags}
     args |= {_dest(option): default for option, default in options.items()}
     seen: set[str] = set()
@@ -174,6 +181,12 @@ def _diagram(args: dict[str, Any], out: Output) -> int:
     return 0
 
 
+def _conform(args: dict[str, Any], out: Output) -> int:
+    from ._conform import conform_report
+
+    return conform_report(args["driver"], out, vectors=args["vectors"], wire=args["wire"])
+
+
 def _demo(args: dict[str, Any], out: Output) -> int:
     from ._demo import run_demo
 
@@ -188,6 +201,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "doctor": _doctor,
     "diagram": _diagram,
     "demo": _demo,
+    "conform": _conform,
 }
 
 

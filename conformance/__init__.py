@@ -10,16 +10,20 @@ vector against one and prints a verdict per rule.
 
 from __future__ import annotations
 
-from ._runner import (
-    SCHEMA_VERSION,
-    WIRE_CHECKS,
-    DriverUnusableError,
-    Report,
-    VectorResult,
-    load_vectors,
-    run_vectors,
-    subprocess_sessions,
-)
+from idstitch.events._lazy import lazy_exports
+
+TYPE_CHECKING = False  # the driver starts once per process of a vector: import nothing now
+if TYPE_CHECKING:
+    from ._runner import (
+        SCHEMA_VERSION,
+        WIRE_CHECKS,
+        DriverUnusableError,
+        Report,
+        VectorResult,
+        load_vectors,
+        run_vectors,
+        subprocess_sessions,
+    )
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,3 +35,5 @@ __all__ = [
     "run_vectors",
     "subprocess_sessions",
 ]
+
+__getattr__ = lazy_exports(__name__, {"._runner": tuple(__all__)})
