@@ -220,6 +220,9 @@ class SubprocessSession:
             self._process.kill()
             self._process.wait()
             problem = f"the driver did not exit within {REPLY_WAIT:.0f} s of its exit step"
+        self._reader.join(REPLY_WAIT)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
         self._stderr.close()
         return problem
 
