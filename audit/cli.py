@@ -60,6 +60,19 @@ def _dest(option: str) -> str:
     return option[2:].replace("-", "_")
 
 
+def _driver_command(
+    command: str, argv: Sequence[str]
+) -> tuple[Sequence[str], dict[str, Any] | None]:
+    """``conform [options] -- COMMAND...``: the words before ``--``, and the driver command
+    after it (``None``: no command, argparse says so); other commands' words as they are."""
+    if command != "conform":
+        return argv, {}
+    if "--" not in argv or argv[-1] == "--":
+        return argv, None
+    cut = list(argv).index("--")
+    return argv[:cut], {"driver": list(argv[cut + 1 :])}
+
+
 def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
     """``argv`` parsed by hand, exactly as argparse would, when it is one of the plain forms
     (each option spelled in full, at most once, no value starting with ``-``); ``None`` for
@@ -71,12 +84,10 @@ def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
         return None
     command = argv[0]
     flags, options, positional = _GRAMMAR[command]
-    args: dict[str, Any] = {"command": command}
-    if command == "conform":  # conform [options] -- COMMAND...
-        if "--" not in argv or argv[-1] == "--":
-            return None
-        cut = argv.index("--")
-        argv, args["driver"] = argv[:cut], list(argv[cut + 1 :])
+    argv, extra = _driver_command(command, argv)
+    if extra is None:
+        return None
+    args: dict[str, Any] = {"command": command, **extra}
     args |= {_dest(flag): False for flag in flags}
     args |= {_dest(option): default for option, default in options.items()}
     seen: set[str] = set()

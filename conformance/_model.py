@@ -50,7 +50,8 @@ _LONGEST = 200
 
 
 def illegal_user_id(user_id: str) -> bool:
-    """Whether R13 refuses ``user_id`` (blank, a placeholder bare or quoted, invisible, too long)."""
+    """Whether R13 refuses ``user_id`` (blank, a placeholder bare or quoted, invisible, too long,
+    or holding control characters, which no id from an API response holds)."""
     if len(user_id) > _LONGEST:
         return True
     words = {user_id.strip()}
@@ -58,12 +59,9 @@ def illegal_user_id(user_id: str) -> bool:
         if len(user_id) >= 2 and user_id[0] == user_id[-1] == quote:
             words.add(user_id[1:-1].strip())
     return any(
-        word.lower() in _ANY_CASE
-        or word in _EXACT
-        or all(char in _INVISIBLE for char in word)
-        or not word.isprintable()
+        word.lower() in _ANY_CASE or word in _EXACT or all(char in _INVISIBLE for char in word)
         for word in words
-    )
+    ) or any(ord(char) < 32 or 0x7F <= ord(char) < 0xA0 for char in user_id)  # control chars
 
 
 @dataclass

@@ -84,7 +84,7 @@ def load_vectors(directory: str | os.PathLike[str] | None = None) -> list[dict[s
             raise ValueError(f"{entry.name}: not a JSON vector ({exc})") from exc
         if not isinstance(vector, dict) or vector.get("schema") != SCHEMA_VERSION:
             raise ValueError(
-                f"{entry.name}: not a version {SCHEMA_VERSION} vector (its \"schema\" field)"
+                f'{entry.name}: not a version {SCHEMA_VERSION} vector (its "schema" field)'
             )
         vectors.append(vector)
     return vectors
@@ -198,7 +198,8 @@ class SubprocessSession:
         except ValueError:
             raise RuntimeError(f"the reply is not JSON: {line.strip()[:120]!r}") from None
         if not isinstance(reply, dict):
-            raise RuntimeError(f"the reply is not a JSON object: {line.strip()[:120]!r}")
+            # A fault of the driver's output, not a type error of this code.
+            raise RuntimeError(f"the reply is not a JSON object: {line.strip()[:120]!r}")  # noqa: TRY004
         return reply
 
     def _said(self) -> str:
@@ -331,7 +332,9 @@ def run_vector(
         state_dir.write_text("not a directory\n")  # R15: a state dir that cannot be used
     try:
         for number, process in enumerate(vector["processes"], 1):
-            problems = _run_process(process, start, state_dir, devices, result, wire)
+            problems = _run_process(
+                process, start, state_dir=state_dir, devices=devices, result=result, wire=wire
+            )
             result.problems += [f"process {number}, {problem}" for problem in problems]
             if problems and any("driver" in p for p in problems):
                 break
@@ -343,6 +346,7 @@ def run_vector(
 def _run_process(
     process: dict[str, Any],
     start: Callable[[], Session],
+    *,
     state_dir: Path,
     devices: _Devices,
     result: VectorResult,
@@ -353,7 +357,9 @@ def _run_process(
     arrived = len(wire.messages) if wire is not None else 0
     session = start()
     replies: list[dict[str, Any]] = []
-    for index, (step, expected) in enumerate(zip(process["steps"], process["replies"], strict=True)):
+    for index, (step, expected) in enumerate(
+        zip(process["steps"], process["replies"], strict=True)
+    ):
         message = dict(step)
         if step["op"] == "open":
             message["state_dir"] = str(state_dir)
@@ -400,9 +406,7 @@ def _check_wire(
     if identify:
         found["wire:no-identify"].append(f"{len(identify)} $identify sent (R10)")
     aliases = [m for m in received if m.get("event") == "$create_alias"]
-    want_aliases = sorted(
-        (m["user_id"], m["device_id"]) for m in sent if m.get("type") == "alias"
-    )
+    want_aliases = sorted((m["user_id"], m["device_id"]) for m in sent if m.get("type") == "alias")
     got_aliases = sorted(
         (m.get("distinct_id"), (m.get("properties") or {}).get("alias")) for m in aliases
     )
@@ -463,10 +467,8 @@ def run_vectors(
     Raises :class:`DriverUnusableError` when the driver cannot be started, or
     answered no request of any vector.
     """
-    results = []
     with _capture_server(wire) as server:
-        for vector in vectors:
-            results.append(run_vector(vector, start, wire=server))
+        results = [run_vector(vector, start, wire=server) for vector in vectors]
     if results and not any(result.answered for result in results):
         first = next((p for r in results for p in r.problems), "no reply")
         raise DriverUnusableError(f"the driver answered no request: {first}")

@@ -17,9 +17,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from idstitch import Command
 from idstitch.adapters.sinks import PostHogSink, RecordingSink
 from idstitch.machine import IdentityStitch
-from idstitch import Command
 
 __all__ = ["Driver", "main"]
 

@@ -333,7 +333,9 @@ def _drawn(rng: random.Random, number: int, seed: int) -> dict[str, Any]:
         model.step(EXIT)
         steps.append(EXIT)
         processes.append({"steps": steps})
-    drawn = scenario(f"gen-{number:03d}", f"Sequence {number} drawn with seed {seed}", [], *processes)
+    drawn = scenario(
+        f"gen-{number:03d}", f"Sequence {number} drawn with seed {seed}", [], *processes
+    )
     drawn["rules"] = _rules_of(drawn)
     return drawn
 
@@ -376,7 +378,10 @@ class _Local:
         self.driver = Driver()
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        return json.loads(json.dumps(self.driver.handle(json.loads(json.dumps(message)))))
+        reply: dict[str, Any] = json.loads(
+            json.dumps(self.driver.handle(json.loads(json.dumps(message))))
+        )
+        return reply
 
     def finish(self) -> str | None:
         return None

@@ -23,12 +23,15 @@ def main(defect: str) -> int:
         reply: dict[str, Any] = driver.handle(request)
         if request["op"] == "open" and defect == "reversed-alias":
             sink = driver.sink
-            assert sink is not None and sink.inner is not None
-            posthog = sink.inner._posthog()
-            # The Python client's alias(previous_id, distinct_id), called the way it reads.
-            sink.inner._alias = lambda user_id, device_id: (  # type: ignore[method-assign]
-                posthog.alias(previous_id=device_id, distinct_id=user_id) is not None
-            )
+            assert sink is not None
+            assert sink.inner is not None
+            client = sink.inner._posthog()
+
+            def reversed_alias(user_id: str, device_id: str, client: Any = client) -> bool:
+                # The Python client's alias(previous_id, distinct_id), called the way it reads.
+                return client.alias(previous_id=device_id, distinct_id=user_id) is not None
+
+            sink.inner._alias = reversed_alias  # type: ignore[method-assign]
         if (
             defect == "alias-twice"
             and request["op"] in ("response", "login")

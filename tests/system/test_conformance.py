@@ -41,7 +41,7 @@ def test_every_vector_passes_against_idstitchs_own_driver() -> None:
     vectors, rules = _verdicts(result.stdout)
     names = [vector["name"] for vector in load_vectors()]
     assert (0, dict.fromkeys(names, True), "") == (result.code, vectors, result.stderr)
-    assert {rule: 0 for rule in rules} == rules
+    assert dict.fromkeys(rules, 0) == rules
     assert {f"R{n}" for n in range(1, 17)} - {"R12"} == set(rules)
 
 
@@ -121,13 +121,17 @@ def test_a_reversed_alias_on_the_wire_is_caught(tmp_path: Path) -> None:
     [
         (
             ["no-such-driver-command"],
-            "idstitch: error: cannot run the driver: cannot start 'no-such-driver-command': "
-            "No such file or directory\n",
+            (
+                "idstitch: error: cannot run the driver: cannot start 'no-such-driver-command': "
+                "No such file or directory\n"
+            ),
         ),
         (
             [sys.executable, "-c", "pass"],
-            "idstitch: error: cannot run the driver: the driver answered no request: "
-            "process 1, step 1 (open): the driver ended without a reply\n",
+            (
+                "idstitch: error: cannot run the driver: the driver answered no request: "
+                "process 1, step 1 (open): the driver ended without a reply\n"
+            ),
         ),
     ],
 )
@@ -147,7 +151,9 @@ def test_unreadable_vectors_exit_2(tmp_path: Path) -> None:
     expected = (
         2,
         "",
-        'idstitch: error: cannot read the vectors: old.json: not a version 1 vector (its "schema" '
-        "field)\n",
+        (
+            "idstitch: error: cannot read the vectors: old.json: not a version 1 vector "
+            '(its "schema" field)\n'
+        ),
     )
     assert expected == result
