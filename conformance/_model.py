@@ -43,8 +43,6 @@ _ANY_CASE = frozenset(
 )
 #: R13, exactly as written.
 _EXACT = frozenset({"null", "none", "None", "NaN", "0", "[object Object]"})
-#: R13: characters that show nothing (an id made only of them is blank to a person).
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00a0 \t")
 #: PostHog's limit on a distinct id.
 _LONGEST = 200
 
