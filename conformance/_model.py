@@ -17,6 +17,7 @@ for user steps) and, for each process, whether it may write the state dir.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,12 +53,15 @@ def illegal_user_id(user_id: str) -> bool:
     or holding control characters, which no id from an API response holds)."""
     if len(user_id) > _LONGEST:
         return True
-    words = {user_id.strip()}
+    text = user_id.strip()
+    words = {text}
     for quote in ("'", '"'):
-        if len(user_id) >= 2 and user_id[0] == user_id[-1] == quote:
-            words.add(user_id[1:-1].strip())
+        if len(text) >= 2 and text[0] == text[-1] == quote:
+            words.add(text[1:-1].strip())
     return any(
-        word.lower() in _ANY_CASE or word in _EXACT or all(char in _INVISIBLE for char in word)
+        word.lower() in _ANY_CASE
+        or word in _EXACT
+        or all(char.isspace() or unicodedata.category(char) == "Cf" for char in word)  # blank
         for word in words
     ) or any(ord(char) < 32 or 0x7F <= ord(char) < 0xA0 for char in user_id)  # control chars
 

@@ -67,10 +67,13 @@ def test_the_model_imports_nothing_of_idstitch() -> None:
             imported.add(node.module or "")
         elif isinstance(node, ast.Import):
             imported |= {alias.name for alias in node.names}
-    assert {"__future__", "dataclasses", "typing"} == imported
+    assert {"__future__", "dataclasses", "typing", "unicodedata"} == imported
 
 
-@pytest.mark.parametrize("user_id", [*generate.ILLEGAL, *generate.USERS, "héllo", "a\u200bb"])
+@pytest.mark.parametrize(
+    "user_id",
+    [*generate.ILLEGAL, *generate.USERS, "héllo", "a\u200bb", "\u00ad", "x\ny", " 'guest' "],
+)
 def test_the_model_and_idstitch_agree_on_which_ids_are_illegal(user_id: str) -> None:
     """R13 as the model reads it is R13 as idstitch enforces it, on every id the vectors use."""
     assert (user_id_problem(user_id) is not None) == illegal_user_id(user_id)
