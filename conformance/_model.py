@@ -216,6 +216,28 @@ def run_model(scenario: dict[str, Any]) -> list[dict[str, Any]]:
     model = Model(state_dir_usable=scenario.get("setup", {}).get("state_dir") != "file")
     expected = []
     for process in scenario["processes"]:
+        copies = process.get("parallel", 1)
+        if copies > 1:
+            _check_parallel(model, process)
         replies = [model.step(step) for step in process["steps"]]
+        for reply in replies:  # R5: copies alias once between them; each sends its own events
+            aliases = [m for m in reply["sent"] if m["type"] == "alias"]
+            reply["sent"] = aliases + [m for m in reply["sent"] if m["type"] != "alias"] * copies
         expected.append({"replies": replies, "writes": model.writes})
     return expected
+
+
+#: What copies of a process running at once may do and stay predictable: no forgetting (each
+#: copy would rotate to a device of its own), no refusal (which copy's sink refuses?).
+_PARALLEL_OPS = frozenset({"open", "response", "login", "capture", "exit"})
+
+
+def _check_parallel(model: Model, process: dict[str, Any]) -> None:
+    """Copies of one process at once (R5 across processes, R12): over a state dir that exists,
+    persistent, with only steps whose outcome does not depend on which copy goes first."""
+    opening = process["steps"][0]
+    lasting = opening["runtime"] == "persistent" and not opening.get("env") and model.usable
+    if model.disk is None or not lasting:
+        raise ValueError("parallel processes need a lasting state dir that exists already")
+    if not {step["op"] for step in process["steps"]} <= _PARALLEL_OPS:
+        raise ValueError(f"parallel processes take only {sorted(_PARALLEL_OPS)}")

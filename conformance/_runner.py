@@ -363,7 +363,7 @@ def _run_process(
     problems: list[str] = []
     before = _fingerprint(state_dir)
     arrived = len(wire.messages) if wire is not None else 0
-    session = start()
+    sessions = [start() for _ in range(process.get("parallel", 1))]
     replies: list[dict[str, Any]] = []
     for index, (step, expected) in enumerate(
         zip(process["steps"], process["replies"], strict=True)
@@ -374,7 +374,7 @@ def _run_process(
             if wire is not None:
                 message["posthog"] = {"host": wire.url, "api_key": "phc_conformance"}
         try:
-            reply = session.request(message)
+            reply = _together(sessions, message)
         except RuntimeError as exc:
             problems.append(f"step {index + 1} ({step['op']}): {exc}")
             result.broken = True
@@ -382,10 +382,11 @@ def _run_process(
         result.answered = True
         replies.append(reply)
         problems += _compare(index, step, expected, reply, devices)
-    ended = session.finish()
-    if ended is not None:
-        problems.append(ended)
-        result.broken = True
+    for session in sessions:
+        ended = session.finish()
+        if ended is not None:
+            problems.append(ended)
+            result.broken = True
     writes = process.get("writes")
     if writes is not None and (_fingerprint(state_dir) != before) != writes:
         problems.append(
@@ -394,6 +395,26 @@ def _run_process(
     if wire is not None and not problems:
         _check_wire(wire, arrived, replies, devices, result)
     return problems
+
+
+def _together(sessions: list[Session], message: dict[str, Any]) -> dict[str, Any]:
+    """One request to every copy of a process at once (threads), their replies as one: every
+    copy's messages, and the distinct id and ``accepted`` they must all agree on."""
+    if len(sessions) == 1:
+        return sessions[0].request(message)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+        replies: list[dict[str, Any]] = list(pool.map(lambda s: s.request(message), sessions))
+    failed = [reply for reply in replies if reply.get("ok") is not True]
+    if failed:
+        return failed[0]
+    for key in ("distinct_id", "accepted"):
+        if len({json.dumps(reply.get(key)) for reply in replies}) > 1:
+            seen = [reply.get(key) for reply in replies]
+            return {"ok": False, "error": f"the processes running at once disagree: {key} {seen}"}
+    sent = [m for reply in replies for m in reply.get("sent") or []]
+    return {**replies[0], "sent": sent}
 
 
 def _check_wire(

@@ -101,6 +101,11 @@ def run(*steps: dict[str, Any], **opening: Any) -> dict[str, Any]:  # noqa: ANN4
     return {"steps": [open_(**opening), *steps, EXIT]}
 
 
+def together(copies: int, *steps: dict[str, Any]) -> dict[str, Any]:
+    """``copies`` of one persistent process at once over the same state dir."""
+    return {**run(*steps), "parallel": copies}
+
+
 def scenario(
     name: str,
     title: str,
@@ -168,6 +173,22 @@ def scenarios() -> list[dict[str, Any]]:
             ["R5", "R10"],
             run(capture(), concurrent(a), capture(), concurrent(a)),
             seed="concurrent alias-once",
+        ),
+        scenario(
+            "r05-processes-alias-once",
+            "Four processes see the first response at once: one alias between them",
+            ["R3", "R5", "R10", "R12"],
+            run(capture()),
+            together(4, response(a), capture(), login(a)),
+            run(capture(), response(b), capture()),
+        ),
+        scenario(
+            "r12-processes-write-at-once",
+            "Four processes stamp a second user at once: every write lands, nothing is aliased",
+            ["R3", "R4", "R12"],
+            run(response(a)),
+            together(4, capture(), response(b), login(b), capture()),
+            run(capture()),
         ),
         scenario(
             "seed-illegal-ids",
