@@ -362,15 +362,22 @@ class SpoolSink(_PostHogDestination):
         from idstitch.store._names import SPOOL_NAME
 
         if opted_out:
-            self._mode, self.folder = "off", None
-            if state_dir is not None:
+            earlier, self._mode, self.folder = self.folder, "off", None
+            if self._writer is not None:  # its segment is deleted below: never append to it
+                self._writer.close()
+                self._writer = None
+            if state_dir is not None or earlier is not None:
                 from idstitch.delivery._spool import purge
 
-                purge(os.path.join(state_dir, SPOOL_NAME))  # opt-out is retroactive
+                for folder in {earlier, state_dir and os.path.join(state_dir, SPOOL_NAME)}:
+                    if folder is not None:
+                        purge(folder)  # opt-out is retroactive (a recorded disable too)
             return
         if self._env.get(SENDER_VARIABLE):
             self._mode, self.folder = "off", None
             return
+        if self._mode == "off":  # attached again after a disable was undone: decide anew
+            self._mode = None
         self._state_dir = state_dir if persistent else None
         self._root = root
         if persistent and state_dir is not None:

@@ -149,16 +149,19 @@ class VerifyReport(Frozen):
     instead); ``count``: how many there were; ``ids``: the rules broken, in
     :data:`~idstitch.audit.INVARIANTS` order; ``records``: how many good
     records were checked; ``damage``: the damage that stopped the check (it
-    is also among the violations, as L1 or L8).
+    is also among the violations, as L1 or L8). ``consent``: the user's telemetry
+    choice in force at the end of the good records, ``(choice, seq, at)`` of its
+    last ``consent`` record, or ``None`` (never recorded).
     """
 
-    __slots__ = ("count", "damage", "ids", "path", "records", "violations")
+    __slots__ = ("consent", "count", "damage", "ids", "path", "records", "violations")
     path: str
     violations: tuple[Violation, ...]
     count: int
     ids: tuple[str, ...]
     records: int
     damage: LogDamagedError | None
+    consent: tuple[str, int, str] | None
 
     def __init__(
         self,
@@ -169,6 +172,7 @@ class VerifyReport(Frozen):
         ids: tuple[str, ...],
         records: int,
         damage: LogDamagedError | None,
+        consent: tuple[str, int, str] | None = None,
     ) -> None:
         freeze(self, locals())
 
@@ -213,9 +217,12 @@ def verify_log(
 
     verifier = Verifier()
     records = source.records()
+    consent = None
     try:
         for record, offset in records:
             report(verifier.check(record, offset))
+            if record["kind"] == "consent":
+                consent = (record["telemetry"], record["seq"], record["at"])
     finally:
         records.close()  # the log is closed even when ``on_violation`` raises
     report(verifier.finish())
@@ -229,6 +236,7 @@ def verify_log(
         ids=tuple(rule for rule in INVARIANTS if rule in found),
         records=verifier.records,
         damage=error,
+        consent=consent,
     )
 
 

@@ -105,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=argparse.REMAINDER,
         help="the driver command and its arguments, after --",
     )
+    fleet = command(
+        "fleet",
+        "over a PostHog export, the persons holding two or more users, why, and a split plan",
+    )
+    fleet.add_argument(
+        "--persons", metavar="GLOB", help="the persons export: Parquet or JSON lines, a glob or URL"
+    )
+    fleet.add_argument(
+        "--events", metavar="GLOB", help="the events export: tells devices, explains the merges"
+    )
+    users = fleet.add_mutually_exclusive_group()
+    users.add_argument("--users", metavar="FILE", help="the user ids, one a line")
+    users.add_argument("--user-pattern", metavar="RE", help="a regex matching a whole user id")
+    fleet.add_argument("--plan", metavar="FILE", help="write the split plan there (JSON lines)")
+    fleet.add_argument(
+        "--print-sql",
+        metavar="ENGINE",
+        choices=["duckdb", "clickhouse", "bigquery", "snowflake"],
+        help="print the check's query for duckdb, clickhouse, bigquery or snowflake instead",
+    )
     return parser
 
 

@@ -55,7 +55,20 @@ from idstitch.events import Record, TransitionError, user_id_problem
 from idstitch.machine import Identity
 from idstitch.machine import step as step_of
 
-__all__ = ["Person", "PersonGraph", "Refusal"]
+__all__ = ["BRANCHES", "Person", "PersonGraph", "Refusal"]
+
+#: The branches of PostHog's merge rules, as :meth:`PersonGraph.merge` names the one taken.
+BRANCHES = {
+    "illegal": "an illegal id: PostHog refuses the merge",
+    "new": "neither id had a person: one new person holds both",
+    "joins": "only the distinct id had a person: the alias joins it",
+    "attached": "only the alias had a person: the distinct id is attached to it "
+    "(that branch has no identified check)",
+    "same": "both ids already on one person",
+    "refused": "the alias's person is already identified: PostHog refuses the merge",
+    "merged": "the alias's person is merged into the distinct id's",
+    "dangerous": "$merge_dangerously: the alias's person is merged in though identified",
+}
 
 
 @dataclass(slots=True)
@@ -120,6 +133,7 @@ class _Merge:
     origin: str = ""
     stamps: bool = True
     dropped: str | None = None
+    dangerously: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +259,14 @@ class PersonGraph:
         elif isinstance(step, _Events):
             self._events_under(step.user, step.seq)
         elif step.dropped is None:
-            self._alias(step.user, step.device, step.seq, step.what, step.origin)
+            self._alias(
+                step.user,
+                step.device,
+                step.seq,
+                step.what,
+                step.origin,
+                dangerously=step.dangerously,
+            )
         else:
             self.refused.append(Refusal(step.seq, step.user, step.device, step.dropped))
             if step.stamps:
@@ -278,24 +299,54 @@ class PersonGraph:
             return
         self._new([user], seq, f"events under {user} create its person", identified=False)
 
-    def _alias(self, user: str, device: str, seq: int, what: str, origin: str = "") -> None:
+    def merge(
+        self, into: str, other: str, seq: int, what: str, *, dangerously: bool = False
+    ) -> str:
+        """Apply one merge event as PostHog's ingestion does: ``into`` is the event's
+        distinct id, ``other`` the id it merges in (``alias``, ``$anon_distinct_id``),
+        ``dangerously`` for ``$merge_dangerously``. Returns the branch taken, a key of
+        :data:`BRANCHES`."""
+        self._steps.append(_Merge(into, other, seq, what, dangerously=dangerously))
+        return self._alias(into, other, seq, what, dangerously=dangerously)
+
+    def events_under(self, distinct_id: str, seq: int) -> None:
+        """Events under ``distinct_id`` that process persons: they create its person."""
+        self._events(distinct_id, seq)
+
+    def person_of(self, distinct_id: str) -> Person | None:
+        """The person ``distinct_id`` is on now, if any."""
+        return self._of.get(distinct_id)
+
+    def _alias(
+        self,
+        user: str,
+        device: str,
+        seq: int,
+        what: str,
+        origin: str = "",
+        *,
+        dangerously: bool = False,
+    ) -> str:
+        """Apply one merge; the branch taken (a key of :data:`BRANCHES`)."""
         call = f"{what}({user} <- {device}){origin}"
         if user == device:
-            return
+            return "same"
         for distinct_id in (user, device):
             if user_id_problem(distinct_id) is not None:
                 reason = f"{distinct_id!r} is an illegal distinct id: PostHog refuses the merge"
                 self.refused.append(Refusal(seq, user, device, reason))
-                return
+                return "illegal"
         into, other = self._of.get(user), self._of.get(device)
         if into is None and other is None:
             self._new(
                 [user, device], seq, f"{call}: neither had a person: new person", identified=True
             )
-        elif other is None:
+            return "new"
+        if other is None:
             assert into is not None
             self._join(into, device, seq, f"{call}: {device} joins {user}'s person")
-        elif into is None:
+            return "joins"
+        if into is None:
             self._join(
                 other,
                 user,
@@ -303,10 +354,12 @@ class PersonGraph:
                 f"{call}: {user} had no person, so PostHog attaches it to {device}'s person "
                 "(that branch has no identified check)",
             )
-        elif into is other:
+            return "attached"
+        if into is other:
             into.identified = True
             into.history.append((seq, f"{call}: already one person"))
-        elif other.identified:
+            return "same"
+        if other.identified and not dangerously:
             into.identified = True
             reason = (
                 f"{device}'s person (person {other.number}) is already identified: "
@@ -314,16 +367,17 @@ class PersonGraph:
             )
             self.refused.append(Refusal(seq, user, device, reason))
             into.history.append((seq, f"{call}: refused, but this person is now identified"))
-        else:
-            into.identified = True
-            into.history.append((seq, f"{call}: person {other.number} merged into this one"))
-            for moved in other.distinct_ids:
-                into.distinct_ids.append(moved)
-                self._of[moved] = into
-            into.history.extend(other.history)
-            into.history.sort(key=lambda entry: entry[0])
-            other.distinct_ids = []
-            other.merged_into = into.number
+            return "refused"
+        into.identified = True
+        into.history.append((seq, f"{call}: person {other.number} merged into this one"))
+        for moved in other.distinct_ids:
+            into.distinct_ids.append(moved)
+            self._of[moved] = into
+        into.history.extend(other.history)
+        into.history.sort(key=lambda entry: entry[0])
+        other.distinct_ids = []
+        other.merged_into = into.number
+        return "dangerous" if other.identified else "merged"
 
     def _join(self, person: Person, distinct_id: str, seq: int, note: str) -> None:
         person.distinct_ids.append(distinct_id)

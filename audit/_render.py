@@ -205,11 +205,14 @@ def timeline_line(step: Step) -> str:
 
 
 def _note(step: Step) -> str | None:
-    """What a heal row says about the damaged log it kept aside, and a drop's row about why."""
+    """What a heal row says about the damaged log it kept aside, a drop's row about why, and
+    a consent's row about the user's choice."""
     if step.kept is not None:
         return f"kept {step.kept}"
     if step.reason is not None:
         return f"({step.reason})"
+    if step.telemetry is not None:
+        return f"telemetry {step.telemetry}"
     return None
 
 

@@ -129,6 +129,9 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
                 "invariants": dict(INVARIANTS),
                 "complete": found.complete,
                 "stopped_at": None if error is None else _damage_json(error),
+                "consent": None
+                if found.consent is None
+                else dict(zip(("telemetry", "seq", "at"), found.consent, strict=True)),
             }
         )
     else:
@@ -143,6 +146,9 @@ def verify_report(log: str, out: Output, *, strict: bool = False) -> int:
                 f" {found.count} violation{'s' if found.count != 1 else ''} in {checked}{stop}.",
             )
             out.lines(promise_lines(found.ids))
+        if found.consent is not None:
+            choice, seq, at = found.consent
+            out.text(f"consent: telemetry {choice} by the user (seq {seq}, {at}).")
     return 0 if found.ok else 1
 
 

@@ -57,14 +57,16 @@ _W = len("was wrong  ")  # the width of the doctor's row labels
 class StateReport(Frozen):
     """What ``show`` prints: the state dir, the identity a run started now holds, how a run
     would open the dir now (runtime, storage), the service's diagnosis and notes
-    (``state_dir`` and ``notes`` already made printable)."""
+    (``state_dir`` and ``notes`` already made printable), and whether the environment
+    opts out (``DO_NOT_TRACK``: it wins over the user's recorded choice)."""
 
-    __slots__ = ("diagnosis", "identity", "notes", "opening", "state_dir")
+    __slots__ = ("diagnosis", "env_opts_out", "identity", "notes", "opening", "state_dir")
     state_dir: str
     identity: Identity
     opening: OpenReport
     diagnosis: Diagnosis
     notes: tuple[str, ...]
+    env_opts_out: bool
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class StateReport(Frozen):
         opening: OpenReport,
         diagnosis: Diagnosis,
         notes: tuple[str, ...] = (),
+        env_opts_out: bool = False,
     ) -> None:
         freeze(self, locals())
 
@@ -121,7 +124,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
     identity to show (the host would mint a new one, or not use the dir).
     """
     from idstitch.service import IdentityStitch, open_report
-    from idstitch.service._runtime import Runtime
+    from idstitch.service._runtime import Runtime, opted_out_by
 
     shown = printable(state_dir)
     found = examine_state_dir(state_dir, show=True)
@@ -150,6 +153,7 @@ def inspect_state_dir(state_dir: str, env: Mapping[str, str] = os.environ) -> St
         opening=opening,
         diagnosis=found,
         notes=tuple(printable(note) for note in notes),
+        env_opts_out=opted_out_by(env),
     )
 
 
@@ -169,6 +173,8 @@ def report_json(report: StateReport) -> dict[str, Any]:
         "state_dir": report.state_dir,
         "runtime": report.opening.runtime.value,
         "runtime_signal": report.opening.runtime_signal,
+        "telemetry": report.diagnosis.consent,
+        "sends": not (report.env_opts_out or report.diagnosis.consent == "disabled"),
         "log_bytes": found.log_bytes,
         "snapshot": found.snapshot,
         "storage": found.storage,
@@ -191,12 +197,26 @@ def runtime_words(opening: OpenReport) -> str:
     return f"{opening.runtime.value} ({_SIGNAL_WORDS.get(signal, signal)})"
 
 
+def telemetry_words(report: StateReport) -> str:
+    """Whether a run started now would send, and why: the environment's opt-out wins over
+    the user's recorded choice, which wins over the default (on)."""
+    consent = report.diagnosis.consent
+    if report.env_opts_out:
+        return "off (DO_NOT_TRACK is set)"
+    if consent == "disabled":
+        return "off (the user turned it off)"
+    if consent == "enabled":
+        return "on (the user turned it on)"
+    return "on (no choice recorded: the default)"
+
+
 def show_rows(report: StateReport) -> list[tuple[str, str]]:
     """The rows ``show`` adds under the identity."""
     found = report.diagnosis
     log = "none" if found.log_bytes is None else f"{LOG_NAME}, {found.log_bytes} bytes"
     rows = [
         ("runtime now", runtime_words(report.opening)),
+        ("telemetry", telemetry_words(report)),
         ("log", log),
         ("snapshot", found.snapshot),
         ("next run", found.storage),

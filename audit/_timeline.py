@@ -26,8 +26,9 @@ __all__ = ["Step", "Timeline"]
 
 class Step(Frozen):
     """One row of the timeline. ``kept``: the damaged log a ``heal`` kept aside; ``reason``:
-    why an ``alias_dropped``'s alias was dropped. A drop's ``device_id`` is the alias's
-    device, which may be an earlier one than the device in force."""
+    why an ``alias_dropped``'s alias was dropped; ``telemetry``: a ``consent``'s choice. A
+    drop's ``device_id`` is the alias's device, which may be an earlier one than the device
+    in force."""
 
     __slots__ = (
         "after",
@@ -41,6 +42,7 @@ class Step(Frozen):
         "offset",
         "reason",
         "seq",
+        "telemetry",
         "user_id",
     )
     seq: int
@@ -57,6 +59,7 @@ class Step(Frozen):
     alias: str | None
     kept: str | None
     reason: str | None
+    telemetry: str | None
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class Step(Frozen):
         alias: str | None,
         kept: str | None = None,
         reason: str | None = None,
+        telemetry: str | None = None,
     ) -> None:
         freeze(self, locals())
 
@@ -92,6 +96,7 @@ class Step(Frozen):
             "alias": self.alias,
             "kept": self.kept,
             "reason": self.reason,
+            "telemetry": self.telemetry,
         }
 
 
@@ -133,4 +138,5 @@ class Timeline:
                 alias=mark,
                 kept=record.get("kept"),
                 reason=record.get("reason"),
+                telemetry=record.get("telemetry"),
             )

@@ -51,9 +51,24 @@ _GRAMMAR: Final[
     "demo": (("--json",), {"--keep": None}, None),
     # The driver command follows ``--`` (parse_fast takes it off first).
     "conform": (("--json", "--wire"), {"--vectors": None}, None),
+    "fleet": (
+        ("--json",),
+        {
+            "--persons": None,
+            "--events": None,
+            "--users": None,
+            "--user-pattern": None,
+            "--plan": None,
+            "--print-sql": None,
+        },
+        None,
+    ),
 }
 #: The values an option may take in the hand-written parse (others: argparse decides).
-_CHOICES: Final = {"--format": ("mermaid", "text")}
+_CHOICES: Final = {
+    "--format": ("mermaid", "text"),
+    "--print-sql": ("duckdb", "clickhouse", "bigquery", "snowflake"),
+}
 
 
 def _dest(option: str) -> str:
@@ -204,6 +219,12 @@ def _demo(args: dict[str, Any], out: Output) -> int:
     return run_demo(out, keep=args["keep"])
 
 
+def _fleet(args: dict[str, Any], out: Output) -> int:
+    from idstitch.fleet._cli import fleet_command
+
+    return fleet_command(args, out)
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "replay": _replay,
     "verify": _verify,
@@ -213,6 +234,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "diagram": _diagram,
     "demo": _demo,
     "conform": _conform,
+    "fleet": _fleet,
 }
 
 

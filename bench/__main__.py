@@ -1,4 +1,4 @@
-"""``python -m bench``: the bars B1-B8 of the performance spec, each next to its baseline.
+"""``python -m bench``: the bars B1-B9 of the performance spec, each next to its baseline.
 
 ``--quick`` for a smaller run (under a minute), ``--json FILE`` to keep the
 figures; ``make bench`` installs the ``bench`` extra first. The folder has

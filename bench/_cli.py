@@ -1,4 +1,4 @@
-"""``python -m bench``: measure the bars B1-B8 against their baselines and print one table."""
+"""``python -m bench``: measure the bars B1-B9 against their baselines and print one table."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import _audit, _change, _data, _delivery, _instructions, _process, _replay, _starts
+from bench import (
+    _audit,
+    _change,
+    _data,
+    _delivery,
+    _fleet,
+    _instructions,
+    _process,
+    _replay,
+    _starts,
+)
 from bench._report import Row, median, percentile, render_phases, render_table, render_tax, to_json
 from bench._timing import Case, interleaved
 
@@ -49,6 +59,10 @@ class Config:
     phases: bool = False
     #: B8: interleaved rounds of the audit tool's commands (the bar's median is of 15).
     audit_runs: int = 15
+    #: B9: the synthetic PostHog export's persons rows and events, and DuckDB's memory limit.
+    fleet_rows: int = 10_000_000
+    fleet_events: int = 1_000_000
+    fleet_memory: str | None = "4GB"
 
 
 FULL = Config(
@@ -73,9 +87,11 @@ QUICK = Config(
     tax_runs=5,
     context_runs=3,
     delivery_commands=100,
+    fleet_rows=1_000_000,
+    fleet_events=100_000,
 )
 
-BARS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+BARS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
 
 
 def _rate(records: int, seconds: list[float]) -> float:
@@ -560,6 +576,52 @@ def audit_start_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def fleet_rows(config: Config, extra: dict[str, Any]) -> list[Row]:
+    """B9: the fleet check, and the check with its explanation, over a synthetic export."""
+    folder = config.data_dir / "work" / "fleet"
+    rows, events, planted = _fleet.generate(folder, config.fleet_rows, config.fleet_events)
+    check = _fleet.measure(folder, explain=False, memory_limit=config.fleet_memory)
+    explained = _fleet.measure(folder, explain=True, memory_limit=config.fleet_memory)
+    wanted = {person: [[f"u-{person[2:]}-b"], ["attached"]] for person in planted}
+    found = set(check["flagged"])
+    missed, false = len(planted - found), len(found - planted)
+    exact = explained["flagged"] == wanted
+    extra["fleet"] = {
+        "rows": rows,
+        "events": events,
+        "planted": len(planted),
+        "found": len(found & planted),
+        "false": false,
+        "explained_as_planted": exact,
+        "memory_limit": config.fleet_memory,
+        "check_seconds": round(check["seconds"], 3),
+        "explain_seconds": round(explained["seconds"], 3),
+        "check_peak_mb": round(check["peak_kb"] / 1024),
+        "explain_peak_mb": round(explained["peak_kb"] / 1024),
+    }
+
+    def row(measure: str, ours: float, unit: str, target: str = "", met: bool | None = None) -> Row:
+        return Row(bar="B9", measure=measure, ours=ours, unit=unit, target=target, met=met, runs=1)
+
+    return [
+        row(
+            "planted merges found, none false",
+            len(found & planted),
+            "persons",
+            f"all {len(planted)}, 0 false",
+            missed == 0 and false == 0 and exact,
+        ),
+        row(f"check over {rows:,} persons rows", rows / check["seconds"], "rows/s"),
+        row("check, peak memory", check["peak_kb"] / 1024, "MB"),
+        row(
+            f"check + explanation ({events:,} events)",
+            explained["seconds"],
+            "s",
+        ),
+        row("check + explanation, peak memory", explained["peak_kb"] / 1024, "MB"),
+    ]
+
+
 SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B1": replay_rows,
     "B2": startup_rows,
@@ -569,6 +631,7 @@ SECTIONS: dict[str, Callable[[Config, dict[str, Any]], list[Row]]] = {
     "B6": tax_rows,
     "B7": delivery_rows,
     "B8": audit_start_rows,
+    "B9": fleet_rows,
 }
 
 
@@ -620,6 +683,16 @@ def _notes(rows: Sequence[Row], extra: dict[str, Any]) -> str:
             f"contention: {found['aliases_sent']} alias sent, "
             f"{found['alias_records']} alias record, distinct ids {found['distinct_ids']}"
         )
+    if "fleet" in extra:
+        found = extra["fleet"]
+        lines.append(
+            f"fleet: {found['rows']:,} persons rows, {found['events']:,} events, "
+            f"{found['planted']} planted merges, {found['found']} found, {found['false']} false, "
+            f"explained as planted: {found['explained_as_planted']}; check "
+            f"{found['check_seconds']} s ({found['check_peak_mb']} MB peak), with explanation "
+            f"{found['explain_seconds']} s ({found['explain_peak_mb']} MB peak), "
+            f"DuckDB memory limit {found['memory_limit']}"
+        )
     if "eventsourcing" in extra:
         lines.append(f"eventsourcing: {extra['eventsourcing']}")
     if "telemetry_tax" in extra:
@@ -664,9 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows and details to FILE")
     parser.add_argument(
-        "--only", metavar="BARS", help="comma-separated bars to measure (default: all, B1-B8)"
+        "--only", metavar="BARS", help="comma-separated bars to measure (default: all, B1-B9)"
     )
     parser.add_argument("--records", type=int, help="length of the B1 log (default 1,000,000)")
+    parser.add_argument(
+        "--fleet-rows", type=int, help="B9's persons rows (default 10,000,000; events a tenth)"
+    )
     parser.add_argument(
         "--phases",
         action="store_true",
@@ -681,6 +757,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = QUICK if args.quick else FULL
     if args.records:
         config = replace(config, records=args.records)
+    if args.fleet_rows:
+        config = replace(config, fleet_rows=args.fleet_rows, fleet_events=args.fleet_rows // 10)
     if args.phases:
         config = replace(config, phases=True)
     bars = tuple(b.strip().upper() for b in args.only.split(",")) if args.only else BARS

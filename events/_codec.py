@@ -94,16 +94,16 @@ _LINK: Final = blake2b(digest_size=16).copy
 
 
 def _same_layout(record: Record) -> Record:
-    """A step that only added a kind: version 1 to 2 (the ``heal`` kind) and 2 to 3 (the
-    ``alias_dropped`` kind). A record of the older version is already laid out as the
-    newer one says; it keeps the ``v`` its line holds."""
+    """A step that only added a kind: version 1 to 2 (the ``heal`` kind), 2 to 3 (the
+    ``alias_dropped`` kind) and 3 to 4 (the ``consent`` kind). A record of the older
+    version is already laid out as the newer one says; it keeps the ``v`` its line holds."""
     return record
 
 
 #: One function per version step, keyed by the version it upgrades from. A step
 #: returns the record laid out as the next version; one that changes no layout
 #: returns it unchanged.
-UPCASTERS: Final[dict[int, Upcaster]] = {1: _same_layout, 2: _same_layout}
+UPCASTERS: Final[dict[int, Upcaster]] = {1: _same_layout, 2: _same_layout, 3: _same_layout}
 
 _H_KEY: Final = b',"h":"'
 # ',"h":"' + 32 hex digits + '"}' + newline
@@ -452,7 +452,8 @@ def _unended(line: bytes, seq: int, offset: int) -> LogDamagedError:
         return _damage(seq, offset, "bad-json", 'bytes after the "h" field instead of a line end')
     # As written by this build or an older one: each kind with its own version, and only a
     # kind that may stand at this seq. Record 1 is a genesis or an import (v 1) or a heal
-    # (v 2); any later one is of the other kinds (v 1, or v 3 for an alias_dropped).
+    # (v 2); any later one is of the other kinds (v 1, v 3 for an alias_dropped, v 4 for a
+    # consent).
     versions = sorted(
         {KIND_VERSION[kind] for kind in KINDS if (kind in OPENING_KINDS) == (seq == 1)}
     )

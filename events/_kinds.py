@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from typing import ClassVar, Final
 
 __all__ = [
+    "CONSENTS",
     "ENVELOPE_HEAD",
     "FORMAT_VERSION",
     "KINDS",
@@ -30,7 +31,7 @@ __all__ = [
 
 #: The newest record format version this build reads. It reads every version
 #: from 1 up to this one; a line of a higher ``v`` is from a newer build (L8).
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 
 #: The hash link of the record before the first one.
 ZERO_HASH: Final = "0" * 32
@@ -55,6 +56,9 @@ class Runtime(Names):
 
 #: The values ``runtime`` may take, as plain strings.
 RUNTIMES: Final = tuple(runtime.value for runtime in Runtime)
+
+#: The values a ``consent`` record's ``telemetry`` field may take: the user's choice.
+CONSENTS: Final = ("enabled", "disabled")
 
 _STR = (str,)
 _OPT_STR = (str, type(None))
@@ -90,6 +94,7 @@ KIND_FIELDS: Final[dict[str, tuple[tuple[str, tuple[type, ...]], ...]]] = {
         ("pid", _INT),
     ),
     "alias_dropped": (("device_id", _STR), ("user_id", _STR), ("reason", _STR), ("pid", _INT)),
+    "consent": (("device_id", _STR), ("telemetry", _STR), ("pid", _INT)),
 }
 
 #: kind -> the format version it was introduced in: the ``v`` its lines are written
@@ -108,6 +113,7 @@ KIND_VERSION: Final[dict[str, int]] = {
     "logout": 1,
     "heal": 2,
     "alias_dropped": 3,
+    "consent": 4,
 }
 
 #: The kinds that start a log, and only a log: each is always record 1, and no other kind

@@ -22,13 +22,14 @@ from pydantic import (
 from pydantic_core import SchemaValidator, core_schema
 
 from ._ids import MAX_ID_LENGTH, check_device_id, check_user_id
-from ._kinds import FORMAT_VERSION, KIND_VERSION, MAX_REASON_LENGTH, RUNTIMES
+from ._kinds import CONSENTS, FORMAT_VERSION, KIND_VERSION, MAX_REASON_LENGTH, RUNTIMES
 
 __all__ = [
     "MODELS",
     "AliasDropped",
     "AnyRecordModel",
     "Clear",
+    "Consent",
     "EnqueueFailure",
     "Genesis",
     "Heal",
@@ -70,6 +71,7 @@ UserId = Annotated[
     Field(union_mode="left_to_right"),
 ]
 RuntimeName = Literal["persistent", "ephemeral"]  # a type needs the literal: checked below
+ConsentName = Literal["enabled", "disabled"]  # likewise
 Pid = Annotated[int, Field(ge=0)]
 
 
@@ -111,7 +113,7 @@ class RecordModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    v: Annotated[Literal[1, 2, 3], BeforeValidator(_exact_int)]
+    v: Annotated[Literal[1, 2, 3, 4], BeforeValidator(_exact_int)]
     seq: Annotated[int, Field(ge=1)]
     at: Annotated[str, Field(pattern=_AT_PATTERN)]
 
@@ -194,7 +196,7 @@ class Logout(RecordModel):
 class Heal(RecordModel):
     """A damaged log was kept aside; this new log starts from the identity it could trust."""
 
-    v: Annotated[Literal[2, 3], BeforeValidator(_exact_int)]
+    v: Annotated[Literal[2, 3, 4], BeforeValidator(_exact_int)]
     kind: Literal["heal"]
     device_id: DeviceId
     user_id: UserId | None
@@ -207,7 +209,7 @@ class Heal(RecordModel):
 class AliasDropped(RecordModel):
     """The delivery layer finally dropped an alias this log made: the device is not aliased."""
 
-    v: Annotated[Literal[3], BeforeValidator(_exact_int)]
+    v: Annotated[Literal[3, 4], BeforeValidator(_exact_int)]
     kind: Literal["alias_dropped"]
     device_id: DeviceId
     user_id: UserId
@@ -216,8 +218,28 @@ class AliasDropped(RecordModel):
     h: Hash
 
 
+class Consent(RecordModel):
+    """The user's choice about telemetry: ``enabled`` or ``disabled``. Changes no identity."""
+
+    v: Annotated[Literal[4], BeforeValidator(_exact_int)]
+    kind: Literal["consent"]
+    device_id: DeviceId
+    telemetry: ConsentName
+    pid: Pid
+    h: Hash
+
+
 AnyRecordModel = Annotated[
-    Genesis | Import | Response | Login | EnqueueFailure | Clear | Logout | Heal | AliasDropped,
+    Genesis
+    | Import
+    | Response
+    | Login
+    | EnqueueFailure
+    | Clear
+    | Logout
+    | Heal
+    | AliasDropped
+    | Consent,
     Field(discriminator="kind"),
 ]
 
@@ -259,11 +281,12 @@ validate_python: Callable[[dict[str, Any]], dict[str, Any]] = _DICT_VALIDATOR.va
 
 # The runtimes are declared once (``_kinds.Runtime``); the type spells them out for mypy.
 assert get_args(RuntimeName) == RUNTIMES, "RuntimeName names the runtimes of _kinds.Runtime"
+assert get_args(ConsentName) == CONSENTS, "ConsentName names the choices of _kinds.CONSENTS"
 
 # Each model's ``v`` takes every version its kind is read in, and no other.
 assert {kind: get_args(model.model_fields["v"].annotation) for kind, model in MODELS.items()} == {
     kind: tuple(range(KIND_VERSION[kind], FORMAT_VERSION + 1)) for kind in MODELS
-}, "the models describe format 3"
+}, "the models describe format 4"
 
 
 def parse_record(data: dict[str, Any] | bytes) -> AnyRecordModel:

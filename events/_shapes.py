@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from ._ids import _SUSPECT, MAX_ID_LENGTH
-from ._kinds import KIND_FIELDS, KIND_VERSION, MAX_REASON_LENGTH, RUNTIMES, line_keys
+from ._kinds import CONSENTS, KIND_FIELDS, KIND_VERSION, MAX_REASON_LENGTH, RUNTIMES, line_keys
 from ._values import _AT_SHAPE
 
 __all__ = ["LINE_SHAPES", "line_pattern"]
@@ -93,6 +93,7 @@ _VALUES: dict[str, bytes] = {
     "user_id": _USER_ID,
     "linked_user": _USER_ID,
     "runtime": b'"(?:' + _choice(RUNTIMES) + b')"',
+    "telemetry": b'"(?:' + _choice(CONSENTS) + b')"',
     "pid": rb"[0-9]{1,18}",
     "alias": rb"(?:true|false)",
     "aliased": rb"(?:true|false)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ._ids import check_device_id, check_user_id
 from ._kinds import (
+    CONSENTS,
     ENVELOPE_HEAD,
     FORMAT_VERSION,
     KIND_FIELDS,
@@ -61,6 +62,10 @@ def _optional(rule: Callable[[object], str | None]) -> Callable[[object], str | 
 
 def _runtime(value: object) -> str | None:
     return None if isinstance(value, str) and value in RUNTIMES else f"must be one of {RUNTIMES}"
+
+
+def _consent(value: object) -> str | None:
+    return None if isinstance(value, str) and value in CONSENTS else f"must be one of {CONSENTS}"
 
 
 def _pid(value: object) -> str | None:
@@ -129,6 +134,7 @@ _RULES: dict[str, dict[str, Callable[[object], str | None]]] = {
         "pid": _pid,
     },
     "alias_dropped": {"device_id": _DEVICE, "user_id": _USER, "reason": _reason, "pid": _pid},
+    "consent": {"device_id": _DEVICE, "telemetry": _consent, "pid": _pid},
 }
 _RULES["login"] = _RULES["response"]
 assert {kind: tuple(rules) for kind, rules in _RULES.items()} == {

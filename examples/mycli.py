@@ -30,6 +30,12 @@ stitch = idstitch.open(
         host=os.environ.get("MYCLI_POSTHOG_HOST", "https://us.i.posthog.com"),
     ),
     opt_out_vars=("MYCLI_NO_TELEMETRY",),
+    app_version="1.0.0",  # sent with every event as cli_version
+    # Shown once per machine, on a terminal, never in CI, before the first command's output.
+    notice=(
+        "mycli sends anonymous usage data to improve the tool; "
+        "`mycli telemetry disable` or MYCLI_NO_TELEMETRY=1 turns it off."
+    ),
 )
 # Every authenticated response tells idstitch who the user is (R1, R5).
 api = httpx.Client(
@@ -47,15 +53,10 @@ def auth(token: str) -> dict[str, str]:
 @click.group()
 def cli() -> None:
     """A demo CLI."""
-    stitch.first_run_notice(
-        "mycli sends anonymous usage data to improve the tool; "
-        "set MYCLI_NO_TELEMETRY=1 to turn it off."
-    )
 
 
 @cli.command()
 @click.option("--token", envvar="MYCLI_TOKEN", required=True)
-@stitch.command("login")
 def login(token: str) -> None:
     """Check the token and remember who you are."""
     me = api.get("/me", headers=auth(token)).raise_for_status().json()
@@ -65,7 +66,6 @@ def login(token: str) -> None:
 
 @cli.command()
 @click.option("--token", envvar="MYCLI_TOKEN", required=True)
-@stitch.command("whoami")
 def whoami(token: str) -> None:
     """Ask the API who the token belongs to."""
     response = api.get("/me", headers=auth(token))
@@ -73,12 +73,17 @@ def whoami(token: str) -> None:
 
 
 @cli.command()
-@stitch.command("logout")
 def logout() -> None:
     """Forget the user; the next login starts on a fresh device (R7)."""
     stitch.logout()
     click.echo("logged out")
 
 
+# `mycli telemetry status|enable|disable`: the user's own choice, kept in the state dir.
+cli.add_command(idstitch.click_telemetry(stitch))
+# One event per run for every command (`mycli login`, usage errors, --help, Ctrl-C), with its
+# duration and exit code, and the notice above at the first run.
+idstitch.instrument(cli, stitch)
+
 if __name__ == "__main__":
-    cli()
+    cli(prog_name="mycli")

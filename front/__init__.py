@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         RecordingSink,
         SpoolSink,
     )
+    from idstitch.adapters.telemetry import click_telemetry, typer_telemetry
     from idstitch.events._errors import (
         IdentityError,
         IllegalUserIdError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     )
     from idstitch.machine._table import State
     from idstitch.service._command import Command
+    from idstitch.service._consent import TelemetryStatus
     from idstitch.service._protocol import Sink
     from idstitch.service._sinks import NullSink
     from idstitch.service._stitch import IdentityStitch
@@ -74,14 +76,17 @@ __all__ = [
     "Sink",
     "SpoolSink",
     "State",
+    "TelemetryStatus",
     "TransitionError",
     "__version__",
+    "click_telemetry",
     "detect_runtime",
     "httpx_async_hooks",
     "httpx_hooks",
     "instrument",
     "open",
     "requests_hook",
+    "typer_telemetry",
     "user_id_from",
 ]
 
@@ -91,6 +96,7 @@ _load = lazy_exports(
         ".adapters.cli": ("instrument",),
         ".adapters.http": ("httpx_async_hooks", "httpx_hooks", "requests_hook", "user_id_from"),
         ".adapters.runtime": ("Runtime", "detect_runtime"),
+        ".adapters.telemetry": ("click_telemetry", "typer_telemetry"),
         ".adapters.sinks": ("PostHogSink", "PrintSink", "RecordingSink", "SpoolSink"),
         ".events._errors": (
             "IdentityError",
@@ -101,6 +107,7 @@ _load = lazy_exports(
         ),
         ".machine._table": ("State",),
         ".service._command": ("Command",),
+        ".service._consent": ("TelemetryStatus",),
         ".service._protocol": ("Sink",),
         ".service._sinks": ("NullSink",),
         ".service._stitch": ("IdentityStitch",),

@@ -34,6 +34,7 @@ from ._table import (
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from idstitch.service._consent import TelemetryStatus
     from idstitch.service._stitch import IdentityStitch
 
     from ._diagram import mermaid
@@ -51,6 +52,7 @@ __all__ = [
     "NewerFormatError",
     "ReplayResult",
     "State",
+    "TelemetryStatus",
     "Transition",
     "TransitionError",
     "fold",
@@ -66,6 +68,10 @@ def __getattr__(name: str) -> object:
         from idstitch.service._stitch import IdentityStitch
 
         return IdentityStitch
+    if name == "TelemetryStatus":  # what IdentityStitch.telemetry_status() returns
+        from idstitch.service._consent import TelemetryStatus
+
+        return TelemetryStatus
     if name == "mermaid":  # the diagram, drawn on demand: no host's start loads it
         from ._diagram import mermaid
 

@@ -100,7 +100,7 @@ def check_decision(identity: Identity | None, decision: Decision) -> None:
         raise AssertionError(f"decided {row}, but from this state the table says {found}")
 
 
-def decide(
+def decide(  # noqa: PLR0912 - one branch per event, in the table's order
     identity: Identity | None,
     event: str,
     *,
@@ -114,6 +114,7 @@ def decide(
     kept: str | None = None,
     reason: str | None = None,
     aliases: Mapping[str, str] | None = None,
+    telemetry: str | None = None,
 ) -> Decision | None:
     """What ``event`` does to ``identity``; ``None`` when it changes nothing.
 
@@ -128,7 +129,9 @@ def decide(
     ``user_id``, the ``reason`` and ``aliases``, every standing alias of
     the whole log (device -> user, :attr:`ReplayResult.aliases`): a drop
     of an alias the log never made, or already undone or dropped, is
-    ``None`` (nothing to record).
+    ``None`` (nothing to record). ``consent`` takes ``telemetry``
+    (``enabled`` or ``disabled``): ``None`` when the identity already holds
+    that very choice (nothing to record).
     Raises :class:`TransitionError` for an event the table does not allow
     (for example ``enqueue_failure`` with no alias to undo, or ``heal`` on
     a log that has records); nothing is decided then.
@@ -187,6 +190,12 @@ def decide(
         return _dropped(
             identity, device_id=device_id, user_id=user_id, reason=reason, aliases=aliases, pid=pid
         )
+    if event == "consent":
+        assert telemetry is not None
+        if telemetry == identity.consent:
+            return None  # the choice recorded already: nothing to write
+        fields = {"device_id": identity.device_id, "telemetry": telemetry, "pid": pid}
+        return _decision(identity, event, fields)
     raise _refuse(identity, event)  # a second start of a log, or an unknown event
 
 

@@ -49,6 +49,11 @@ where the alias stood behind another user or none, stay as they are) or
 only the device's alias is forgotten). Whether the alias it names was
 ever made is decided outside the state, from the whole log's aliases.
 
+A ``consent`` records the user's choice about telemetry (``enabled`` or
+``disabled``). It is legal in every state and moves none: a self-loop on
+each, with no guard. Its effect sets the identity's ``consent`` (and
+``consent_at``, the record's time), which every later record keeps.
+
 The step. Each event has one guard function and one effect function
 (:data:`RULES`). The guard reads the identity and the record, nothing else
 (:func:`guard_of`): a record about to be written is judged as one read
@@ -70,7 +75,7 @@ It is a second opinion on logs this code did not write; only its **T**
 from __future__ import annotations
 
 from idstitch.events._errors import TransitionError
-from idstitch.events._kinds import KINDS
+from idstitch.events._kinds import CONSENTS, KINDS
 from idstitch.events._names import Names
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: start-up cost
@@ -214,6 +219,10 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
         Transition(source, "alias_dropped", "earlier", source, False, "R9: an earlier device")
         for source in State
     ),
+    *(
+        Transition(source, "consent", None, source, False, "R14: telemetry on or off")
+        for source in State
+    ),
 )
 
 
@@ -239,10 +248,22 @@ class Identity:
     never aliased, or its alias was undone or dropped). ``undo`` is
     ``(state, user_id, linked_user)`` before the alias the last record made,
     while an ``enqueue_failure`` can still undo it. ``seq`` and ``h`` name
-    the last record folded in.
+    the last record folded in. ``consent`` is the user's last recorded
+    telemetry choice (``enabled``, ``disabled``; ``None``: never recorded)
+    and ``consent_at`` the ``at`` of the record that made it.
     """
 
-    __slots__ = ("device_id", "h", "linked_user", "seq", "state", "undo", "user_id")
+    __slots__ = (
+        "consent",
+        "consent_at",
+        "device_id",
+        "h",
+        "linked_user",
+        "seq",
+        "state",
+        "undo",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -254,6 +275,8 @@ class Identity:
         undo: tuple[State, str | None, str | None] | None,
         seq: int,
         h: str,
+        consent: str | None = None,
+        consent_at: str | None = None,
     ) -> None:
         self.state = state
         self.device_id = device_id
@@ -262,6 +285,8 @@ class Identity:
         self.undo = undo
         self.seq = seq
         self.h = h
+        self.consent = consent
+        self.consent_at = consent_at
 
     @property
     def distinct_id(self) -> str:
@@ -280,13 +305,20 @@ class Identity:
             "undo": None if self.undo is None else [self.undo[0].value, *self.undo[1:]],
             "seq": self.seq,
             "h": self.h,
+            "consent": self.consent,
+            "consent_at": self.consent_at,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Identity | None:
-        """The identity :meth:`as_dict` wrote, or ``None`` if ``data`` is not one."""
+        """The identity :meth:`as_dict` wrote, or ``None`` if ``data`` is not one.
+
+        A snapshot written before ``consent`` existed has neither consent key: it reads
+        as never recorded.
+        """
         try:
             undo = data["undo"]
+            consent = _choice(data.get("consent"))
             identity = cls(
                 state=_STATES[data["state"]],
                 device_id=_text(data["device_id"]),
@@ -297,6 +329,8 @@ class Identity:
                 else (_STATES[undo[0]], _opt_text(undo[1]), _opt_text(undo[2])),
                 seq=_count(data["seq"]),
                 h=_text(data["h"]),
+                consent=consent,
+                consent_at=None if consent is None else _text(data.get("consent_at")),
             )
         except (KeyError, TypeError, ValueError, IndexError):
             return None
@@ -327,6 +361,13 @@ def _opt_text(value: object) -> str | None:
     return None if value is None else _text(value)
 
 
+def _choice(value: object) -> str | None:
+    """A consent as a snapshot holds it: one of :data:`CONSENTS`, or ``None``."""
+    if value is not None and value not in CONSENTS:
+        raise ValueError(value)
+    return value if value is None else str(value)
+
+
 def _count(value: object) -> int:
     if type(value) is not int or value < 0:
         raise ValueError(value)
@@ -348,7 +389,7 @@ class Draft:
     ``state`` is :data:`INITIAL` (and the rest ``None``) before the first record.
     """
 
-    __slots__ = ("device_id", "linked_user", "state", "undo", "user_id")
+    __slots__ = ("consent", "consent_at", "device_id", "linked_user", "state", "undo", "user_id")
 
     def __init__(self, identity: Identity | None = None) -> None:
         self.state: State | str = INITIAL
@@ -356,10 +397,13 @@ class Draft:
         self.user_id: str | None = None
         self.linked_user: str | None = None
         self.undo: tuple[State | str, str | None, str | None] | None = None
+        self.consent: str | None = None
+        self.consent_at: str | None = None
         if identity is not None:
             self.state, self.device_id = identity.state, identity.device_id
             self.user_id, self.linked_user = identity.user_id, identity.linked_user
             self.undo = identity.undo
+            self.consent, self.consent_at = identity.consent, identity.consent_at
 
     def identity(self, seq: int, h: str) -> Identity | None:
         """The identity as it stands, after record ``seq`` (``None`` before the first)."""
@@ -375,6 +419,8 @@ class Draft:
             undo=self.undo,  # type: ignore[arg-type]  # a State once past INITIAL
             seq=seq,
             h=h,
+            consent=self.consent,
+            consent_at=self.consent_at,
         )
 
 
@@ -498,8 +544,17 @@ def _drop_effect(
     return "dropped"
 
 
+def _consent_effect(
+    now: Draft, record: Mapping[str, Any], row: Transition, aliases: dict[str, str]
+) -> None:
+    """The user's telemetry choice: the identity does not move (an ``enqueue_failure`` only
+    ever follows its alias record, so none can follow this one)."""
+    now.consent, now.consent_at = record["telemetry"], record["at"]
+    now.undo = None
+
+
 #: event -> (its guard, its effect). ``None``: the event has no guard (one row per state:
-#: ``genesis``, ``clear``, ``logout``). A kind without an entry has no row anywhere.
+#: ``genesis``, ``clear``, ``logout``, ``consent``). A kind without an entry has no row anywhere.
 RULES: Final[dict[str, tuple[Guard | None, Effect]]] = {
     "genesis": (None, _genesis_effect),
     "import": (_import_guard, _import_effect),
@@ -509,6 +564,7 @@ RULES: Final[dict[str, tuple[Guard | None, Effect]]] = {
     "logout": (None, _logout_effect),
     "heal": (_heal_guard, _heal_effect),
     "alias_dropped": (_drop_guard, _drop_effect),
+    "consent": (None, _consent_effect),
 }
 
 #: What an unknown kind gets: no guard, and no row to take.

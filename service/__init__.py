@@ -15,6 +15,7 @@ from idstitch.events._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
 if TYPE_CHECKING:
+    from ._consent import TelemetryStatus
     from ._doctor import Diagnosis, diagnose
     from ._dropped import record_dropped_alias
     from ._opening import OpenReport, open_report
@@ -33,6 +34,7 @@ __all__ = [
     "OpenReport",
     "Runtime",
     "Storage",
+    "TelemetryStatus",
     "detect_runtime",
     "diagnose",
     "open_report",
@@ -43,6 +45,7 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
+        "._consent": ("TelemetryStatus",),
         "._doctor": ("Diagnosis", "diagnose"),
         "._dropped": ("record_dropped_alias",),
         "._opening": ("OpenReport", "open_report"),

@@ -3,6 +3,8 @@
 One run reports once: a command entered while another of the same stitch is
 open in this thread or task (the per-command decorator inside a whole-app
 :func:`idstitch.instrument` run) reports nothing; the outermost one reports.
+A run that reads or changes the user's telemetry choice (``telemetry
+status|enable|disable``) reports nothing at all: :func:`unreport`.
 """
 
 from __future__ import annotations
@@ -17,15 +19,24 @@ if TYPE_CHECKING:
 
     from ._stitch import IdentityStitch
 
-__all__ = ["EVENT", "Command", "exit_code", "outcome"]
+__all__ = ["EVENT", "Command", "exit_code", "outcome", "unreport"]
 
 #: The event a command sends at its end.
 EVENT = "cli_command_executed"
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 
-#: The stitches whose command is open in this thread or task (the outermost reports).
-_OPEN: ContextVar[tuple[object, ...]] = ContextVar("idstitch_open_commands", default=())
+#: The commands open in this thread or task that report their run (one per stitch).
+_OPEN: ContextVar[tuple[Command, ...]] = ContextVar("idstitch_open_commands", default=())
+
+
+def unreport(stitch: object) -> None:
+    """The run of ``stitch``'s open command (if any) sends no event: the user is checking or
+    changing their telemetry choice, which is not usage to count (nor, after a disable,
+    allowed)."""
+    for command in _OPEN.get():
+        if command._stitch is stitch:
+            command.quiet = True
 
 
 class Command:
@@ -55,6 +66,8 @@ class Command:
         self._notice = notice
         self.properties: dict[str, Any] = {}
         self.seen: BaseException | None = None
+        #: Set by :func:`unreport`: the run ends without its event.
+        self.quiet = False
         self._started = 0.0
         self._token: Any = None
 
@@ -66,8 +79,8 @@ class Command:
     def __enter__(self) -> Command:
         self._started = time.monotonic()
         open_now = _OPEN.get()
-        if not any(stitch is self._stitch for stitch in open_now):
-            self._token = _OPEN.set((*open_now, self._stitch))
+        if not any(command._stitch is self._stitch for command in open_now):
+            self._token = _OPEN.set((*open_now, self))
             self._stitch.first_run_notice(self._notice)
         return self
 
@@ -78,6 +91,9 @@ class Command:
             return  # an outer command of this stitch reports the run
         _OPEN.reset(self._token)
         self._token = None
+        if self.quiet:
+            self._stitch.close(self._flush_timeout)
+            return
         duration_ms = round((time.monotonic() - self._started) * 1000)
         self._stitch.capture(
             self._event,

@@ -63,6 +63,8 @@ def untrusted_reason(state_dir: str) -> str | None:
         return None
     except OSError as exc:
         return f"cannot inspect it: {exc.strerror or exc}"
+    except ValueError:  # no system call takes such a path
+        return "its path holds a NUL byte"
     import stat
 
     if stat.S_ISLNK(st.st_mode):

@@ -73,9 +73,12 @@ class Diagnosis:
     ``newer``: what a newer build wrote, as the service says it (``None``:
     nothing). ``host_opted_out``: the dir holds only the host's own state
     file, which says telemetry is off (the service takes it as an opt-out).
+    ``consent``: the user's telemetry choice the next run finds (the trusted
+    identity's, or a pending one's), ``None`` when none was recorded.
     """
 
     __slots__ = (
+        "consent",
         "heal",
         "healthy",
         "host_opted_out",
@@ -107,6 +110,7 @@ class Diagnosis:
         self.pending: list[dict[str, str | None]] = []
         self.heal: dict[str, str | None] | None = None
         self.identity: dict[str, Any] | None = None
+        self.consent: str | None = None
         self.snapshot = "missing"
         self.log_bytes: int | None = None
         self.newer: str | None = None
@@ -264,10 +268,11 @@ def _diagnose(state_dir: str) -> Diagnosis:
         )
     elif found.storage != "read_only":
         _check_snapshot(found, snapshot, good, held, hashes)
-    _check_pending(found, names)
     trusted = good if held is None or (good is not None and good.seq >= held.seq) else held
     if trusted is not None:
         found.identity = identity_fields(trusted)
+        found.consent = trusted.consent
+    _check_pending(found, names)
     found.healthy = not found.problems
     return found
 
@@ -393,6 +398,9 @@ def _check_pending(found: Diagnosis, names: list[str]) -> None:
     if not waiting:
         return
     entries = read_pending(found.state_dir, waiting)
+    for entry in entries:
+        if entry.kind == "consent":
+            found.consent = entry.telemetry  # the next run applies it first
     found.pending = [
         {"file": entry.name, "kind": entry.kind, "new_device_id": entry.new_device_id}
         for entry in entries

@@ -184,15 +184,18 @@ def _dir_route(
     holds_state = bool(found.log_bytes) or found.snapshot in ("ok", "foreign")
     if found.host_opted_out:  # the host's own state file says telemetry is off
         opted_out = True
+    # The user's recorded choice is known once the dir was read: the open then switches.
+    consent_off = found.consent == "disabled" and not opted_out
+    switch = [("consent_off", "telemetry disabled by the user's recorded choice")]
     if runtime is not Runtime.PERSISTENT or opted_out:
         event = "newer_format" if found.newer is not None else "read_only"
         why = opened_read_only_reason(opted_out=opted_out, runtime=runtime)
-        return [(event, why)], holds_state, opted_out
+        return [(event, why)], holds_state, opted_out or consent_off
     if found.newer is not None:
-        return [("newer_format", found.newer)], holds_state, opted_out
-    if found.storage == "healing":
-        return [("damage", found.problems[0]), ("healed", "")], holds_state, opted_out
-    return [("dir_ok", "")], holds_state, opted_out
+        return [("newer_format", found.newer)], holds_state, opted_out or consent_off
+    route = [("damage", found.problems[0]), ("healed", "")] if found.storage == "healing" else []
+    route = (route or [("dir_ok", "")]) + (switch if consent_off else [])
+    return route, holds_state, opted_out or consent_off
 
 
 def _names(folder: str) -> list[str]:

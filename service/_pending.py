@@ -1,5 +1,8 @@
 """Pending forgettings: a logout or clear that could not wait for the lock (rule R16).
 
+A telemetry choice (a ``consent``) that could not be appended is kept the
+same way, so that a ``disable`` is never lost either.
+
 When another process holds the state dir's lock past the wait (it is
 busy, or stopped with Ctrl-Z in the middle of a change), a logout must
 still be durable when it returns. It is written to a file of its own,
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from idstitch.events._kinds import CONSENTS
 from idstitch.events._voice import debug
 from idstitch.machine._table import FORGETTINGS
 from idstitch.store._fs import fsync_dir, open_file
@@ -34,29 +38,43 @@ _MAX_BYTES = 4096
 
 
 class Pending:
-    """One pending forgetting: ``kind`` (``logout``/``clear``), the new device of a logout,
-    when it was asked for and the file that holds it."""
+    """One pending change: ``kind`` (``logout``/``clear``/``consent``), the new device of a
+    logout, the choice of a consent (``telemetry``), when it was asked for and the file that
+    holds it."""
 
-    __slots__ = ("at", "kind", "name", "new_device_id")
+    __slots__ = ("at", "kind", "name", "new_device_id", "telemetry")
 
-    def __init__(self, *, kind: str, new_device_id: str | None, at: str, name: str) -> None:
+    def __init__(
+        self,
+        *,
+        kind: str,
+        new_device_id: str | None,
+        at: str,
+        name: str,
+        telemetry: str | None = None,
+    ) -> None:
         self.kind = kind
         self.new_device_id = new_device_id
         self.at = at
         self.name = name
+        self.telemetry = telemetry
 
     def __repr__(self) -> str:
         return f"Pending({self.kind}, {self.new_device_id!r}, at={self.at!r}, name={self.name!r})"
 
 
-def write_pending(folder: str, *, kind: str, new_device_id: str | None, at: str) -> str:
-    """Write one pending forgetting durably; return its file name. Raises ``OSError``."""
+def write_pending(
+    folder: str, *, kind: str, new_device_id: str | None, at: str, telemetry: str | None = None
+) -> str:
+    """Write one pending change durably; return its file name. Raises ``OSError``."""
     import json
     import secrets
 
     from idstitch.store._files import publish
 
     entry: dict[str, Any] = {"kind": kind, "new_device_id": new_device_id, "at": at}
+    if telemetry is not None:
+        entry["telemetry"] = telemetry
     name = pending_name(f"{at.replace(':', '').replace('-', '')}-{secrets.token_hex(8)}")
     publish(folder, name, json.dumps(entry).encode())
     return name
@@ -76,14 +94,25 @@ def read_pending(folder: str, names: list[str]) -> list[Pending]:
         if entry is None:
             continue
         kind, new_device, at = entry.get("kind"), entry.get("new_device_id"), entry.get("at")
-        if kind not in FORGETTINGS or not isinstance(at, str):
+        telemetry = entry.get("telemetry")
+        if kind not in (*FORGETTINGS, "consent") or not isinstance(at, str):
+            continue
+        if kind == "consent" and telemetry not in CONSENTS:
             continue
         if kind == "logout":
             try:
                 check_device_id(new_device)
             except (TypeError, ValueError):
                 continue
-        found.append(Pending(kind=str(kind), new_device_id=new_device, at=at, name=name))
+        found.append(
+            Pending(
+                kind=str(kind),
+                new_device_id=new_device,
+                at=at,
+                name=name,
+                telemetry=telemetry if kind == "consent" else None,
+            )
+        )
     found.sort(key=lambda pending: (pending.at, pending.name))
     return found
 

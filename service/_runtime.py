@@ -44,6 +44,7 @@ __all__ = [
     "is_truthy",
     "opened_read_only_reason",
     "opening_runtime",
+    "opt_out_variable",
     "opted_out_by",
     "runtime_override",
     "runtime_signal",
@@ -350,7 +351,13 @@ def runtime_verdict(
 
 def opted_out_by(env: Mapping[str, str], opt_out_vars: Iterable[str] = ()) -> bool:
     """Whether ``DO_NOT_TRACK`` or one of the host's ``opt_out_vars`` is set truthy (R14)."""
-    return any(is_truthy(env.get(name)) for name in ("DO_NOT_TRACK", *opt_out_vars))
+    return opt_out_variable(env, opt_out_vars) is not None
+
+
+def opt_out_variable(env: Mapping[str, str], opt_out_vars: Iterable[str] = ()) -> str | None:
+    """The first of ``DO_NOT_TRACK`` and the host's ``opt_out_vars`` set truthy, or ``None``."""
+    names = ("DO_NOT_TRACK", *opt_out_vars)
+    return next((name for name in names if is_truthy(env.get(name))), None)
 
 
 def opening_runtime(

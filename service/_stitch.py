@@ -55,7 +55,7 @@ from ._runtime import (
     RuntimeVerdict,
     opened_read_only_reason,
     opening_runtime,
-    opted_out_by,
+    opt_out_variable,
 )
 from ._runtime import _ci as ci_found
 from ._storage import Storage, StorageMachine
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from idstitch.store import FileLog, IdentityLog, MemoryLog, SnapshotRead
 
     from ._command import Command
+    from ._consent import TelemetryStatus
     from ._protocol import Sink
 
     #: :func:`._properties.every_event`'s arguments: verdict, app, app_version, is_tty, extra.
@@ -198,6 +199,18 @@ class IdentityStitch:
         self._refusals: set[str] = set()
         #: Files this process kept aside while healing (for reports).
         self.kept: list[str] = []
+        #: The environment variable that opted out, if one did (telemetry status).
+        self._opt_out_by: str | None = None
+        #: The host's name, and the sink it gave with how it was attached (for consent).
+        self._app: str | None = None
+        self._host_sink: Sink | None = None
+        self._attached: dict[str, Any] | None = None
+        #: Whether this process sends nothing because the recorded consent says so, and
+        #: whether that switch took the storage from healthy (or deferred) to read-only.
+        self._off_by_consent = False
+        self._storage_off_by_consent = False
+        #: Whether the consent in force is durable in the state dir (not in memory only).
+        self._consent_recorded = True
         #: The host's first-run notice (``open(notice=...)``), and whether this is a CI run
         #: (never shown there, whatever the runtime).
         self._notice: str | None = None
@@ -245,7 +258,9 @@ class IdentityStitch:
         illegal user id. ``root``, ``is_tty``, ``clock`` and
         ``new_device_id`` are for tests. Never raises for I/O faults or
         damaged files: damage is healed, other faults fall back to memory
-        (see :attr:`storage`).
+        (see :attr:`storage`). A ``disabled`` consent recorded in the state
+        dir (:meth:`disable_telemetry`) makes the run an opted-out one, in
+        every runtime, once the dir was read.
 
         Every capture carries default properties (``cli_name`` is ``app``,
         ``cli_version`` is ``app_version``, idstitch's version, the
@@ -262,7 +277,8 @@ class IdentityStitch:
         """
         env = os.environ if env is None else env
         folder, problem = state_folder(app, state_dir, env)
-        opted_out = opted_out_by(env, opt_out_vars)
+        opt_out_by = opt_out_variable(env, opt_out_vars)
+        opted_out = opt_out_by is not None
         log_path = os.path.join(folder, LOG_NAME)
         snapshot_path = os.path.join(folder, SNAPSHOT_NAME)
         verdict = opening_runtime(
@@ -275,17 +291,13 @@ class IdentityStitch:
             ),
         )
         runtime = verdict.runtime
-        attach = getattr(sink, "attach", None)
-        if attach is not None:  # a sink with a spool: where it is, and whether it may be used
-            try:
-                attach(
-                    state_dir=folder if problem is None else None,
-                    persistent=runtime is Runtime.PERSISTENT,
-                    opted_out=opted_out,
-                    root=root,
-                )
-            except Exception as exc:  # noqa: BLE001 - R15
-                debug(_VOICE, "idstitch: the sink could not attach to %s (%r)", folder, exc)
+        host_sink = sink
+        attached = {
+            "state_dir": folder if problem is None else None,
+            "persistent": runtime is Runtime.PERSISTENT,
+            "root": root,
+        }
+        _attach(sink, attached, opted_out=opted_out)
         if opted_out or sink is None:
             from ._sinks import NullSink
 
@@ -314,6 +326,11 @@ class IdentityStitch:
             stitch._to_memory("no_dir" if opening else "disk_fault", repr(exc))
         if stitch._identity.seq == 0:  # nothing on disk to start from: mint a device in memory
             stitch._start_in_memory()
+        stitch._app, stitch._opt_out_by = app, opt_out_by
+        stitch._host_sink = host_sink if host_sink is not None else stitch._sink
+        stitch._attached = attached
+        if not opted_out and stitch._identity.consent == "disabled":
+            stitch._consent_off()  # known only now that the dir was read: the switch
         stitch._notice, stitch._in_ci = notice, ci_found(env) is not None
         if notice_before_sending and not os.path.exists(os.path.join(folder, NOTICE_NAME)):
             # Events are dropped, not kept: none may leave before the notice was shown.
@@ -475,6 +492,7 @@ class IdentityStitch:
             )
             assert decision is not None
             self._commit(decision, to_disk=False)
+            self._carry_consent(good, held)
         elif good is not None:
             self._identity = good
         if event == "lock_busy" and not damaged and not newer:
@@ -698,6 +716,7 @@ class IdentityStitch:
             self._identity = _placeholder()
             self._memory = None
             self._commit(decision)  # raises OSError while healing: nothing falls back silently
+            self._carry_consent(good, held)
         except OSError as exc:
             self._storage.fire("heal_failed", repr(exc))
             self._journal = None
@@ -732,6 +751,15 @@ class IdentityStitch:
             f", aliased to {identity.linked_user}" if identity.linked_user else "",
             journal.folder,
         )
+
+    def _carry_consent(self, good: Identity | None, held: Identity | None) -> None:
+        """After a heal's first record: the user's telemetry choice goes on too (a ``consent``
+        record right after it), from the later of the good records and the snapshot."""
+        later = held if held is not None and (good is None or held.seq > good.seq) else good
+        if later is not None and later.consent is not None:
+            decision = self._decide("consent", telemetry=later.consent)
+            if decision is not None:
+                self._commit(decision)
 
     # ------------------------------------------------------------- reading
 
@@ -781,7 +809,8 @@ class IdentityStitch:
 
     @property
     def opted_out(self) -> bool:
-        """Whether ``DO_NOT_TRACK`` or a host opt-out variable is set (rule R14)."""
+        """Whether ``DO_NOT_TRACK`` or a host opt-out variable is set, or the user's recorded
+        consent disables telemetry (rule R14): nothing is sent, nothing new recorded."""
         return self._opted_out
 
     @property
@@ -853,6 +882,171 @@ class IdentityStitch:
     def clear_distinct_id(self) -> None:
         """Forget the user after a transient failure; keep the device (rules R8, R16)."""
         self._change("clear")
+
+    # -------------------------------------------------------------- consent
+
+    def telemetry_status(self) -> TelemetryStatus:
+        """Whether this process sends events, and why (environment > recorded consent >
+        default). Reads nothing: the consent came with the identity. A command run that
+        asks (``telemetry status``) sends no event. Never raises."""
+        from ._command import unreport
+        from ._consent import telemetry_status
+
+        unreport(self)
+        identity = self._identity
+        return telemetry_status(
+            opted_out_by=self._opt_out_by,
+            consent=identity.consent,
+            recorded_at=identity.consent_at,
+            recorded=self._consent_recorded,
+            app=self._app,
+        )
+
+    def enable_telemetry(self) -> TelemetryStatus:
+        """Record the user's choice to send telemetry (a ``consent`` record); the status after.
+
+        Written whatever the runtime and an environment opt-out say (it is the
+        user's own instruction and holds no usage data); an environment
+        opt-out still wins when a run starts. A process that started with
+        telemetry disabled by consent sends again from now on (an environment
+        opt-out aside). Enabling when it is recorded already writes nothing.
+        Never raises.
+        """
+        return self._set_consent("enabled")
+
+    def disable_telemetry(self) -> TelemetryStatus:
+        """Record the user's choice to send no telemetry; the status after.
+
+        Takes effect at once: nothing more is sent by this process, the events
+        not yet sent (the spool) are deleted, and every later run that reads the
+        state dir behaves as an opted-out one (R14). Never lost: when the log
+        cannot take it now (a busy lock, a refusing disk, a newer format) it
+        goes to a pending file that the next run applies first; the status
+        says ``recorded=False`` only when even that failed (it then holds for
+        this process only). Never raises.
+        """
+        return self._set_consent("disabled")
+
+    def _set_consent(self, choice: str) -> TelemetryStatus:
+        """Record ``choice``; the command run that made it sends no event (see ``unreport``)."""
+        try:
+            with self._lock:
+                self._consent_recorded = self._record_consent(choice, elsewhere=True)
+                if choice == "disabled":
+                    self._consent_off()
+                else:
+                    self._consent_on()
+        except Exception as exc:  # noqa: BLE001 - R15: never break the host
+            debug(_VOICE, "idstitch: the telemetry choice failed (%r)", exc)
+        return self.telemetry_status()
+
+    def _record_consent(self, choice: str, *, elsewhere: bool = False) -> bool:
+        """Append the ``consent`` record (under the file lock, after catching up); whether the
+        choice is now durable. ``elsewhere``: a run with no writable journal (ephemeral, an
+        audit log, memory) has a persistent opening of the state dir write it."""
+        journal = self._journal
+        storage = self._storage.state
+        if (
+            journal is None
+            or journal.snapshot_path is None
+            or storage not in (Storage.HEALTHY, Storage.DEFERRED, Storage.READ_ONLY)
+        ):
+            return self._consent_elsewhere(choice) if elsewhere else self._pend_consent(choice)
+        self._warm_up()  # no import while holding the lock
+        self._clear_lock_path(journal)
+        read_only = storage is Storage.READ_ONLY
+        wait = OPEN_WAIT if storage is Storage.DEFERRED else LOCK_WAIT
+        try:
+            with journal.log.locked().try_locked(wait) as held:
+                self._ready_locked(read_only=read_only, held=held)
+                self._apply_pending_locked()
+                decision = self._decide("consent", telemetry=choice)
+                if decision is None:
+                    return True  # that very choice is in the log already
+                if not self._commit(decision, to_disk=True):
+                    return self._pend_consent(choice)  # the disk refused: memory took over
+                self._save_snapshot(to_disk=True)
+                return True
+        except TimeoutError:
+            self._storage.fire("lock_busy", "another process held the lock past the wait")
+        except (OSError, LogDamagedError, _UnwritableError) as exc:
+            if self._storage.state not in (Storage.MEMORY, Storage.READ_ONLY):
+                self._to_memory("disk_fault", repr(exc))
+        return self._pend_consent(choice)
+
+    def _consent_elsewhere(self, choice: str) -> bool:
+        """A run that keeps no journal of the state dir (ephemeral, memory): the choice is
+        written by a persistent opening of that dir, then made in this process's memory."""
+        recorded = False
+        if self._state_dir is not None:
+            writer = IdentityStitch.open(state_dir=self._state_dir, runtime="persistent", env={})
+            recorded = writer._record_consent(choice)
+        self._apply_in_memory("consent", {"telemetry": choice})
+        return recorded
+
+    def _pend_consent(self, choice: str) -> bool:
+        """The log cannot take the choice now: a pending file keeps it (as a logout is kept,
+        R16), and this process makes it in memory. Whether the pending file was written."""
+        recorded = False
+        if self._state_dir is not None:
+            try:
+                write_pending(
+                    self._state_dir, kind="consent", new_device_id=None, at=self._now(),
+                    telemetry=choice,
+                )  # fmt: skip
+                recorded = True
+            except OSError as exc:
+                warn(
+                    _VOICE,
+                    "idstitch: the telemetry choice could not be recorded in %s (%r); it "
+                    "holds for this run only",
+                    self._state_dir,
+                    exc,
+                )
+        if not self._on_disk():
+            self._apply_in_memory("consent", {"telemetry": choice})
+        return recorded
+
+    def _consent_off(self) -> None:
+        """The consent says no: from now on this run is an opted-out one (R14). Nothing is
+        sent (a sink that sends nothing), the events not yet sent are deleted (the sink is
+        attached again as opted out, which empties its spool), nothing new is recorded
+        (read-only storage, whose one write is a forgetting or the user's choice)."""
+        from ._sinks import NullSink
+
+        if self._opted_out and not self._off_by_consent:
+            return  # the environment opted out already: all of this was done at the open
+        self._opted_out = self._off_by_consent = True
+        self._sink = NullSink(queued=False, sends=False)
+        if self._held is not None:  # showing the notice must not let the host's sink through
+            self._held = self._sink
+        if self._attached is not None:
+            _attach(self._host_sink, self._attached, opted_out=True)
+        if self._storage.state in (Storage.HEALTHY, Storage.DEFERRED):
+            self._storage.fire("consent_off", "telemetry disabled by the user's recorded choice")
+            self._storage_off_by_consent = True
+            self._dir_user = self._dir_user or self._identity.user_id
+
+    def _consent_on(self) -> None:
+        """The user enabled telemetry in a run the consent had switched off: back as it was."""
+        if not self._off_by_consent or self._identity.consent != "enabled":
+            return
+        self._opted_out = self._off_by_consent = False
+        if self._attached is not None:
+            _attach(self._host_sink, self._attached, opted_out=False)
+        if self._held is not None:  # still behind the notice (notice_before_sending)
+            self._held = self._host_sink
+        elif self._host_sink is not None:
+            self._sink = self._host_sink
+        journal = self._journal
+        if (
+            self._storage_off_by_consent
+            and self._storage.state is Storage.READ_ONLY
+            and journal is not None
+            and journal.identity == self._identity  # the choice is in the log, not pending
+        ):
+            self._storage_off_by_consent = False
+            self._storage.fire("consent_on")
 
     def _user_event(self, kind: str, user_id: str | int) -> bool:
         try:
@@ -936,6 +1130,9 @@ class IdentityStitch:
             with journal.log.locked().try_locked(wait) as held:
                 self._ready_locked(read_only=read_only, held=held)
                 self._apply_pending_locked()
+                if not read_only and not self._opted_out and self._identity.consent == "disabled":
+                    self._consent_off()  # another process recorded a disable meanwhile
+                    read_only = self._storage.state is Storage.READ_ONLY
                 before = self._identity
                 applied = True
                 if read_only:
@@ -1151,6 +1348,8 @@ class IdentityStitch:
                 if entry.new_device_id.encode() in logged:
                     continue  # applied already, by a process stopped before removing the file
                 decision = self._decide("logout", device_id=entry.new_device_id)
+            elif entry.kind == "consent":
+                decision = self._decide("consent", telemetry=entry.telemetry)
             else:
                 decision = self._decide("clear")
             if decision is not None and self._on_disk():
@@ -1162,12 +1361,16 @@ class IdentityStitch:
     def _apply_pending_in_memory(self, folder: str, names: list[str]) -> None:
         """Start from the identity the pending forgettings leave (this run cannot write them)."""
         entries = read_pending(folder, names)
-        if entries:
+        if any(entry.kind in FORGETTINGS for entry in entries):
             self._dir_user = None  # already forgotten durably, by the pending files
         for entry in entries:
             if entry.kind == "logout" and entry.new_device_id == self._identity.device_id:
                 continue
-            args = {"device_id": entry.new_device_id} if entry.kind == "logout" else {}
+            args: dict[str, Any] = {}
+            if entry.kind == "logout":
+                args = {"device_id": entry.new_device_id}
+            elif entry.kind == "consent":
+                args = {"telemetry": entry.telemetry}
             self._apply_in_memory(entry.kind, args)
 
     def _apply_in_memory(self, event: str, args: dict[str, Any]) -> None:
@@ -1500,7 +1703,21 @@ def _args_of(decision: Decision) -> dict[str, Any]:
         return {"user_id": fields["user_id"]}
     if decision.kind == "logout":
         return {"device_id": fields["new_device_id"]}
+    if decision.kind == "consent":
+        return {"telemetry": fields["telemetry"]}
     return {}
+
+
+def _attach(sink: object, attached: Mapping[str, Any], *, opted_out: bool) -> None:
+    """Tell a sink with a spool where it is and whether it may be used (``attach``); under
+    opt-out it deletes what the spool holds. Never raises (R15)."""
+    attach = getattr(sink, "attach", None)
+    if attach is None:
+        return
+    try:
+        attach(**attached, opted_out=opted_out)
+    except Exception as exc:  # noqa: BLE001 - R15
+        debug(_VOICE, "idstitch: the sink could not attach to %s (%r)", attached, exc)
 
 
 def _names(folder: str) -> list[str]:

@@ -10,8 +10,10 @@ States:
 
 * ``healthy``: the state dir is read and written; changes are durable.
 * ``read_only``: the state dir is read but this run writes nothing of its
-  own (an ephemeral run, an opted-out user, a log written by a newer
-  build). The one write allowed is forgetting a user the dir holds (R14).
+  own (an ephemeral run, an opted-out user, a user whose recorded consent
+  disables telemetry, a log written by a newer build). The writes allowed
+  are forgetting a user the dir holds (R14) and the user's own telemetry
+  choice (a ``consent`` record).
 * ``deferred``: another process holds the lock (busy or stopped). Changes
   are made in memory; a logout or clear is written to a pending file that
   the next holder of the lock applies first (R16). The next change tries
@@ -100,6 +102,9 @@ STORAGE_TRANSITIONS: Final[tuple[StorageTransition, ...]] = (
     _T(X, "healed", H, "damaged file kept aside; a new log carries the trusted identity"),
     _T(X, "heal_failed", M, "the damaged file could not be kept aside or the new log written"),
     _T(R, "lock_busy", R, "a forgetting waits in the pending file"),
+    _T(H, "consent_off", R, "the recorded consent disables telemetry: as opted out"),
+    _T(D, "consent_off", R, "the recorded consent disables telemetry: as opted out"),
+    _T(R, "consent_on", H, "the user enabled telemetry again, in the log, in a run it was off"),
     # A read-only run's failed forgetting stays read-only: it goes to a pending file.
 )
 

@@ -52,8 +52,10 @@ __all__ = [
 
 #: The marker a snapshot names itself with; a JSON object without it is foreign.
 SNAPSHOT_FORMAT: Final = "idstitch-snapshot"
-#: The snapshot layout version this build writes.
-SNAPSHOT_VERSION: Final = 1
+#: The snapshot layout version this build writes; it reads every version up to it. Version 2
+#: added the identity's ``consent`` and ``consent_at`` (log format 4): a version-1 snapshot,
+#: which has neither, reads as one with no consent recorded.
+SNAPSHOT_VERSION: Final = 2
 #: A snapshot is a few hundred bytes; anything far larger is refused unread.
 MAX_SNAPSHOT_BYTES: Final = 64 * 1024
 

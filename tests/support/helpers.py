@@ -173,7 +173,8 @@ def drive_life(
     the dropped alias's user (``None``: the user of the alias that stands
     on that device, if any), and in place of a runtime the device:
     ``current`` (the one in force) or ``earlier`` (the life's first device);
-    it is decided against the standing aliases the fold keeps. A logout
+    it is decided against the standing aliases the fold keeps. A ``consent``
+    step names the choice (``enabled``, ``disabled``) in place of a user. A logout
     rotates to a device named ``minted-device-N``. Returns the log, the
     identity folded record by record, and the standing aliases (device ->
     user) that fold kept.
@@ -190,6 +191,9 @@ def drive_life(
     first_device = identity.device_id
     for number, (event, user, runtime) in enumerate(steps):
         device, named = f"minted-device-{number}", user
+        telemetry = None
+        if event == "consent":
+            telemetry, named = user, None
         if event == "alias_dropped":
             device = identity.device_id if runtime == "current" else first_device
             if named is None:  # the alias that stands, if one does
@@ -204,6 +208,7 @@ def drive_life(
                 device_id=device,
                 reason="expired",
                 aliases=dict(aliases),
+                telemetry=telemetry,
             )
         except TransitionError:
             continue
@@ -251,4 +256,5 @@ VALID_FIELDS: dict[str, dict[str, object]] = {
         "reason": "refused: HTTP 400",
         "pid": 7,
     },
+    "consent": {"device_id": "d-1", "telemetry": "disabled", "pid": 7},
 }

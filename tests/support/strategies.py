@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from idstitch.events import RUNTIMES as _RUNTIMES
 from idstitch.events import Checkpoint
 from idstitch.events._codec import format_time
+from idstitch.events._kinds import CONSENTS
 from idstitch.machine import USER_EVENTS
 
 __all__ = [
@@ -311,6 +312,11 @@ FIELD_STRATEGIES: dict[str, tuple[tuple[str, st.SearchStrategy[object]], ...]] =
         ("reason", drop_reasons()),
         ("pid", pids()),
     ),
+    "consent": (
+        ("device_id", device_ids()),
+        ("telemetry", st.sampled_from(CONSENTS)),
+        ("pid", pids()),
+    ),
 }
 
 
@@ -369,8 +375,8 @@ def record_sequences(
 
 
 #: One event of a life: ``(event, user or None, runtime)``; for an ``alias_dropped``,
-#: ``(event, user, device)`` with the device ``current`` or ``earlier`` (see
-#: ``helpers.drive_life``).
+#: ``(event, user, device)`` with the device ``current`` or ``earlier``; for a ``consent``,
+#: ``(event, choice, runtime)`` (see ``helpers.drive_life``).
 LifeStep = tuple[str, str | None, str]
 
 
@@ -387,4 +393,5 @@ def life_steps(*, max_size: int = 12) -> st.SearchStrategy[list[LifeStep]]:
     drop = st.tuples(
         st.just("alias_dropped"), st.none() | users, st.sampled_from(["current", "earlier"])
     )
-    return st.lists(st.one_of(user_event, plain, drop), max_size=max_size)
+    consent = st.tuples(st.just("consent"), st.sampled_from(CONSENTS), st.just("persistent"))
+    return st.lists(st.one_of(user_event, plain, drop, consent), max_size=max_size)

@@ -27,6 +27,7 @@ __all__ = [
     "append_once_when_told",
     "audit_log_response",
     "audit_log_response_beyond_file_size_limit",
+    "disable_beyond_file_size_limit",
     "hold_lock",
     "keep_files_aside",
     "logout_beyond_file_size_limit",
@@ -237,6 +238,17 @@ def logout_beyond_file_size_limit(state_dir: str, room: int) -> None:
     with _file_size_limit(limit):
         stitch.logout()
     sys.exit(0 if stitch.user_id is None else 1)
+
+
+def disable_beyond_file_size_limit(state_dir: str, limit: int, results: Queue[object]) -> None:
+    """Disable telemetry when no file may grow past ``limit`` bytes; report the status's
+    (enabled, recorded, consent) and whether the process still sends."""
+    from idstitch.machine import IdentityStitch
+
+    stitch = IdentityStitch.open(state_dir=state_dir, runtime="persistent", env={})
+    with _file_size_limit(limit):
+        status = stitch.disable_telemetry()
+    results.put((status.enabled, status.recorded, status.consent, stitch.capture("after")))
 
 
 def record_drop_together(

@@ -56,6 +56,8 @@ def test_show_reads_a_state_dir_without_changing_it(tmp_path: Path) -> None:
         "state_dir": str(state),
         "runtime": "persistent",
         "runtime_signal": "IDSTITCH_RUNTIME",
+        "telemetry": None,
+        "sends": True,
         "log_bytes": len(before["identity.jsonl"][0]),
         "snapshot": "ok",
         "storage": "healthy",
@@ -88,6 +90,7 @@ def test_show_finds_an_apps_default_state_dir_and_prints_it(tmp_path: Path) -> N
         "  linked to    user-a\n"
         "  last seq     2\n"
         "  runtime now  persistent (IDSTITCH_RUNTIME)\n"
+        "  telemetry    on (no choice recorded: the default)\n"
         f"  log          identity.jsonl, {size} bytes\n"
         "  snapshot     ok\n"
         "  next run     healthy\n"
@@ -392,7 +395,9 @@ def test_usage_errors_are_one_line_and_exit_2() -> None:
     """An unknown command or a missing argument: one line on stderr, exit 2."""
     unknown = idstitch("frobnicate")
     missing = idstitch("replay")
-    choices = "'replay', 'verify', 'show', 'persons', 'doctor', 'diagram', 'demo'"
+    choices = (
+        "'replay', 'verify', 'show', 'persons', 'doctor', 'diagram', 'demo', 'conform', 'fleet'"
+    )
     expected = [
         (
             2,

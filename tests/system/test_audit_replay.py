@@ -66,6 +66,7 @@ def row(
     alias_mark: str | None = None,
     kept: str | None = None,
     reason: str | None = None,
+    telemetry: str | None = None,
 ) -> dict[str, Any]:
     """One expected ``replay --json`` row; ``states`` are before/after, ``ids`` device/distinct."""
     (before, after), (device, distinct) = states, ids
@@ -83,6 +84,7 @@ def row(
         "alias": alias_mark,
         "kept": kept,
         "reason": reason,
+        "telemetry": telemetry,
     }
 
 
@@ -279,7 +281,7 @@ def _bad_field(log: Path) -> bytes:
 
 
 def _newer_version(log: Path) -> bytes:
-    extra = {"v": 4, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
+    extra = {"v": 5, "seq": 3, "at": "2026-11-27T17:00:02.000000Z", "kind": "clear",
              "device_id": D1, "pid": 7, "reason": "token expired"}  # fmt: skip
     return write_lines(log, [genesis(), alias("user-a")], extra)
 

@@ -234,6 +234,7 @@ def test_verify_catches_what_the_library_never_writes(tmp_path: Path, name: str)
         "invariants": INVARIANTS,
         "complete": True,
         "stopped_at": None,
+        "consent": None,
     }
     assert (1, expected, summary, "") == (
         result.code,
@@ -309,7 +310,7 @@ def test_a_gap_in_seq_breaks_l1(tmp_path: Path) -> None:
     assert (1, expected) == (result.code, violations(json_lines(result.stdout)))
 
 
-@pytest.mark.parametrize("version", [4, 0, "1", None])
+@pytest.mark.parametrize("version", [5, 0, "1", None])
 def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: object) -> None:
     """A newer, never existing or mistyped format version is L8, and the check stops there."""
     log = tmp_path / "identity.jsonl"
@@ -317,13 +318,13 @@ def test_a_version_this_build_cannot_read_breaks_l8(tmp_path: Path, version: obj
              "device_id": D1, "pid": 7}  # fmt: skip
     data = write_lines(log, [genesis()], extra)
     offset = _offset_of(data, 2)
-    if version == 4:
+    if version == 5:
         detail = (
-            "format version 4 is newer than this build reads (3); upgrade idstitch to read it. "
+            "format version 5 is newer than this build reads (4); upgrade idstitch to read it. "
             "Nothing was rewritten"
         )
     else:
-        detail = f"format version {version!r} is not one this build reads (1 to 3)"
+        detail = f"format version {version!r} is not one this build reads (1 to 4)"
     result = in_process("verify", "--json", str(log))
     assert (1, [("L8", 2, f"at byte {offset}: {detail}")]) == (
         result.code,

@@ -147,3 +147,32 @@ def test_doctor_takes_its_dir_once() -> None:
     result = idstitch("doctor", "a", "--state-dir", "b")
     message = "idstitch: error: give the state dir once: DIR or --state-dir DIR, not both\n"
     assert (2, "", message) == tuple(result)
+
+
+@pytest.mark.parametrize(
+    ("choice", "env", "said", "sends"),
+    [
+        (None, {}, "on (no choice recorded: the default)", True),
+        ("disable", {}, "off (the user turned it off)", False),
+        ("enable", {}, "on (the user turned it on)", True),
+        ("enable", {"DO_NOT_TRACK": "1"}, "off (DO_NOT_TRACK is set)", False),
+        ("disable", {"DO_NOT_TRACK": "1"}, "off (DO_NOT_TRACK is set)", False),
+    ],
+    ids=["default", "disabled", "enabled", "env-over-enabled", "env-over-disabled"],
+)
+def test_show_says_whether_a_run_would_send_and_why(
+    tmp_path: Path, choice: str | None, env: dict[str, str], said: str, sends: bool
+) -> None:
+    """show's telemetry row: the environment's opt-out wins over the user's recorded choice,
+    which wins over the default; --json carries the choice and whether a run would send."""
+    state = tmp_path / "state"
+    stitch = open_stitch(state, sink=RecordingSink(), devices=DeviceIds())
+    stitch.login("user-a")
+    if choice is not None:
+        getattr(stitch, f"{choice}_telemetry")()
+    args = ("show", "--state-dir", str(state))
+    environ = {**QUIET, "DO_NOT_TRACK": "", **env}
+    rows = dict(re.findall(r"^  (\w[\w ]*?)  +(.*)$", idstitch(*args, env=environ).stdout, re.M))
+    shown = json_lines(idstitch(*args, "--json", env=environ).stdout)[0]
+    recorded = {None: None, "disable": "disabled", "enable": "enabled"}[choice]
+    assert (said, recorded, sends) == (rows["telemetry"], shown["telemetry"], shown["sends"])

@@ -41,6 +41,9 @@ def tiny(data_dir: Path) -> _cli.Config:
         tax_conditions=("reachable", "refused"),
         delivery_commands=6,
         audit_runs=1,
+        fleet_rows=3000,
+        fleet_events=300,
+        fleet_memory=None,
     )
 
 
@@ -199,6 +202,16 @@ def test_the_audit_tool_start_bar(tmp_path: Path) -> None:
     )
     strict = found["replay --strict"]["avoided_modules_imported"]
     assert (True, False) == ("orjson" in strict, "pydantic" in strict)
+    assert not (tmp_path / "data" / "work").exists()
+
+
+def test_the_fleet_audit_bar_finds_every_planted_merge(tmp_path: Path) -> None:
+    """A tiny run of B9: every planted merge found and explained as planted, none false."""
+    rows, extra = _cli.run(tiny(tmp_path / "data"), ("B9",))
+    found = extra["fleet"]
+    assert (2, True) == (found["planted"], rows[0].met)
+    assert (2, 0, True) == (found["found"], found["false"], found["explained_as_planted"])
+    assert ["B9"] * 5 == [row.bar for row in rows]
     assert not (tmp_path / "data" / "work").exists()
 
 

@@ -252,7 +252,7 @@ def test_a_newer_format_log_needs_a_newer_build_and_repair_leaves_every_byte(
     _logged_in(tmp_path)
     log = tmp_path / "identity.jsonl"
     last = log_records(tmp_path)[-1]
-    newer = {"v": 4, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
+    newer = {"v": 5, "seq": last["seq"] + 1, "at": last["at"], "kind": "vote"}
     log.write_bytes(log.read_bytes() + forge_line(newer, last["h"]))
     before = tree(tmp_path)
     code, found, _ = _doctor(tmp_path)

@@ -118,3 +118,47 @@ def test_the_example_cli_sends_nothing_when_opted_out(tmp_path: Path, api: str) 
         result = run(["login", "--token", "token-a"], env)
         assert (0, "logged in as user-a\n", "") == (result.returncode, result.stdout, result.stderr)
         assert ([], False) == (posthog.paths, (tmp_path / "state").exists())
+
+
+def _spooled(home: Path) -> list[str]:
+    """The spool segments left in the example's state dir (events not sent yet)."""
+    spool = home / "state" / "mycli" / "spool"
+    return sorted(p.name for p in spool.glob("*")) if spool.exists() else []
+
+
+def test_the_example_cli_telemetry_commands_turn_sending_off_and_on(
+    tmp_path: Path, api: str
+) -> None:
+    """mycli telemetry disable: later commands send nothing and leave no spool; enable: they
+    send again; status says which, and why, each time."""
+    with CaptureServer() as posthog:
+        env = cli_env(tmp_path, api, posthog)
+        before = run(["telemetry", "status"], env)
+        disabled = run(["telemetry", "disable"], env)
+        quiet = run(["whoami", "--token", "token-a"], env)
+        status = run(["telemetry", "status"], env)
+        spool_while_off = _spooled(tmp_path)
+        paths_while_off = list(posthog.paths)
+        enabled = run(["telemetry", "enable"], env)
+        loud = run(["whoami", "--token", "token-a"], env)
+        messages = posthog.wait_for(2)
+    day = disabled.stdout.split(" on ")[1][:10]
+    off = f"Telemetry is disabled: you turned it off on {day} (mycli telemetry enable turns "
+    on = f"Telemetry is enabled: you turned it on on {day} (mycli telemetry disable turns "
+    default = (
+        "Telemetry is enabled (the default; no choice was recorded): "
+        "mycli telemetry disable or DO_NOT_TRACK=1 turns it off.\n"
+    )
+    expected = [
+        (0, default),
+        (0, off + "it back on).\n"),
+        (0, "user-a\n"),
+        (0, off + "it back on).\n"),
+        (0, on + "it off).\n"),
+        (0, "user-a\n"),
+    ]
+    runs = [before, disabled, quiet, status, enabled, loud]
+    assert expected == [(r.returncode, r.stdout) for r in runs]
+    assert ([], []) == (spool_while_off, paths_while_off)
+    sent = sorted((m["event"], m["distinct_id"]) for m in messages)
+    assert [("$create_alias", "user-a"), ("cli_command_executed", "user-a")] == sent

@@ -28,6 +28,10 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "Runtime",
         "detect_runtime",
         "Command",
+        "TelemetryStatus",
+        # the telemetry commands
+        "click_telemetry",
+        "typer_telemetry",
         # sinks
         "Sink",
         "NullSink",
@@ -67,6 +71,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "replay",
         # the service, re-exported lazily (the contract's path), and the errors
         "IdentityStitch",
+        "TelemetryStatus",
         "IdentityError",
         "IllegalUserIdError",
         "LogDamagedError",
@@ -104,6 +109,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "runtime_verdict",
     },
     "idstitch.adapters.capture_server": {"CaptureServer"},
+    "idstitch.adapters.telemetry": {"click_telemetry", "typer_telemetry"},
     "idstitch.audit.cli": {"READER_GONE", "build_parser", "main"},
     "idstitch.conformance": {
         "SCHEMA_VERSION",
@@ -139,6 +145,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "encode_record",
         # the models, one per kind
         "AliasDropped",
+        "Consent",
         "AnyRecordModel",
         "Clear",
         "EnqueueFailure",
@@ -195,6 +202,7 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "OpenReport",
         "Runtime",
         "Storage",
+        "TelemetryStatus",
         "detect_runtime",
         "diagnose",
         "open_report",
@@ -227,6 +235,16 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
         "state_report",
         "timeline",
         "verify_log",
+    },
+    "idstitch.fleet": {
+        "DIALECTS",
+        "FlaggedPerson",
+        "FleetReport",
+        "IllegalId",
+        "Join",
+        "SharedDevice",
+        "fleet_audit",
+        "render_sql",
     },
 }
 
@@ -404,6 +422,7 @@ FLOORS = {
     "adapters": 5,
     "audit": 6,
     "conformance": 6,  # beside audit: the runner and driver may use every floor below
+    "fleet": 6,  # beside audit: the fleet audit, reached by its command only
     "front": 7,  # idstitch/__init__.py, the front door: it may name any floor
 }
 

@@ -18,10 +18,10 @@ STEPS = ["login:user-z", "capture:work", "logout", "login:user-y", "clear"]
 
 
 def newer_lines(last_h: str, seq: int, count: int, kind: str) -> bytes:
-    """``count`` well-chained version-4 lines after ``last_h``, from ``seq`` on."""
+    """``count`` well-chained version-5 lines after ``last_h``, from ``seq`` on."""
     lines = []
     for n in range(count):
-        record = {"v": 4, "seq": seq + n, "at": "2027-01-01T00:00:00.000000Z", "kind": kind}
+        record = {"v": 5, "seq": seq + n, "at": "2027-01-01T00:00:00.000000Z", "kind": kind}
         record.update({"device_id": "d-2", "pid": 1, "new_in_v2": {"trust": n}})
         line = forge_line(record, last_h)
         last_h = line[-35:-3].decode()
@@ -30,7 +30,7 @@ def newer_lines(last_h: str, seq: int, count: int, kind: str) -> bytes:
 
 
 NEWER_SNAPSHOT = json.dumps(
-    {"format": "idstitch-snapshot", "version": 2, "seq": 99, "layout": {"new": True}}
+    {"format": "idstitch-snapshot", "version": 3, "seq": 99, "layout": {"new": True}}
 ).encode()
 
 #: id -> (newer records appended, their kind, the snapshot: this build's, none, or a newer one)
@@ -92,6 +92,6 @@ def test_files_of_a_newer_build_are_never_rewritten(tmp_path: Path, case: str) -
     if count:
         assert isinstance(result.error, NewerFormatError)
         assert (tail.record["seq"] + 1, len(seeded)) == (result.error.seq, result.error.offset)
-        assert "format version 4 is newer than this build reads (3)" in str(result.error)
+        assert "format version 5 is newer than this build reads (4)" in str(result.error)
     else:
         assert result.error is None

@@ -286,7 +286,7 @@ def _logged_in_then_newer(state_dir: Path) -> tuple[Path, bytes]:
     open_stitch(state_dir).login("user-a")
     log = state_dir / "identity.jsonl"
     last = log_records(state_dir)[-1]
-    newer = {"v": 4, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
+    newer = {"v": 5, "seq": last["seq"] + 1, "at": last["at"], "kind": "vote"}
     data = log.read_bytes() + forge_line(newer, last["h"])
     log.write_bytes(data)
     return log, data

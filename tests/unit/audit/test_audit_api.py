@@ -315,6 +315,9 @@ def test_diagram_is_the_machines_mermaid() -> None:
         ["diagram"],
         ["diagram", "--format", "mermaid", "--json"],
         ["demo", "--keep", "DIR"],
+        ["fleet", "--persons", "P", "--events", "E", "--plan", "F", "--json"],
+        ["fleet", "--persons", "P", "--users", "U"],
+        ["fleet", "--print-sql", "clickhouse", "--user-pattern", "u-.*"],
     ],
 )
 def test_the_hand_written_parse_gives_what_argparse_gives(argv: list[str]) -> None:
@@ -340,10 +343,12 @@ def test_the_hand_written_parse_gives_what_argparse_gives(argv: list[str]) -> No
         ["show", "DIR"],
         ["doctor", "A", "B"],
         ["diagram", "--format", "dot"],
-        ["fleet"],
         ["conform"],
         ["conform", "--json", "python", "driver.py"],
         ["conform", "--json", "--"],
+        ["no-such-command"],
+        ["fleet", "--print-sql", "oracle"],
+        ["fleet", "--persons", "P", "--user-pattern", "-x"],
     ],
 )
 def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:

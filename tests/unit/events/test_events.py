@@ -86,7 +86,7 @@ def valid_record(kind: str) -> Record:
 
 
 def test_kinds_are_the_formats_kinds_in_order() -> None:
-    """The codec knows exactly the nine kinds of log format 3, in the spec's order."""
+    """The codec knows exactly the ten kinds of log format 4, in the spec's order."""
     expected = (
         "genesis",
         "import",
@@ -97,16 +97,17 @@ def test_kinds_are_the_formats_kinds_in_order() -> None:
         "logout",
         "heal",
         "alias_dropped",
+        "consent",
     )
     assert expected == KINDS
     assert set(expected) == set(MODELS) == set(KIND_STRATEGIES) == set(VALID_FIELDS)
 
 
 def test_each_kind_is_written_with_the_version_it_was_introduced_in() -> None:
-    """heal (added in format 2) is written with v 2, alias_dropped (format 3) with v 3, the
-    first release's kinds with v 1."""
-    expected = dict.fromkeys(KINDS, 1) | {"heal": 2, "alias_dropped": 3}
-    assert (3, expected) == (FORMAT_VERSION, KIND_VERSION)
+    """heal (added in format 2) is written with v 2, alias_dropped (format 3) with v 3, consent
+    (format 4) with v 4, the first release's kinds with v 1."""
+    expected = dict.fromkeys(KINDS, 1) | {"heal": 2, "alias_dropped": 3, "consent": 4}
+    assert (4, expected) == (FORMAT_VERSION, KIND_VERSION)
     assert expected == {kind: valid_record(kind)["v"] for kind in KINDS}
 
 
@@ -228,7 +229,7 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("clear", "at", "\u0662\u0660\u0662\u0666-11-27T17:00:00.000000Z", "at"),
     ("clear", "seq", 0, "seq"),
     ("clear", "seq", 1.0, "seq"),
-    ("clear", "v", 4, "v"),
+    ("clear", "v", 5, "v"),
     ("clear", "v", 0, "v"),
     ("heal", "v", 1, "v"),
     ("heal", "linked_user", "null", "linked_user"),
@@ -241,8 +242,16 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("heal", "kept", "..", "kept"),
     ("heal", "kept", None, "kept"),
     ("heal", "linked_user", _MISSING, "linked_user"),
-    ("heal", "v", 4, "v"),
+    ("heal", "v", 5, "v"),
     ("alias_dropped", "v", 2, "v"),
+    ("consent", "v", 3, "v"),
+    ("consent", "v", 5, "v"),
+    ("consent", "telemetry", "off", "telemetry"),
+    ("consent", "telemetry", "Disabled", "telemetry"),
+    ("consent", "telemetry", None, "telemetry"),
+    ("consent", "telemetry", True, "telemetry"),
+    ("consent", "device_id", "", "device_id"),
+    ("consent", "pid", -1, "pid"),
     ("alias_dropped", "v", 1, "v"),
     ("alias_dropped", "user_id", "null", "user_id"),
     ("alias_dropped", "user_id", None, "user_id"),
@@ -686,15 +695,15 @@ def test_well_chained_malformed_records_are_damage(record: dict[str, object], ca
 
 
 def test_a_newer_version_raises_newer_format_error_naming_it() -> None:
-    """L8: a correctly chained v 4 record stops reading with NewerFormatError naming version 4."""
+    """L8: a correctly chained v 5 record stops reading with NewerFormatError naming version 5."""
     log = build_log(sample_specs(2))
-    newer = {"v": 4, "seq": 3, "at": AT, "kind": "merge", "device_id": "d", "extra": [1]}
+    newer = {"v": 5, "seq": 3, "at": AT, "kind": "merge", "device_id": "d", "extra": [1]}
     outcome = read_all(log.data + forge_line(newer, log.records[-1]["h"]))
     error = outcome.error
     assert isinstance(error, NewerFormatError)
     assert isinstance(error, LogDamagedError)
     detail = (
-        "format version 4 is newer than this build reads (3); upgrade idstitch to read it. "
+        "format version 5 is newer than this build reads (4); upgrade idstitch to read it. "
         "Nothing was rewritten"
     )
     expected = (
@@ -722,11 +731,12 @@ def test_a_version_that_never_existed_is_damage() -> None:
 
 
 def test_the_upcasters_keep_older_records_as_they_are() -> None:
-    """Formats 2 and 3 only added a kind (heal, alias_dropped): the 1 -> 2 and 2 -> 3 steps are
-    the identity, so v 1 and v 2 records read as written."""
+    """Formats 2, 3 and 4 only added a kind (heal, alias_dropped, consent): the 1 -> 2, 2 -> 3
+    and 3 -> 4 steps are the identity, so v 1, v 2 and v 3 records read as written."""
     record, heal = valid_record("response"), valid_record("heal")
-    assert ([1, 2], record, heal) == (list(UPCASTERS), upcast(dict(record)), upcast(dict(heal)))
+    assert ([1, 2, 3], record, heal) == (list(UPCASTERS), upcast(dict(record)), upcast(dict(heal)))
     assert (record, heal) == (UPCASTERS[1](record), UPCASTERS[2](heal))
+    assert heal is UPCASTERS[3](heal)
     assert record is UPCASTERS[1](record)
 
 
@@ -876,10 +886,10 @@ def test_only_a_write_of_this_build_cut_off_is_a_torn_tail(
     assert (seq, cause) == (outcome.error.seq, outcome.error.cause)
 
 
-def test_a_version_4_heal_is_newer_not_damage() -> None:
-    """A heal claiming v 4 is from a newer build: NewerFormatError, as for any kind."""
+def test_a_version_5_heal_is_newer_not_damage() -> None:
+    """A heal claiming v 5 is from a newer build: NewerFormatError, as for any kind."""
     with pytest.raises(NewerFormatError) as caught:
-        check_line(_heal_line(4), START)
+        check_line(_heal_line(5), START)
     assert ("newer-version", 1) == (caught.value.cause, caught.value.seq)
 
 

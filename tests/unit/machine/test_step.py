@@ -43,10 +43,19 @@ def ident(
     undo: tuple[State, str | None, str | None] | None = None,
     seq: int = 3,
     h: str = "a" * 32,
+    consent: tuple[str | None, str | None] = (None, None),
 ) -> Identity:
-    """A hand-made identity (device d-1 at seq 3 unless told)."""
+    """A hand-made identity (device d-1 at seq 3, no consent recorded, unless told)."""
     return Identity(
-        state=state, device_id=device, user_id=user, linked_user=linked, undo=undo, seq=seq, h=h
+        state=state,
+        device_id=device,
+        user_id=user,
+        linked_user=linked,
+        undo=undo,
+        seq=seq,
+        h=h,
+        consent=consent[0],
+        consent_at=consent[1],
     )
 
 
@@ -369,6 +378,7 @@ def _former_fold(records: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:  # no
     user: Any = None
     linked: Any = None
     undo: Any = None
+    consent: Any = (None, None)
     aliases: dict[str, str] = {}
     last: Mapping[str, Any] | None = None
     for record in records:
@@ -403,7 +413,7 @@ def _former_fold(records: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:  # no
         target = TABLE.get((state, kind, guard))
         if target is None:
             return (
-                _as_dict((state, device, user, linked, undo), last),
+                _as_dict((state, device, user, linked, undo), last, consent),
                 aliases,
                 (record["seq"], str(state), kind, guard),
             )
@@ -434,6 +444,8 @@ def _former_fold(records: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:  # no
                     del aliases[record["device_id"]]
                 if guard == "current":
                     linked = None
+            elif kind == "consent":
+                consent = (record["telemetry"], record["at"])
             else:
                 device, user, linked = record["device_id"], new_user, None
                 if target.target is State.ALIASED:
@@ -442,16 +454,26 @@ def _former_fold(records: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:  # no
             undo = None
         state = target.target
         last = record
-    return _as_dict((state, device, user, linked, undo), last), aliases, None
+    return _as_dict((state, device, user, linked, undo), last, consent), aliases, None
 
 
-def _as_dict(fields: tuple[Any, ...], last: Mapping[str, Any] | None) -> Any:
-    """The identity ``(state, device, user, linked, undo)`` after ``last``, as a dict."""
+def _as_dict(
+    fields: tuple[Any, ...], last: Mapping[str, Any] | None, consent: Any = (None, None)
+) -> Any:
+    """The identity ``(state, device, user, linked, undo)`` after ``last``, as a dict, with
+    the ``(consent, consent_at)`` the records recorded."""
     if last is None:
         return None
     state, device, user, linked, undo = fields
     return ident(
-        state, user=user, linked=linked, device=device, undo=undo, seq=last["seq"], h=last["h"]
+        state,
+        user=user,
+        linked=linked,
+        device=device,
+        undo=undo,
+        seq=last["seq"],
+        h=last["h"],
+        consent=consent,
     ).as_dict()
 
 

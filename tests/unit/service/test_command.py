@@ -56,6 +56,20 @@ def test_nested_commands_of_one_stitch_send_one_event(tmp_path: Path) -> None:
     assert ["outer", "again"] == [c.properties["command"] for c in sink.captures]
 
 
+@pytest.mark.parametrize("asks", ["telemetry_status", "enable_telemetry", "disable_telemetry"])
+def test_a_run_about_the_telemetry_choice_sends_no_event(tmp_path: Path, asks: str) -> None:
+    """A command that reads or changes the user's telemetry choice is not usage: it sends no
+    event (nor does the command around it), and the next command reports as before."""
+    sink = RecordingSink()
+    stitch = idstitch.open(state_dir=tmp_path, runtime="persistent", sink=sink, env={})
+    with stitch.command("telemetry"), stitch.command("inner"):
+        getattr(stitch, asks)()
+    stitch.enable_telemetry()  # outside any command: nothing to leave unreported
+    with stitch.command("deploy"):
+        pass
+    assert ["deploy"] == [c.properties["command"] for c in sink.captures]
+
+
 def test_held_events_flow_once_the_notice_is_shown(tmp_path: Path) -> None:
     """notice_before_sending: captures are dropped (False) and no alias is asked for until the
     notice is shown on a terminal; from then on they are sent, and the next open sends too."""

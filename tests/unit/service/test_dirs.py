@@ -147,6 +147,26 @@ def test_uninspectable_path_is_untrusted(tmp_path: Path) -> None:
     assert untrusted_reason(str(blocker / "state")) == "cannot inspect it: Not a directory"
 
 
+def test_a_path_with_a_nul_byte_keeps_the_identity_in_memory(tmp_path: Path) -> None:
+    """R15: a state dir (or app name) holding a NUL byte, which no system call takes, is
+    refused with the cause; the run keeps its identity in memory and raises nothing."""
+    from idstitch.machine import IdentityStitch
+    from idstitch.service import Storage
+
+    bad = str(tmp_path / "state\0dir")
+    assert "its path holds a NUL byte" == untrusted_reason(bad)
+    for opened in (
+        IdentityStitch.open(state_dir=bad, runtime="persistent", env={}),
+        IdentityStitch.open(app="host\0cli", runtime="persistent", env={"HOME": str(tmp_path)}),
+    ):
+        assert opened.login("user-a")
+        assert ("user-a", Storage.MEMORY, []) == (
+            opened.distinct_id,
+            opened.storage,
+            os.listdir(tmp_path),
+        )
+
+
 _HOMELESS = """
 import json, os
 from idstitch.machine import IdentityStitch

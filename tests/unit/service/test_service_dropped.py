@@ -200,7 +200,7 @@ def test_a_log_of_a_newer_format_is_left_alone(tmp_path: Path) -> None:
     device = aliased_dir(tmp_path)
     log = tmp_path / "identity.jsonl"
     last = log_records(tmp_path)[-1]
-    newer = {"v": 4, "seq": last["seq"] + 1, "at": last["at"], "kind": "consent"}
+    newer = {"v": 5, "seq": last["seq"] + 1, "at": last["at"], "kind": "vote"}
     log.write_bytes(log.read_bytes() + forge_line(newer, last["h"]))
     before = tree(tmp_path)
     assert (False, before) == (drop(tmp_path, device), tree(tmp_path))

@@ -184,8 +184,8 @@ def test_a_directory_at_the_snapshot_path_is_reported_corrupt(snapshot_path: Pat
 def test_a_newer_snapshot_is_reported_newer(snapshot_path: Path) -> None:
     """A snapshot of a later version is 'newer' (the caller rebuilds from the log)."""
     snapshot_path.parent.mkdir(mode=0o700)
-    snapshot_path.write_text(json.dumps({"format": SNAPSHOT_FORMAT, "version": 2, "seq": 9}))
-    expected = SnapshotRead("newer", problem="snapshot version 2 is newer than this build")
+    snapshot_path.write_text(json.dumps({"format": SNAPSHOT_FORMAT, "version": 3, "seq": 9}))
+    expected = SnapshotRead("newer", problem="snapshot version 3 is newer than this build")
     assert expected == read_snapshot(snapshot_path)
 
 
