@@ -88,6 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", "the seed's scenarios end to end against a local capture server").add_argument(
         "--keep", metavar="DIR", help="run in DIR (created) and keep the state dirs and logs"
     )
+    conform = command(
+        "conform", "run the conformance vectors against a driver: idstitch conform -- COMMAND..."
+    )
+    conform.add_argument(
+        "--vectors", metavar="DIR", help="the vectors of DIR (default: those installed)"
+    )
+    conform.add_argument(
+        "--wire",
+        action="store_true",
+        help="also check what the driver's PostHog client sends to a local capture server",
+    )
+    conform.add_argument(
+        "driver",
+        metavar="COMMAND",
+        nargs=argparse.REMAINDER,
+        help="the driver command and its arguments, after --",
+    )
     fleet = command(
         "fleet",
         "over a PostHog export, the persons holding two or more users, why, and a split plan",
@@ -116,6 +133,11 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     is ``None`` when no command was given (the help has then been printed)."""
     parser = build_parser()
     args = vars(parser.parse_args(argv))
+    if args["command"] == "conform":
+        driver = [word for word in args["driver"][:1] if word != "--"] + args["driver"][1:]
+        if not driver:
+            parser.error("conform needs a driver command after --")
+        args["driver"] = driver
     if args["command"] is None:
         parser.print_help(sys.stdout)
     return args

@@ -49,6 +49,8 @@ _GRAMMAR: Final[
     "doctor": (("--json", "--repair"), {"--state-dir": None, "--app": None}, ("dir", False)),
     "diagram": (("--json",), {"--format": "mermaid"}, None),
     "demo": (("--json",), {"--keep": None}, None),
+    # The driver command follows ``--`` (parse_fast takes it off first).
+    "conform": (("--json", "--wire"), {"--vectors": None}, None),
     "fleet": (
         ("--json",),
         {
@@ -73,6 +75,19 @@ def _dest(option: str) -> str:
     return option[2:].replace("-", "_")
 
 
+def _driver_command(
+    command: str, argv: Sequence[str]
+) -> tuple[Sequence[str], dict[str, Any] | None]:
+    """``conform [options] -- COMMAND...``: the words before ``--``, and the driver command
+    after it (``None``: no command, argparse says so); other commands' words as they are."""
+    if command != "conform":
+        return argv, {}
+    if "--" not in argv or argv[-1] == "--":
+        return argv, None
+    cut = list(argv).index("--")
+    return argv[:cut], {"driver": list(argv[cut + 1 :])}
+
+
 def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
     """``argv`` parsed by hand, exactly as argparse would, when it is one of the plain forms
     (each option spelled in full, at most once, no value starting with ``-``); ``None`` for
@@ -84,7 +99,10 @@ def parse_fast(argv: Sequence[str]) -> dict[str, Any] | None:
         return None
     command = argv[0]
     flags, options, positional = _GRAMMAR[command]
-    args: dict[str, Any] = {"command": command}
+    argv, extra = _driver_command(command, argv)
+    if extra is None:
+        return None
+    args: dict[str, Any] = {"command": command, **extra}
     args |= {_dest(flag): False for flag in flags}
     args |= {_dest(option): default for option, default in options.items()}
     seen: set[str] = set()
@@ -189,6 +207,12 @@ def _diagram(args: dict[str, Any], out: Output) -> int:
     return 0
 
 
+def _conform(args: dict[str, Any], out: Output) -> int:
+    from ._conform import conform_report
+
+    return conform_report(args["driver"], out, vectors=args["vectors"], wire=args["wire"])
+
+
 def _demo(args: dict[str, Any], out: Output) -> int:
     from ._demo import run_demo
 
@@ -209,6 +233,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any], Output], int]] = {
     "doctor": _doctor,
     "diagram": _diagram,
     "demo": _demo,
+    "conform": _conform,
     "fleet": _fleet,
 }
 

@@ -79,12 +79,24 @@ def _unquoted(text: str) -> str:
     return text
 
 
+def _invisible(text: str) -> bool:
+    """Whether ``text`` shows nothing: only spaces and format characters (U+200B, U+FEFF...).
+
+    Reached only for ids that are not plain ASCII, so ``unicodedata`` loads only for them.
+    """
+    import unicodedata
+
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
 def _id_problem_closely(value: object, what: str) -> str | None:
     if not isinstance(value, str):
         return f"a {what} must be a string, not {type(value).__name__}"
     stripped = value.strip()
     if not stripped:
         return f"a {what} must not be blank"
+    if _invisible(stripped):
+        return f"a {what} must not be made only of invisible characters (such as U+200B)"
     if len(value) > MAX_ID_LENGTH:
         return f"a {what} is at most {MAX_ID_LENGTH} characters, this one has {len(value)}"
     if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
@@ -105,7 +117,7 @@ def user_id_problem(user_id: object) -> str | None:
     assert isinstance(user_id, str)
     stripped = user_id.strip()
     unquoted = _unquoted(stripped)
-    if not unquoted:
+    if _invisible(unquoted):
         return "a user id must not be blank (this one is a quoted blank)"
     if _is_illegal_word(stripped) or _is_illegal_word(unquoted):
         return "PostHog treats this id as a placeholder and refuses to merge under it"

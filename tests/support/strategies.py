@@ -10,6 +10,7 @@ Import it as ``from strategies import ...`` (pytest puts ``tests/`` on the path)
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
@@ -106,7 +107,12 @@ def _unquote(text: str) -> str:
 def spec_says_illegal(user_id: str) -> bool:
     """Whether R13 refuses ``user_id`` by its words: a listed word or blank, bare or quoted once."""
     words = {user_id.strip(), _unquote(user_id.strip())}
-    return any(not w or w.lower() in ILLEGAL_ANY_CASE or w in ILLEGAL_EXACT for w in words)
+    return any(_invisible(w) or w.lower() in ILLEGAL_ANY_CASE or w in ILLEGAL_EXACT for w in words)
+
+
+def _invisible(word: str) -> bool:
+    """Blank to a person: only spaces and format characters (U+200B, U+FEFF ...), or nothing."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in word)
 
 
 # Printable text: no control characters (Cc), no lone surrogates (Cs).
@@ -201,7 +207,14 @@ def illegal_user_ids() -> st.SearchStrategy[str]:
         quoted(st.sampled_from(["", " ", "\t"])),  # a quoted blank: '""', "' '"
         control_char_ids(),
         overlong_ids(),
+        invisible_ids(),
     )
+
+
+def invisible_ids() -> st.SearchStrategy[str]:
+    """Ids made only of invisible characters (zero-width spaces, BOMs, joiners), bare or quoted."""
+    bare = st.text(st.sampled_from("\u200b\u200c\u200d\u2060\ufeff\u00ad "), min_size=1, max_size=6)
+    return st.one_of(bare, quoted(bare))
 
 
 def pids() -> st.SearchStrategy[int]:

@@ -395,7 +395,9 @@ def test_usage_errors_are_one_line_and_exit_2() -> None:
     """An unknown command or a missing argument: one line on stderr, exit 2."""
     unknown = idstitch("frobnicate")
     missing = idstitch("replay")
-    choices = "'replay', 'verify', 'show', 'persons', 'doctor', 'diagram', 'demo', 'fleet'"
+    choices = (
+        "'replay', 'verify', 'show', 'persons', 'doctor', 'diagram', 'demo', 'conform', 'fleet'"
+    )
     expected = [
         (
             2,

@@ -111,6 +111,17 @@ EXPECTED_PUBLIC_NAMES: dict[str, set[str]] = {
     "idstitch.adapters.capture_server": {"CaptureServer"},
     "idstitch.adapters.telemetry": {"click_telemetry", "typer_telemetry"},
     "idstitch.audit.cli": {"READER_GONE", "build_parser", "main"},
+    "idstitch.conformance": {
+        "SCHEMA_VERSION",
+        "WIRE_CHECKS",
+        "DriverUnusableError",
+        "Report",
+        "VectorResult",
+        "load_vectors",
+        "run_vectors",
+        "subprocess_sessions",
+    },
+    "idstitch.conformance.driver": {"Driver", "main"},
     "idstitch.events": {
         # what a log holds: kinds, the format's version, runtimes, id rules
         "FORMAT_VERSION",
@@ -410,6 +421,7 @@ FLOORS = {
     "delivery": 4,
     "adapters": 5,
     "audit": 6,
+    "conformance": 6,  # beside audit: the runner and driver may use every floor below
     "fleet": 6,  # beside audit: the fleet audit, reached by its command only
     "front": 7,  # idstitch/__init__.py, the front door: it may name any floor
 }

@@ -343,6 +343,9 @@ def test_the_hand_written_parse_gives_what_argparse_gives(argv: list[str]) -> No
         ["show", "DIR"],
         ["doctor", "A", "B"],
         ["diagram", "--format", "dot"],
+        ["conform"],
+        ["conform", "--json", "python", "driver.py"],
+        ["conform", "--json", "--"],
         ["no-such-command"],
         ["fleet", "--print-sql", "oracle"],
         ["fleet", "--persons", "P", "--user-pattern", "-x"],
@@ -351,6 +354,22 @@ def test_the_hand_written_parse_gives_what_argparse_gives(argv: list[str]) -> No
 def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:
     """Help, the version, abbreviations, repeats and usage errors go to argparse."""
     assert parse_fast(argv) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["conform", "--", "driver"],
+        ["conform", "--json", "--wire", "--", "python", "-m", "driver", "--json"],
+        ["conform", "--vectors", "DIR", "--", "node", "driver.js", "--", "x"],
+    ],
+)
+def test_conform_parses_by_hand_as_argparse_does(argv: list[str]) -> None:
+    """`conform [options] -- COMMAND...`: everything after the first -- is the driver command,
+    its own options included, by hand as through argparse."""
+    from idstitch.audit._parser import parse
+
+    assert parse(argv) == parse_fast(argv)
 
 
 def test_replay_json_is_the_timelines_rows(tmp_path: Path) -> None:
