@@ -27,8 +27,8 @@ from idstitch.machine import Identity, replay
 from idstitch.service._trust import snapshot_identity as _snapshot_identity
 from idstitch.store import MAX_SNAPSHOT_BYTES, read_snapshot
 from idstitch.store._fs import last_line
-from idstitch.store._snapshot import SNAPSHOT_VERSION
 from idstitch.store._log import Tail, _tail_of
+from idstitch.store._snapshot import SNAPSHOT_VERSION
 
 __all__ = [
     "check_log_bytes",
