@@ -45,15 +45,17 @@ class Dialect:
 
     ``json``: a JSON property of a column as text (``{col}``, ``{key}``),
     NULL when absent. ``matches``: whether ``{col}`` matches the regular
-    expression ``{pattern}`` (a literal) as a whole. ``anchor``: whether
-    that function needs the pattern anchored to match the whole id.
-    ``live``: the condition of a row that is not deleted. ``backslash``:
-    whether string literals treat a backslash as an escape.
+    expression ``{pattern}`` (a literal). ``anchor``: the user's
+    ``{pattern}`` as that function must see it to match as Python's
+    ``re.fullmatch`` does (the whole id, ``.`` not matching a newline).
+    ``live``: the condition of a row that is not deleted (NULL is not
+    deleted). ``backslash``: whether string literals treat a backslash as
+    an escape.
     """
 
     json: str
     matches: str
-    anchor: bool
+    anchor: str
     live: str
     backslash: bool
 
@@ -69,39 +71,41 @@ class Dialect:
 
     def full_match(self, column: str, pattern: str) -> str:
         """Whether ``column`` matches ``pattern`` as a whole (Python's ``re.fullmatch``)."""
-        anchored = f"^(?:{pattern})$" if self.anchor else pattern
+        anchored = self.anchor.format(pattern=pattern)
         return self.matches.format(col=column, pattern=self.literal(anchored))
 
 
 #: The engines the check is rendered for. ClickHouse's JSONExtractString answers '' for an
-#: absent key, hence the nullIf; Snowflake's REGEXP_LIKE and DuckDB's regexp_full_match
-#: match the whole string already.
+#: absent key, hence the nullIf; its match() lets '.' match a newline unless told (?-s), and
+#: NOT of a NULL is_deleted would drop the row. Snowflake's REGEXP_LIKE and DuckDB's
+#: regexp_full_match match the whole string already. The test suite runs the DuckDB and
+#: ClickHouse (chDB) renderings over the same exports (tests/unit/fleet/).
 DIALECTS = {
     "duckdb": Dialect(
         json="json_extract_string({col}, '$.\"{key}\"')",
         matches="regexp_full_match({col}, {pattern})",
-        anchor=False,
+        anchor="{pattern}",
         live="NOT coalesce(CAST(is_deleted AS BOOLEAN), false)",
         backslash=False,
     ),
     "clickhouse": Dialect(
         json="nullIf(JSONExtractString({col}, '{key}'), '')",
         matches="match({col}, {pattern})",
-        anchor=True,
-        live="NOT is_deleted",
+        anchor="^(?-s:{pattern})$",
+        live="NOT ifNull(toBool(is_deleted), false)",
         backslash=True,
     ),
     "bigquery": Dialect(
         json="JSON_VALUE({col}, '$.\"{key}\"')",
         matches="REGEXP_CONTAINS({col}, {pattern})",
-        anchor=True,
+        anchor="^(?:{pattern})$",
         live="NOT COALESCE(CAST(is_deleted AS BOOL), FALSE)",
         backslash=True,
     ),
     "snowflake": Dialect(
         json="GET_PATH(TRY_PARSE_JSON(TO_VARCHAR({col})), '\"{key}\"')::STRING",
         matches="REGEXP_LIKE({col}, {pattern})",
-        anchor=False,
+        anchor="{pattern}",
         live="NOT COALESCE(is_deleted::BOOLEAN, FALSE)",
         backslash=True,
     ),
