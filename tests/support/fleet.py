@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "PERSONS",
     "PERSON_COLUMNS",
+    "REALIASED",
     "alias_event",
     "command_event",
     "device_event",
@@ -111,3 +113,21 @@ def write_export(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         )
     staged.unlink()
     return path
+
+
+#: The users and devices of the fleet tests' exports.
+A, B, C = "user-a", "user-b", "user-c"
+D1, D2, D3 = "dev-1", "dev-2", "dev-3"
+
+#: The old bug: D1 aliased to A, then (after a logout that kept the device) to B.
+REALIASED = [
+    device_event(1, D1),
+    alias_event(2, A, D1),
+    command_event(3, A, D1),
+    alias_event(4, B, D1),
+    command_event(5, B, D1),
+    alias_event(6, C, D2),
+    command_event(7, C, D2),
+]
+#: The persons export after REALIASED: p1 holds A, D1 and B; p2 holds C and D2.
+PERSONS = person_rows("p1", [A, D1, B]) + person_rows("p2", [C, D2])

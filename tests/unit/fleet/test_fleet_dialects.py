@@ -18,9 +18,15 @@ from idstitch.fleet import DIALECTS, fleet_audit, render_sql
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from support.fleet import (
+    D1,
+    D2,
+    D3,
+    PERSONS,
+    REALIASED,
+    A,
+    B,
+    C,
     alias_event,
-    command_event,
-    device_event,
     identify_event,
     person_rows,
     write_export,
@@ -29,21 +35,6 @@ from support.fleet import (
 Row = dict[str, Any]
 #: One flagged person as both engines answer it: ``(team_id, person_id, users, devices)``.
 Answer = tuple[str, str, tuple[str, ...], tuple[str, ...]]
-
-A, B, C = "user-a", "user-b", "user-c"
-D1, D2, D3 = "dev-1", "dev-2", "dev-3"
-
-#: The old bug: D1 aliased to A, then (after a logout that kept the device) to B.
-REALIASED = [
-    device_event(1, D1),
-    alias_event(2, A, D1),
-    command_event(3, A, D1),
-    alias_event(4, B, D1),
-    command_event(5, B, D1),
-    alias_event(6, C, D2),
-    command_event(7, C, D2),
-]
-PERSONS = person_rows("p1", [A, D1, B]) + person_rows("p2", [C, D2])
 
 
 def _rows(rows: list[Row], **changes: Any) -> list[Row]:
