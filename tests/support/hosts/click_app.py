@@ -16,7 +16,7 @@ import sys
 import click
 import idstitch
 
-from support.hosts.host_setup import NOTICE, WIRED, interrupt_now, interrupt_soon, stitch
+from support.hosts.host_setup import FLUSH, NOTICE, WIRED, interrupt_now, interrupt_soon, stitch
 
 
 @click.group()
@@ -67,7 +67,7 @@ def ask() -> None:
 
 
 @cli.command()
-@stitch.command("decorated")
+@stitch.command("decorated", flush_timeout=FLUSH)
 def decorated() -> None:
     """Wired by the decorator as well."""
     click.echo("decorated")
@@ -98,7 +98,7 @@ def push() -> None:
 
 
 if WIRED:
-    idstitch.instrument(cli, stitch, notice=NOTICE)
+    idstitch.instrument(cli, stitch, notice=NOTICE, flush_timeout=FLUSH)
 
 if __name__ == "__main__":
     if os.environ.get("HOST_STANDALONE") == "0":

@@ -17,12 +17,17 @@ import idstitch
 
 stitch = idstitch.open(
     state_dir=os.environ["HOST_STATE"],
-    sink=idstitch.SpoolSink("phc_test", host=os.environ["HOST_URL"], delivery="in_process"),
+    sink=idstitch.SpoolSink(
+        "phc_test", host=os.environ["HOST_URL"], delivery="in_process", in_process_bound=30.0
+    ),
     opt_out_vars=("HOST_NO_TELEMETRY",),
     notice=os.environ.get("HOST_OPEN_NOTICE"),
     notice_before_sending=os.environ.get("HOST_NOTICE_FIRST") == "1",
 )
 WIRED = os.environ.get("HOST_WIRED", "1") == "1"
+#: How long a run may deliver its events in process as it ends: long, so that a loaded
+#: machine (a slow import of the client) cannot end a run before its event was sent.
+FLUSH = 30.0
 NOTICE = os.environ.get("HOST_NOTICE")
 
 

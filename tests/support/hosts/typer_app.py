@@ -11,7 +11,7 @@ import sys
 import idstitch
 import typer
 
-from support.hosts.host_setup import NOTICE, WIRED, interrupt_now, stitch
+from support.hosts.host_setup import FLUSH, NOTICE, WIRED, interrupt_now, stitch
 
 app = typer.Typer(pretty_exceptions_enable=False)
 db = typer.Typer()
@@ -50,7 +50,7 @@ def interrupt() -> None:
 
 
 @app.command()
-@stitch.command("decorated")
+@stitch.command("decorated", flush_timeout=FLUSH)
 def decorated() -> None:
     """Wired by the decorator as well."""
     typer.echo("decorated")
@@ -63,7 +63,7 @@ def push() -> None:
 
 
 if WIRED:
-    idstitch.instrument(app, stitch, notice=NOTICE)
+    idstitch.instrument(app, stitch, notice=NOTICE, flush_timeout=FLUSH)
 
 if __name__ == "__main__":
     app()
