@@ -34,9 +34,12 @@ typecheck: install
 
 # Property tests run derandomized (tests/conftest.py): the same commit gives the
 # same result everywhere. `make explore` draws fresh examples, ten times as many.
+# The suite runs on every core (pytest-xdist; TEST_JOBS=0 runs it in this one process):
+# most of its time is spent waiting on the processes and servers the tests start.
+TEST_JOBS ?= auto
 test: lint typecheck
 	rm -f .coverage .coverage.*
-	IDSTITCH_HYPOTHESIS=ci $(BIN)/coverage run -m pytest -q
+	IDSTITCH_HYPOTHESIS=ci $(BIN)/coverage run -m pytest -q -n $(TEST_JOBS) --dist worksteal
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
