@@ -1,0 +1,83 @@
+"""What an append leaves behind besides its line: no open file, and a durable directory entry.
+
+Observed through the real calls: the process's open descriptors (``/proc/self/fd``)
+and the ``open`` audit events Python raises for every ``os.open`` (PEP 578), which
+show the state dir being opened for its fsync.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from idstitch.store import FileLog
+from support.helpers import AT
+
+#: Paths ``os.open`` was called on while a test listens (``None``: nobody listens).
+_OPENED: list[str] | None = None
+
+
+def _listen(event: str, args: tuple[object, ...]) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], str):
+        _OPENED.append(args[0])
+
+
+sys.addaudithook(_listen)  # hooks cannot be removed: this one records only while asked
+
+
+@pytest.fixture
+def opened() -> Iterator[list[str]]:
+    """The paths opened while the test runs."""
+    global _OPENED  # noqa: PLW0603 - the audit hook's one switch
+    _OPENED = []
+    try:
+        yield _OPENED
+    finally:
+        _OPENED = None
+
+
+def open_fds() -> set[str]:
+    """This process's open file descriptors."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+GENESIS = ("genesis", {"device_id": "d-1", "runtime": "persistent"})
+CLEAR = ("clear", {"device_id": "d-1", "pid": 1})
+
+
+def test_reading_and_appending_leave_no_descriptor_open(tmp_path: Path) -> None:
+    """append, tail and complete_line close every file they open, on a new or a grown log."""
+    log = FileLog(tmp_path / "state" / "identity.jsonl")
+    before = open_fds()
+    log.append(*GENESIS, at=AT)
+    log.append(*CLEAR, at=AT)
+    log.tail()
+    log.complete_line()
+    assert before == open_fds()
+
+
+def test_the_first_append_makes_the_new_log_durable_in_its_directory(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    """The append that creates the log (and its dir) fsyncs the directory; later appends do not:
+    the log's directory entry survives a power cut once the first append has returned."""
+    folder = tmp_path / "state"
+    log = FileLog(folder / "identity.jsonl")
+    log.append(*GENESIS, at=AT)
+    first = list(opened)
+    opened.clear()
+    log.append(*CLEAR, at=AT)
+    assert (1, 0) == (first.count(str(folder)), opened.count(str(folder)))
+
+
+def test_an_append_that_creates_the_log_in_an_existing_dir_fsyncs_the_dir(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    """A state dir made by someone else still gets its fsync when the log file is new in it."""
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    FileLog(folder / "identity.jsonl").append(*GENESIS, at=AT)
+    assert 1 == opened.count(str(folder))
