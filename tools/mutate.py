@@ -362,10 +362,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=0, help="per mutant; 0: 5x the baseline")
     parser.add_argument("--only", action="append", default=[], help="FILE:LINE, repeatable")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        help="run these tests instead of the mapped ones (does a new test kill?)",
+    )
     parser.add_argument("--report", default=str(ROOT / ".venv" / "mutation-report.txt"))
     args = parser.parse_args(argv)
 
     equivalents = read_equivalents()
+    if args.tests:
+        TESTS.update(dict.fromkeys(TESTS, tuple(args.tests)))
     chosen: list[Mutant] = []
     every: set[tuple[str, int, int, str]] = set()
     pick = random.Random(args.seed)

@@ -189,3 +189,17 @@ def test_a_table_declaring_an_edge_twice_is_refused(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(table, "TRANSITIONS", (*TRANSITIONS, twice))
     with pytest.raises(AssertionError, match=r"declared twice: \('aliased', 'clear', None\)"):
         table.compiled_table()
+
+
+def test_a_fold_reports_a_record_of_an_unknown_kind_it_starts_with() -> None:
+    """fold never raises for a bad record: an unknown kind, even first, is a TransitionError
+    in the result, from the empty log."""
+    result = replay([{"kind": "mystery", "seq": 1, "h": "0" * 32}])
+    assert isinstance(result.error, TransitionError)
+    assert (None, 1, "initial", "mystery", None) == (
+        result.identity,
+        result.error.seq,
+        result.error.state,
+        result.error.event,
+        result.error.guard,
+    )
