@@ -351,7 +351,7 @@ def _sources(targets: list[str]) -> list[str]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", default=list(DEFAULT_TARGETS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -368,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run these tests instead of the mapped ones (does a new test kill?)",
     )
     parser.add_argument("--report", default=str(ROOT / ".venv" / "mutation-report.txt"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
 
     equivalents = read_equivalents()
     if args.tests:

@@ -203,3 +203,52 @@ def test_a_fold_reports_a_record_of_an_unknown_kind_it_starts_with() -> None:
         result.error.event,
         result.error.guard,
     )
+
+
+LOGOUT = ("logout", {"device_id": "d-1", "new_device_id": "d-2", "pid": 1})
+
+
+def test_an_alias_undone_after_a_logout_goes_back_to_reset() -> None:
+    """R9 after R7: an enqueue_failure of the first alias of a rotated device restores reset,
+    with no user and nothing on the map for the new device."""
+    alias = user_event("u", alias=True)
+    alias[1]["device_id"] = "d-2"
+    failure = ("enqueue_failure", {"device_id": "d-2", "user_id": "u", "pid": 1})
+    identity, aliases = folded(GENESIS, LOGOUT, alias, failure)
+    expected = mine(State.RESET, None, None, 4)
+    expected.device_id, expected.h = "d-2", identity.h
+    assert (expected.as_dict(), {}) == (identity.as_dict(), aliases)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        [],
+        [user_event("u", alias=False)],
+        [user_event("u", alias=True)],
+        [LOGOUT],
+    ],
+    ids=["anonymous", "stamped", "aliased", "reset"],
+)
+def test_a_clear_leaves_every_state_anonymous_with_no_user(
+    before: list[tuple[str, dict[str, object]]],
+) -> None:
+    """R8: clear forgets the user (the device and its link are kept) from every state."""
+    device = "d-2" if before == [LOGOUT] else "d-1"
+    clear = ("clear", {"device_id": device, "pid": 1})
+    identity, _ = folded(GENESIS, *before, clear)
+    linked = "u" if before == [user_event("u", alias=True)] else None
+    assert (State.ANONYMOUS, None, linked, device) == (
+        identity.state,
+        identity.user_id,
+        identity.linked_user,
+        identity.device_id,
+    )
+
+
+def test_equal_identities_are_one_set_member() -> None:
+    """An identity is a value: two equal ones hash alike (a set or dict key holds one)."""
+    first, _ = folded(GENESIS, user_event("u", alias=True))
+    again, _ = folded(GENESIS, user_event("u", alias=True))
+    other, _ = folded(GENESIS, user_event("v", alias=True))
+    assert (True, 2) == (first == again, len({first, again, other}))

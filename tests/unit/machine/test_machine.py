@@ -351,6 +351,8 @@ def test_identity_survives_its_snapshot_form(
         {"device_id": ""},
         {"seq": -1},
         {"seq": "3"},
+        {"seq": 3.0},
+        {"seq": True},
         {"user_id": None, "state": "aliased"},
         {"undo": ["aliased"]},
     ],
