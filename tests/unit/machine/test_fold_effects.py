@@ -247,8 +247,10 @@ def test_a_clear_leaves_every_state_anonymous_with_no_user(
 
 
 def test_equal_identities_are_one_set_member() -> None:
-    """An identity is a value: two equal ones hash alike (a set or dict key holds one)."""
+    """An identity is a value: equal ones hash alike (a set holds one); one of another user, or
+    anything but an identity, is not equal to it."""
     first, _ = folded(GENESIS, user_event("u", alias=True))
     again, _ = folded(GENESIS, user_event("u", alias=True))
     other, _ = folded(GENESIS, user_event("v", alias=True))
-    assert (True, 2) == (first == again, len({first, again, other}))
+    assert (True, False, False) == (first == again, first == other, first == first.as_dict())
+    assert {first, other} == {first, again, other}
