@@ -25,21 +25,24 @@ def row(source: str, event: str, guard: str | None) -> Transition:
 
 
 @pytest.mark.parametrize(
-    ("extra", "fields", "guard"),
+    ("aliased", "fields", "guard"),
     [
-        ({}, {"device_id": "d-1", "user_id": "u", "aliased": False}, "unlinked_user"),
-        ({"aliased": True}, {"device_id": "d-1", "user_id": "u", "aliased": True}, "with_user"),
+        (None, {"device_id": "d-1", "user_id": "u", "aliased": False}, "unlinked_user"),
+        (True, {"device_id": "d-1", "user_id": "u", "aliased": True}, "with_user"),
     ],
     ids=["default-not-aliased", "aliased"],
 )
 def test_an_import_decision_adopts_the_device_and_user_it_is_given(
-    extra: dict[str, bool], fields: dict[str, object], guard: str
+    aliased: bool | None, fields: dict[str, object], guard: str
 ) -> None:
     """decide(None, "import") records the device, the user and whether it was aliased (not, by
     default), along the import row of that guard."""
-    decision = decide(
-        None, "import", runtime="persistent", pid=1, device_id="d-1", user_id="u", **extra
-    )
+    if aliased is None:
+        decision = decide(None, "import", runtime="persistent", pid=1, device_id="d-1", user_id="u")
+    else:
+        decision = decide(
+            None, "import", runtime="persistent", pid=1, device_id="d-1", user_id="u", aliased=True
+        )
     assert decision is not None
     assert ("import", fields) == (decision.kind, decision.fields)
     assert row("initial", "import", guard) is decision.transition
