@@ -48,7 +48,10 @@ TESTS: dict[str, tuple[str, ...]] = {
     "service": ("tests/unit/service",),
 }
 
-PYTEST = ("-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow and not processes")
+#: Modules whose contract is between processes: their tests marked ``processes`` run too.
+BETWEEN_PROCESSES = frozenset({"store/_lock.py"})
+
+PYTEST = ("-m", "pytest", "-q", "-x", "-p", "no:cacheprovider")
 
 #: A comparison and the one that negates it.
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -265,11 +268,14 @@ def mutants_of(path: str) -> list[Mutant]:
 
 
 def tests_for(path: str) -> tuple[str, ...]:
-    """The test files and folders that exercise the module at ``path``."""
+    """The pytest arguments for the module at ``path``: a marker expression (fast tests only,
+    and those that start processes for :data:`BETWEEN_PROCESSES`), then the test files and
+    folders that exercise it."""
     matches = [key for key in TESTS if path == key or path.startswith(key.rstrip("/") + "/")]
     if not matches:
         raise SystemExit(f"no tests mapped for {path}: add it to TESTS in tools/mutate.py")
-    return TESTS[max(matches, key=len)]
+    marker = "not slow" if path in BETWEEN_PROCESSES else "not slow and not processes"
+    return ("-m", marker, *TESTS[max(matches, key=len)])
 
 
 def read_equivalents(file: Path = EQUIVALENTS) -> dict[tuple[str, int, int, str], str]:

@@ -1,0 +1,151 @@
+"""The start-up checks of a log's end (peek_end, ends_with, holds) on logs longer than the
+one window of bytes they read, and with a record whose offset they are told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from idstitch.events import Checkpoint, Record
+from idstitch.store import LOG_NAME
+from idstitch.store._fs import PEEK_WINDOW, ends_with, holds, last_line, peek_end
+from support.helpers import build_log, sample_specs, split_lines
+
+#: Enough records that the log is several windows long.
+COUNT = 120
+
+
+@pytest.fixture
+def long_log(tmp_path: Path) -> tuple[Path, list[Record], list[bytes]]:
+    """A log of COUNT records, longer than three peek windows: its path, records and lines."""
+    built = build_log(sample_specs(COUNT))
+    path = tmp_path / LOG_NAME
+    path.write_bytes(built.data)
+    assert len(built.data) > 3 * PEEK_WINDOW
+    return path, built.records, split_lines(built.data)
+
+
+def end_of(lines: list[bytes], count: int) -> int:
+    """The offset just after the first ``count`` lines."""
+    return sum(len(line) for line in lines[:count])
+
+
+def test_a_long_logs_end_is_found_from_its_last_window(
+    long_log: tuple[Path, list[Record], list[bytes]],
+) -> None:
+    """peek_end and ends_with read only the end of a long log, and find its last record."""
+    path, records, lines = long_log
+    last = records[-1]
+    size = end_of(lines, COUNT)
+    assert ((size, lines[-1]), True, True, False) == (
+        peek_end(path),
+        ends_with(path, last["seq"], last["h"]),
+        ends_with(path, last["seq"], last["h"], size),
+        ends_with(path, records[-2]["seq"], records[-2]["h"]),
+    )
+
+
+def test_a_long_logs_earlier_record_is_held_at_its_offset(
+    long_log: tuple[Path, list[Record], list[bytes]],
+) -> None:
+    """holds finds a record far from both ends of a long log at its offset, and only there;
+    ends_with says the log no longer ends with it."""
+    path, records, lines = long_log
+    middle = COUNT // 2
+    record, offset = records[middle - 1], end_of(lines, middle)
+    assert offset > PEEK_WINDOW
+    assert (True, False, False, False) == (
+        holds(path, record["seq"], record["h"], offset),
+        holds(path, record["seq"], record["h"], offset - 1),
+        holds(path, record["seq"] + 1, record["h"], offset),
+        ends_with(path, record["seq"], record["h"], offset),
+    )
+
+
+@pytest.mark.parametrize("offset", [0, -1, 10**6])
+def test_holds_is_false_for_an_offset_outside_the_log(
+    long_log: tuple[Path, list[Record], list[bytes]], offset: int
+) -> None:
+    """No record ends before the file starts or past its end (plus the one line end it may
+    have lost)."""
+    path, records, _ = long_log
+    assert (False, False) == (
+        holds(path, records[0]["seq"], records[0]["h"], offset),
+        ends_with(path, records[-1]["seq"], records[-1]["h"], offset),
+    )
+
+
+def test_the_first_record_of_a_log_is_held_at_its_offset(
+    long_log: tuple[Path, list[Record], list[bytes]],
+) -> None:
+    """The first line has no line before it: holds still finds it (the window starts the file)."""
+    path, records, lines = long_log
+    assert (True, False) == (
+        holds(path, 1, records[0]["h"], len(lines[0])),
+        holds(path, 1, records[0]["h"], len(lines[0]) + 1),
+    )
+
+
+def test_an_unended_record_is_held_one_past_the_files_end(
+    long_log: tuple[Path, list[Record], list[bytes]],
+) -> None:
+    """A last record that lost its line end ends, as a checkpoint, one byte past the file."""
+    path, records, lines = long_log
+    path.write_bytes(path.read_bytes()[:-1])
+    size = end_of(lines, COUNT) - 1
+    last = records[-1]
+    assert (True, False, True) == (
+        holds(path, last["seq"], last["h"], size + 1),
+        holds(path, last["seq"], last["h"], size),
+        ends_with(path, last["seq"], last["h"], size + 1),
+    )
+
+
+def test_more_than_a_window_after_the_record_is_not_a_torn_write(
+    long_log: tuple[Path, list[Record], list[bytes]],
+) -> None:
+    """ends_with at an offset: a window's worth of NULs after it could be a tear, more cannot."""
+    path, records, lines = long_log
+    last, size = records[-1], end_of(lines, COUNT)
+    whole = path.read_bytes()
+    path.write_bytes(whole + bytes(PEEK_WINDOW))
+    within = ends_with(path, last["seq"], last["h"], size)
+    path.write_bytes(whole + bytes(PEEK_WINDOW + 1))
+    assert (True, False) == (within, ends_with(path, last["seq"], last["h"], size))
+
+
+def test_a_line_longer_than_a_window_is_never_a_record(tmp_path: Path) -> None:
+    """A last line longer than any record (its start beyond the window) is not read as one,
+    even when its window starts with a seq and it ends with the hash asked for."""
+    h = "0123456789abcdef" * 2
+    line = b'{"v":1,"seq":2,"pad":"' + b'"seq":2,' * 600 + b'","h":"' + h.encode() + b'"}\n'
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line)
+    assert len(line) > PEEK_WINDOW
+    assert ((len(line), b""), False, False) == (
+        peek_end(path),
+        holds(path, 2, h, len(line)),
+        ends_with(path, 2, h, len(line)),
+    )
+
+
+def test_last_line_of_a_window_cut_from_a_longer_file() -> None:
+    """In a window cut from the middle of a file, the first piece is never a whole line."""
+    data = b'rest of a line"}\n{"v":1,"seq":9,"h":"x"}\n'
+    assert (b'{"v":1,"seq":9,"h":"x"}\n', b"", b'rest of a line"}\n') == (
+        last_line(data, cut=True),
+        last_line(data[:17], cut=True),
+        last_line(data[:17]),
+    )
+
+
+def test_checkpoints_name_the_offsets_the_tests_use(
+    long_log: tuple[Path, list[Record], list[bytes]],
+) -> None:
+    """The offsets above are the reader's own checkpoints (a check of this module's helper)."""
+    from idstitch.store import FileLog
+
+    path, records, lines = long_log
+    reader = FileLog(path).records()
+    assert records == list(reader)
+    assert Checkpoint(COUNT, records[-1]["h"], end_of(lines, COUNT)) == reader.checkpoint
