@@ -180,8 +180,8 @@ class _Finder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Expr(self, node: ast.Expr) -> None:
-        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-            return  # a docstring
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str | type(...)):
+            return  # a docstring, or the ``...`` body of a protocol's method
         self._statement(node)
         self.generic_visit(node)
 

@@ -137,3 +137,20 @@ def test_a_snapshot_in_a_new_dir_is_durable_in_both_dirs(tmp_path: Path, opened:
     opened.clear()
     write_snapshot(folder / "snapshot.json", {"seq": 2})
     assert ((1, 1), (1, 0)) == (first, (opened.count(str(folder)), opened.count(str(tmp_path))))
+
+
+def test_a_publish_that_cannot_rename_leaves_no_temporary(tmp_path: Path) -> None:
+    """When the name is taken by a directory, publish raises and removes its temporary file."""
+    (tmp_path / "pending-1" / "inside").mkdir(parents=True)
+    with pytest.raises(OSError, match=r"."):
+        publish(tmp_path, "pending-1", b"data")
+    assert ["pending-1"] == sorted(os.listdir(tmp_path))
+
+
+def test_a_snapshot_that_cannot_replace_leaves_no_temporary(tmp_path: Path) -> None:
+    """When the snapshot's name is taken by a directory, write_snapshot raises and removes its
+    temporary file."""
+    (tmp_path / "snapshot.json" / "inside").mkdir(parents=True)
+    with pytest.raises(OSError, match=r"."):
+        write_snapshot(tmp_path / "snapshot.json", {"seq": 1})
+    assert ["snapshot.json"] == sorted(os.listdir(tmp_path))

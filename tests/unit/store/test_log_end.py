@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from idstitch.events import Checkpoint, Record
-from idstitch.store import LOG_NAME
+from idstitch.events import Checkpoint, LogDamagedError, Record
+from idstitch.store import LOG_NAME, FileLog
 from idstitch.store._fs import PEEK_WINDOW, ends_with, holds, last_line, peek_end
 from support.helpers import build_log, sample_specs, split_lines
 
@@ -143,9 +143,50 @@ def test_checkpoints_name_the_offsets_the_tests_use(
     long_log: tuple[Path, list[Record], list[bytes]],
 ) -> None:
     """The offsets above are the reader's own checkpoints (a check of this module's helper)."""
-    from idstitch.store import FileLog
-
     path, records, lines = long_log
     reader = FileLog(path).records()
     assert records == list(reader)
     assert Checkpoint(COUNT, records[-1]["h"], end_of(lines, COUNT)) == reader.checkpoint
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        (b',"h":"', b',"x":"'),  # the line before the last has no hash field
+        (b'{"v":1,', b"{v:1,"),  # the line before the last is no JSON
+    ],
+    ids=["no-hash", "not-json"],
+)
+def test_a_damaged_line_before_the_last_stops_tail_and_append(
+    tmp_path: Path, damage: tuple[bytes, bytes]
+) -> None:
+    """tail reads the whole log when the line before the last is damaged, and reports that
+    line's seq; an append writes nothing."""
+    built = build_log(sample_specs(3))
+    lines = split_lines(built.data)
+    lines[1] = lines[1].replace(*damage)
+    path = tmp_path / LOG_NAME
+    path.write_bytes(b"".join(lines))
+    log = FileLog(path)
+    with pytest.raises(LogDamagedError) as tail_error:
+        log.tail()
+    with pytest.raises(LogDamagedError) as append_error:
+        log.append("clear", {"device_id": "d", "pid": 1}, at=built.records[0]["at"])
+    assert (2, 2, b"".join(lines)) == (
+        tail_error.value.seq,
+        append_error.value.seq,
+        path.read_bytes(),
+    )
+
+
+def test_a_last_line_longer_than_a_chunk_is_checked_against_the_record_before_it(
+    tmp_path: Path,
+) -> None:
+    """A last line of junk longer than tail's first read is damage at the next seq, found by
+    reading further back for the record before it."""
+    built = build_log(sample_specs(3))
+    path = tmp_path / LOG_NAME
+    path.write_bytes(built.data + b"x" * 20_000 + b"\n")
+    with pytest.raises(LogDamagedError) as error:
+        FileLog(path).tail()
+    assert (4, len(built.data)) == (error.value.seq, error.value.offset)
