@@ -129,6 +129,31 @@ def test_a_line_longer_than_a_window_is_never_a_record(tmp_path: Path) -> None:
     )
 
 
+def test_a_log_of_one_record_ends_with_it(tmp_path: Path) -> None:
+    """The only line of a log starts the file, and is its last line."""
+    built = build_log(sample_specs(1))
+    path = tmp_path / LOG_NAME
+    path.write_bytes(built.data)
+    only = built.records[0]
+    assert ((len(built.data), built.data), True, True) == (
+        peek_end(path),
+        ends_with(path, 1, only["h"]),
+        ends_with(path, 1, only["h"], len(built.data)),
+    )
+
+
+@pytest.mark.parametrize(
+    "after",
+    [b'{"v":1,"seq":2,"at":"x"}', b'{"v":1,"seq":2,"h":"' + b"0" * 32 + b'"'],
+    ids=["no-hash-field", "no-closing-brace"],
+)
+def test_only_a_whole_record_shape_is_taken_for_a_line_that_lost_its_end(after: bytes) -> None:
+    """Bytes after the last line end are a record that lost its line end only if they end in its
+    hash field and closing brace; anything else is left out, and the line before is the last."""
+    whole = b'{"v":1,"seq":1,"h":"' + b"1" * 32 + b'"}\n'
+    assert whole == last_line(whole + after)
+
+
 def test_last_line_of_a_window_cut_from_a_longer_file() -> None:
     """In a window cut from the middle of a file, the first piece is never a whole line."""
     data = b'rest of a line"}\n{"v":1,"seq":9,"h":"x"}\n'
