@@ -114,14 +114,31 @@ def test_more_than_a_window_after_the_record_is_not_a_torn_write(
     assert (True, False) == (within, ends_with(path, last["seq"], last["h"], size))
 
 
-def test_a_line_longer_than_a_window_is_never_a_record(tmp_path: Path) -> None:
-    """A last line longer than any record (its start beyond the window) is not read as one,
-    even when its window starts with a seq and it ends with the hash asked for."""
+@pytest.mark.parametrize("beyond", [1, 2])
+def test_no_record_ends_past_a_whole_logs_end(
+    long_log: tuple[Path, list[Record], list[bytes]], beyond: int
+) -> None:
+    """A log whose last line is whole ends at its size: an offset past it names nothing."""
+    path, records, lines = long_log
+    last, size = records[-1], end_of(lines, COUNT)
+    assert (False, False) == (
+        holds(path, last["seq"], last["h"], size + beyond),
+        ends_with(path, last["seq"], last["h"], size + beyond),
+    )
+
+
+@pytest.mark.parametrize("length", [PEEK_WINDOW + 1, 5 * PEEK_WINDOW])
+def test_a_line_longer_than_a_window_is_never_a_record(tmp_path: Path, length: int) -> None:
+    """A last line longer than any record (its start beyond the window, if only by a byte) is
+    not read as one, even when its window starts with a seq and it ends with the hash asked
+    for."""
     h = "0123456789abcdef" * 2
-    line = b'{"v":1,"seq":2,"pad":"' + b'"seq":2,' * 600 + b'","h":"' + h.encode() + b'"}\n'
+    start, end = b'{"v":1,"seq":2,"pad":"', b'","h":"' + h.encode() + b'"}\n'
+    filler = b'"seq":2,' * length
+    line = start + filler[: length - len(start) - len(end)] + end
     path = tmp_path / LOG_NAME
     path.write_bytes(line)
-    assert len(line) > PEEK_WINDOW
+    assert length == len(line)
     assert ((len(line), b""), False, False) == (
         peek_end(path),
         holds(path, 2, h, len(line)),
@@ -204,14 +221,19 @@ def test_a_damaged_line_before_the_last_stops_tail_and_append(
     )
 
 
+@pytest.mark.parametrize("junk", ["beyond-the-chunk", "all-the-chunk-holds-whole"])
 def test_a_last_line_longer_than_a_chunk_is_checked_against_the_record_before_it(
-    tmp_path: Path,
+    tmp_path: Path, junk: str
 ) -> None:
-    """A last line of junk longer than tail's first read is damage at the next seq, found by
-    reading further back for the record before it."""
+    """A last line of junk too long for tail's first read to hold the record before it too is
+    damage at the next seq, found by reading further back for that record."""
     built = build_log(sample_specs(3))
+    last = len(split_lines(built.data)[-1])
+    # Either far longer than a chunk, or just short enough that the chunk holds it whole
+    # and only a piece of the record before it.
+    length = 20_000 if junk == "beyond-the-chunk" else 8191 - last // 2
     path = tmp_path / LOG_NAME
-    path.write_bytes(built.data + b"x" * 20_000 + b"\n")
+    path.write_bytes(built.data + b"x" * length + b"\n")
     with pytest.raises(LogDamagedError) as error:
         FileLog(path).tail()
     assert (4, len(built.data)) == (error.value.seq, error.value.offset)
