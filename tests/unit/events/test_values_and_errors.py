@@ -1,10 +1,12 @@
-"""Small values of the events floor that the layers above build on: Frozen and TransitionError."""
+"""Small pieces of the events floor the layers above build on: Frozen, TransitionError, and
+record_fault's report of a record's keys."""
 
 from __future__ import annotations
 
 import pytest
 from idstitch.events import TransitionError
 from idstitch.events._frozen import Frozen, freeze
+from idstitch.events._values import record_fault
 
 
 class Point(Frozen):
@@ -58,3 +60,9 @@ def test_a_transition_error_names_the_seq_event_guard_and_state(
         error.event,
         error.guard,
     )
+
+
+def test_a_record_with_the_wrong_keys_names_the_missing_and_the_unexpected() -> None:
+    """record_fault lists the keys a record lacks and those it should not have, sorted."""
+    record = {"v": 1, "seq": 1, "at": "x", "kind": "clear", "pid": 1, "zz": 0, "aa": 0, "h": "0"}
+    assert "record: missing ['device_id'], unexpected ['aa', 'zz']" == record_fault(record)
