@@ -139,10 +139,11 @@ def test_a_line_longer_than_a_window_is_never_a_record(tmp_path: Path, length: i
     path = tmp_path / LOG_NAME
     path.write_bytes(line)
     assert length == len(line)
-    assert ((len(line), b""), False, False) == (
+    assert ((len(line), b""), False, False, False) == (
         peek_end(path),
         holds(path, 2, h, len(line)),
         ends_with(path, 2, h, len(line)),
+        ends_with(path, 2, h),
     )
 
 
