@@ -61,8 +61,8 @@ fuzz: install
 		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(VENV)/fuzz/crashes/snapshot-
 
 # Mutation testing of machine/, store/ and events/ (tools/mutate.py, docs/testing.md): each
-# mutant against its module's fast tests, survivors reported by file and line; about an hour
-# on 2 cores. MUTATE_ARGS='machine/_fold.py' for one module, '--sample 0.3' for a share.
+# mutant against its module's fast tests, survivors reported by file and line; hours for all
+# three on 2 cores. MUTATE_ARGS='machine/_fold.py' for one module, '--sample 0.3' for a share.
 MUTATE_ARGS ?=
 mutate: install
 	$(BIN)/python tools/mutate.py $(MUTATE_ARGS)
