@@ -285,7 +285,9 @@ def read_equivalents(file: Path = EQUIVALENTS) -> dict[tuple[str, int, int, str]
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
-        parts = [part.strip() for part in text.split(" | ", 2)]
+        # The mutation may hold " | " itself (a type union): the reason is after the last one.
+        where, _, rest = text.partition(" | ")
+        parts = [where.strip(), *(part.strip() for part in rest.rsplit(" | ", 1))]
         if len(parts) != 3 or not parts[2]:
             raise SystemExit(f"{file.name}:{number}: want 'file:line:col | mutation | reason'")
         where, what, reason = parts
