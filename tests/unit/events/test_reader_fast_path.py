@@ -137,8 +137,10 @@ def test_a_key_written_twice_stops_the_strict_read_only(log: bytes, twice: bytes
         ((b'"pid":4242', b'"pid": 4242'), False),  # a space after a colon
         ((b',"alias"', b', "alias"'), False),  # a space after a comma
         ((b'"runtime":"persistent"', b'"runtime":"p\\u0065rsistent"'), True),  # an escape
+        # An escape ends where its string goes on: a space after that string still counts.
+        ((b'"runtime":"persistent","pid"', b'"runtime":"p\\u0065rsistent", "pid"'), False),
     ],
-    ids=["after-colon", "after-comma", "escape"],
+    ids=["after-colon", "after-comma", "escape", "after-an-escaped-string"],
 )
 def test_the_strict_read_takes_only_compact_lines(
     log: bytes, edit: tuple[bytes, bytes], compact: bool

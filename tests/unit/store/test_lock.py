@@ -150,6 +150,20 @@ def test_acquire_is_reentrant_and_bounded_by_other_threads(lock_path: Path) -> N
     assert (True, [False], True, False) == (nested, other, still, lock.held)
 
 
+def test_acquire_without_a_wait_never_blocks_on_another_thread(lock_path: Path) -> None:
+    """acquire(0) from another thread while one holds the lock answers False at once, rather
+    than waiting for it to be let go."""
+    lock = ProcessLock(lock_path)
+    other: list[bool] = []
+    thread = threading.Thread(target=lambda: other.append(lock.acquire(0)))
+    with lock:
+        thread.start()
+        thread.join(WAIT)
+        answered = list(other)
+    thread.join(WAIT)
+    assert ([False], False) == (answered, lock.held)
+
+
 def test_try_locked_runs_its_block_and_releases_only_what_it_took(lock_path: Path) -> None:
     """try_locked gives False while another thread holds the lock (no release after), else True."""
     lock = ProcessLock(lock_path)

@@ -662,7 +662,14 @@ def test_an_append_cut_short_leaves_the_log_as_it_was(
 
 @pytest.mark.parametrize(
     ("name", "lock"),
-    [("identity.jsonl", "identity.lock"), ("audit", "audit.lock"), ("run.lock", "run.lock.lock")],
+    [
+        ("identity.jsonl", "identity.lock"),
+        ("audit", "audit.lock"),
+        ("run.lock", "run.lock.lock"),
+        ("a.b", "a.lock"),  # the shortest name with a suffix
+        (".jsonl", ".jsonl.lock"),  # a hidden file's name is all stem, as for Path.with_suffix
+        ("log.", "log..lock"),  # a trailing dot is no suffix
+    ],
 )
 def test_the_lock_file_is_never_the_log_itself(tmp_path: Path, name: str, lock: str) -> None:
     """The lock sits beside the log under the log's name with ``.lock``, never on the log."""

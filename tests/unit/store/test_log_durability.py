@@ -1,0 +1,156 @@
+"""What the store's writers and readers leave behind: no open file, and durable directory entries.
+
+Observed through the real calls: the process's open descriptors (``/proc/self/fd``)
+and the ``open`` audit events Python raises for every ``os.open`` (PEP 578), which
+show the state dir being opened for its fsync.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from idstitch.store import FileLog, keep_aside, publish, read_snapshot, write_snapshot
+from idstitch.store._fs import ends_with, holds, peek_end
+from support.helpers import AT
+
+#: Paths ``os.open`` was called on while a test listens (``None``: nobody listens).
+_OPENED: list[str] | None = None
+
+
+def _listen(event: str, args: tuple[object, ...]) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], str):
+        _OPENED.append(args[0])
+
+
+sys.addaudithook(_listen)  # hooks cannot be removed: this one records only while asked
+
+
+@pytest.fixture
+def opened() -> Iterator[list[str]]:
+    """The paths opened while the test runs."""
+    global _OPENED  # noqa: PLW0603 - the audit hook's one switch
+    _OPENED = []
+    try:
+        yield _OPENED
+    finally:
+        _OPENED = None
+
+
+def open_fds() -> set[str]:
+    """This process's open file descriptors."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+GENESIS = ("genesis", {"device_id": "d-1", "runtime": "persistent"})
+CLEAR = ("clear", {"device_id": "d-1", "pid": 1})
+
+
+def test_reading_and_appending_leave_no_descriptor_open(tmp_path: Path) -> None:
+    """append, tail and complete_line close every file they open, on a new or a grown log."""
+    log = FileLog(tmp_path / "state" / "identity.jsonl")
+    before = open_fds()
+    log.append(*GENESIS, at=AT)
+    log.append(*CLEAR, at=AT)
+    log.tail()
+    log.complete_line()
+    assert before == open_fds()
+
+
+def test_the_first_append_makes_the_new_log_durable_in_its_directory(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    """The append that creates the log (and its dir) fsyncs the directory; later appends do not:
+    the log's directory entry survives a power cut once the first append has returned."""
+    folder = tmp_path / "state"
+    log = FileLog(folder / "identity.jsonl")
+    log.append(*GENESIS, at=AT)
+    first = list(opened)
+    opened.clear()
+    log.append(*CLEAR, at=AT)
+    assert (1, 0) == (first.count(str(folder)), opened.count(str(folder)))
+
+
+def test_an_append_that_creates_the_log_in_an_existing_dir_fsyncs_the_dir(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    """A state dir made by someone else still gets its fsync when the log file is new in it."""
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    FileLog(folder / "identity.jsonl").append(*GENESIS, at=AT)
+    assert 1 == opened.count(str(folder))
+
+
+def test_every_reader_closes_what_it_opens(tmp_path: Path) -> None:
+    """Reading a log's end, checking it against a snapshot's record, and reading the snapshot
+    leave no descriptor open, whatever they answer."""
+    log = FileLog(tmp_path / "identity.jsonl")
+    record = log.append(*GENESIS, at=AT)
+    write_snapshot(tmp_path / "snapshot.json", {"seq": 1})
+    end = log.end
+    assert end is not None
+    before = open_fds()
+    answers = (
+        peek_end(log.file)[0],
+        ends_with(log.file, 1, record["h"]),
+        ends_with(log.file, 1, record["h"], end.offset),
+        ends_with(log.file, 2, record["h"], end.offset),
+        holds(log.file, 1, record["h"], end.offset),
+        read_snapshot(tmp_path / "snapshot.json").status,
+    )
+    assert (end.offset, True, True, False, True, "ok") == answers
+    assert before == open_fds()
+
+
+def test_publishing_a_file_makes_its_name_durable(tmp_path: Path, opened: list[str]) -> None:
+    """publish writes the whole file under its name, fsyncs the directory, and closes it."""
+    before = open_fds()
+    publish(tmp_path, "pending-1", b"data")
+    assert (b"data", 1, before) == (
+        (tmp_path / "pending-1").read_bytes(),
+        opened.count(str(tmp_path)),
+        open_fds(),
+    )
+
+
+def test_keeping_a_file_aside_makes_the_move_durable(tmp_path: Path, opened: list[str]) -> None:
+    """keep_aside's rename is fsynced in the directory once the file has its new name."""
+    damaged = tmp_path / "identity.jsonl"
+    damaged.write_bytes(b"damaged")
+    kept = keep_aside(damaged)
+    assert (b"damaged", False, 1) == (
+        Path(kept).read_bytes(),
+        damaged.exists(),
+        opened.count(str(tmp_path)),
+    )
+
+
+def test_a_snapshot_in_a_new_dir_is_durable_in_both_dirs(tmp_path: Path, opened: list[str]) -> None:
+    """write_snapshot fsyncs its directory, and the parent too when it created the directory;
+    a later write fsyncs the directory only."""
+    folder = tmp_path / "state"
+    write_snapshot(folder / "snapshot.json", {"seq": 1})
+    first = (opened.count(str(folder)), opened.count(str(tmp_path)))
+    opened.clear()
+    write_snapshot(folder / "snapshot.json", {"seq": 2})
+    assert ((1, 1), (1, 0)) == (first, (opened.count(str(folder)), opened.count(str(tmp_path))))
+
+
+def test_a_publish_that_cannot_rename_leaves_no_temporary(tmp_path: Path) -> None:
+    """When the name is taken by a directory, publish raises and removes its temporary file."""
+    (tmp_path / "pending-1" / "inside").mkdir(parents=True)
+    with pytest.raises(OSError, match=r"."):
+        publish(tmp_path, "pending-1", b"data")
+    assert ["pending-1"] == sorted(os.listdir(tmp_path))
+
+
+def test_a_snapshot_that_cannot_replace_leaves_no_temporary(tmp_path: Path) -> None:
+    """When the snapshot's name is taken by a directory, write_snapshot raises and removes its
+    temporary file."""
+    (tmp_path / "snapshot.json" / "inside").mkdir(parents=True)
+    with pytest.raises(OSError, match=r"."):
+        write_snapshot(tmp_path / "snapshot.json", {"seq": 1})
+    assert ["snapshot.json"] == sorted(os.listdir(tmp_path))
