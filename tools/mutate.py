@@ -49,7 +49,7 @@ TESTS: dict[str, tuple[str, ...]] = {
 }
 
 #: Modules whose contract is between processes: their tests marked ``processes`` run too.
-BETWEEN_PROCESSES = frozenset({"store/_lock.py", "store/_log.py"})
+BETWEEN_PROCESSES = frozenset({"store/_files.py", "store/_lock.py", "store/_log.py"})
 
 PYTEST = ("-m", "pytest", "-q", "-x", "-p", "no:cacheprovider")
 

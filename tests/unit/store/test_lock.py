@@ -288,3 +288,24 @@ def test_at_fork_in_child_runs_live_resets_and_holds_them_weakly(lock_path: Path
     found = (forked.report(), forked.exit_code(), service.resets, gone_ref())
     del failing
     assert ({"resets": 1}, 0, 0, None) == found
+
+
+@pytest.mark.processes
+def test_a_busy_lock_leaks_no_file_descriptor(lock_path: Path) -> None:
+    """Each refused acquire (another process holds the lock) closes the file it opened: a CLI
+    retrying against a stopped holder never runs out of descriptors."""
+    lock_path.parent.mkdir()
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    holder = context.Process(target=hold_lock, args=(str(lock_path), held, release))
+    holder.start()
+    try:
+        assert held.wait(WAIT)
+        lock = ProcessLock(lock_path)
+        before = len(os.listdir("/proc/self/fd"))
+        refused = [lock.acquire(0) for _ in range(20)]
+        after = len(os.listdir("/proc/self/fd"))
+    finally:
+        release.set()
+        holder.join(WAIT)
+    assert ([False] * 20, before) == (refused, after)

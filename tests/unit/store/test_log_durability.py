@@ -154,3 +154,37 @@ def test_a_snapshot_that_cannot_replace_leaves_no_temporary(tmp_path: Path) -> N
     with pytest.raises(OSError, match=r"."):
         write_snapshot(tmp_path / "snapshot.json", {"seq": 1})
     assert ["snapshot.json"] == sorted(os.listdir(tmp_path))
+
+
+_FULL_PUBLISH = """
+import json, os, resource, signal, sys
+from idstitch.store import publish
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a disk that fills up at 64 bytes
+before = len(os.listdir("/proc/self/fd"))
+try:
+    publish(sys.argv[1], "pending-1", b"x" * 4096)
+    raised = ""
+except OSError as exc:
+    raised = str(exc)
+print(json.dumps(["pending-1" in raised, len(os.listdir("/proc/self/fd")) - before]))
+"""
+
+
+@pytest.mark.processes
+def test_a_publish_the_disk_cuts_short_leaves_nothing_and_says_so(tmp_path: Path) -> None:
+    """A write that fails half-way (the disk fills: a file-size limit in a child) raises an
+    OSError naming the file, closes it and leaves neither the file nor its temporary behind."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_PUBLISH, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (0, "") == (done.returncode, done.stderr)
+    assert ([True, 0], []) == (json.loads(done.stdout), os.listdir(tmp_path))

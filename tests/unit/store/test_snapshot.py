@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import multiprocessing
 import os
 import stat
@@ -299,3 +300,20 @@ def test_sweep_temporaries_takes_a_listing_and_never_raises(snapshot_path: Path)
         names_in(snapshot_path.parent),
         sweep_temporaries(snapshot_path.parent / "missing" / "telemetry.json"),
     )
+
+
+def test_a_temporary_that_cannot_be_removed_is_left_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A left-over temporary the sweep cannot remove (here a directory of that name) stays for
+    the next sweep, is not reported as removed, and is named in a debug message; the others
+    go."""
+    prefix, suffix = temporary_affixes("telemetry.json")
+    stuck, gone = f"{prefix}stuck{suffix}", f"{prefix}gone{suffix}"
+    (tmp_path / stuck).mkdir()
+    (tmp_path / gone).write_text("{}")
+    with caplog.at_level(logging.DEBUG, logger="idstitch.store"):
+        removed = sweep_temporaries(tmp_path / "telemetry.json")
+    said = [r.getMessage() for r in caplog.records if r.name == "idstitch.store"]
+    assert ([gone], [stuck]) == (removed, sorted(os.listdir(tmp_path)))
+    assert [m for m in said if "could not remove" in m and stuck in m] != []
