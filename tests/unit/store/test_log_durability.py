@@ -161,13 +161,16 @@ import json, os, resource, signal, sys
 from idstitch.store import publish
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a disk that fills up at 64 bytes
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))  # a disk that fills up at 64 bytes
 before = len(os.listdir("/proc/self/fd"))
 try:
     publish(sys.argv[1], "pending-1", b"x" * 4096)
     raised = ""
 except OSError as exc:
     raised = str(exc)
+finally:  # room again for what the process writes at exit (coverage's data)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 print(json.dumps(["pending-1" in raised, len(os.listdir("/proc/self/fd")) - before]))
 """
 
