@@ -317,3 +317,27 @@ def test_a_temporary_that_cannot_be_removed_is_left_and_logged(
     said = [r.getMessage() for r in caplog.records if r.name == "idstitch.store"]
     assert ([gone], [stuck]) == (removed, sorted(os.listdir(tmp_path)))
     assert [m for m in said if "could not remove" in m and stuck in m] != []
+
+
+def test_reads_are_equal_only_when_status_data_and_problem_all_are() -> None:
+    """Two snapshot reads compare equal only when status, data and problem all match; a read
+    is never equal to another kind of value."""
+    ok = SnapshotRead("ok", {"seq": 1})
+    assert [True, False, False, False, False] == [
+        ok == SnapshotRead("ok", {"seq": 1}),
+        ok == SnapshotRead("ok", {"seq": 2}),
+        ok == SnapshotRead("corrupt", {"seq": 1}),
+        SnapshotRead("corrupt", problem="a") == SnapshotRead("corrupt", problem="b"),
+        ok == ("ok", {"seq": 1}, None),
+    ]
+
+
+def test_writing_snapshots_leaks_no_file_descriptor(tmp_path: Path) -> None:
+    """Every write closes its temporary file: a long-lived host writing many snapshots never
+    runs out of descriptors."""
+    path = tmp_path / "telemetry.json"
+    write_snapshot(path, {"seq": 0})
+    before = len(os.listdir("/proc/self/fd"))
+    for seq in range(1, 21):
+        write_snapshot(path, {"seq": seq})
+    assert (before, 20) == (len(os.listdir("/proc/self/fd")), read_snapshot(path).data["seq"])
