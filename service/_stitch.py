@@ -211,10 +211,10 @@ class IdentityStitch:
         self._storage_off_by_consent = False
         #: Whether the consent in force is durable in the state dir (not in memory only).
         self._consent_recorded = True
-        #: The host's first-run notice (``open(notice=...)``), and whether this is a CI run
-        #: (never shown there, whatever the runtime).
+        #: The host's first-run notice (``open(notice=...)``), and the environment the run
+        #: opened with (asked only when a notice is due: never in CI, whatever the runtime).
         self._notice: str | None = None
-        self._in_ci = False
+        self._env: Mapping[str, str] = {}
         #: The host's sink, held back until the notice is shown (``notice_before_sending``).
         self._held: Sink | None = None
         _LIVE_STITCHES.append(self)
@@ -331,7 +331,7 @@ class IdentityStitch:
         stitch._attached = attached
         if not opted_out and stitch._identity.consent == "disabled":
             stitch._consent_off()  # known only now that the dir was read: the switch
-        stitch._notice, stitch._in_ci = notice, ci_found(env) is not None
+        stitch._notice, stitch._env = notice, env
         if notice_before_sending and not os.path.exists(os.path.join(folder, NOTICE_NAME)):
             # Events are dropped, not kept: none may leave before the notice was shown.
             from ._sinks import NullSink
@@ -1634,7 +1634,9 @@ class IdentityStitch:
 
         text = self._notice if text is None else text
         stream = sys.stderr if stream is None else stream
-        if text is None or self._in_ci or self._opted_out or self._state_dir is None:
+        if text is None or self._opted_out or self._state_dir is None:
+            return False
+        if ci_found(self._env) is not None:
             return False
         from ._notice import is_terminal, show_notice
 
