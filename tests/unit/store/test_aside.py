@@ -6,7 +6,9 @@ import errno
 import multiprocessing
 import os
 import stat
+import sys
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from idstitch.store import keep_aside, kept_files
@@ -54,14 +56,13 @@ def test_without_hard_links_a_rename_still_never_overwrites(
     def no_links(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
-    Path(f"{log_path}.damaged-1").write_bytes(b"earlier\n")
+    Path(f"{log_path}.corrupt-1").write_bytes(b"earlier\n")
     monkeypatch.setattr(os, "link", no_links)
     kept = keep_aside(log_path, label="corrupt")
-    kept_again = keep_aside(f"{log_path}.damaged-1", label="corrupt")
-    assert (f"{log_path}.corrupt-1", DAMAGED, b"earlier\n", False) == (
+    assert (f"{log_path}.corrupt-2", DAMAGED, [b"earlier\n", DAMAGED], False) == (
         kept,
         Path(kept).read_bytes(),
-        Path(kept_again).read_bytes(),
+        [Path(name).read_bytes() for name in kept_files(log_path, label="corrupt")],
         log_path.exists(),
     )
 
@@ -98,6 +99,74 @@ def test_nothing_to_keep_raises_and_leaves_no_name(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         keep_aside(tmp_path / "identity.jsonl")
     assert [] == os.listdir(tmp_path)
+
+
+def test_a_link_refused_for_another_reason_raises_that_error_and_moves_nothing(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link refused for a reason other than missing hard-link support (EIO) raises that
+    error, not the fallback's; the file stays where it was and no kept name is left."""
+
+    def failing_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "link", failing_disk)
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)) as raised:
+        keep_aside(log_path)
+    expected = (errno.EIO, DAMAGED, [log_path.name])
+    assert expected == (raised.value.errno, log_path.read_bytes(), os.listdir(log_path.parent))
+
+
+def test_a_file_that_cannot_be_unlinked_stays_and_its_new_name_is_taken_back(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the old name cannot be removed after the link (EIO), keep_aside raises that error
+    and removes the new name again: the file is where it was, under its one name."""
+    unlink = os.unlink
+
+    def failing_disk_at_path(target: str, *, dir_fd: int | None = None) -> None:
+        if os.fspath(target) == str(log_path):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), target)
+        unlink(target, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", failing_disk_at_path)
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)) as raised:
+        keep_aside(log_path)
+    expected = (errno.EIO, DAMAGED, [log_path.name])
+    assert expected == (raised.value.errno, log_path.read_bytes(), os.listdir(log_path.parent))
+
+
+def test_a_file_another_keeper_moved_meanwhile_is_left_to_it(tmp_path: Path) -> None:
+    """When another keeper moves the file between this keeper's link and its check, and a new
+    file takes the path, this keeper raises FileNotFoundError naming the path and takes its
+    name back: the first file is kept once (by the other keeper), the new one stays."""
+    path = tmp_path / "identity.jsonl"
+    path.write_bytes(b"first\n")
+    other: list[str] = []
+
+    def other_keeper(frame: FrameType, event: str, arg: object) -> None:
+        # Right after this keeper's link returns: the profiler sees no call of its own, so
+        # the other keeper's link and unlink run unobserved.
+        if event == "c_return" and arg is os.link and not other:
+            other.append(keep_aside(path))
+            path.write_bytes(b"second\n")
+
+    sys.setprofile(other_keeper)
+    try:
+        with pytest.raises(FileNotFoundError) as raised:
+            keep_aside(path)
+    finally:
+        sys.setprofile(None)
+    kept = [f"{path}.damaged-2"]
+    expected = (str(path), kept, kept, [b"first\n"], b"second\n")
+    actual = (
+        raised.value.filename,
+        other,
+        kept_files(path),
+        [Path(name).read_bytes() for name in kept_files(path)],
+        path.read_bytes(),
+    )
+    assert expected == actual
 
 
 def test_a_label_is_never_a_path(log_path: Path) -> None:

@@ -4,12 +4,14 @@ check, the sweep of temporaries, and the service's report of how it would open a
 from __future__ import annotations
 
 import ast
+import errno
+import logging
 import os
 import time
 from pathlib import Path
 
 import pytest
-from idstitch.events._codec import START, Checkpoint
+from idstitch.events._codec import START, Checkpoint, body_hash
 from idstitch.service import IdentityStitch, OpenReport, Runtime, Storage, open_report
 from idstitch.store import (
     LOCK_NAME,
@@ -26,6 +28,7 @@ from idstitch.store import (
     write_snapshot,
 )
 from idstitch.store._fs import ends_with, holds
+from idstitch.store._line import BODY_SLICE, looks_torn
 from idstitch.store._names import NOTICE_NAME, published_temporary, temporary_affixes
 from support import REPO
 from support.helpers import build_log, sample_specs
@@ -94,6 +97,25 @@ def test_line_hash_is_the_hash_the_codec_wrote_with_or_without_the_line_end() ->
 def test_line_hash_is_none_where_no_hash_ends_the_line(line: bytes) -> None:
     """A line without a hash field of 32 lowercase hex digits at its end has no hash."""
     assert None is line_hash(line)
+
+
+def test_a_lines_body_slice_is_what_its_hash_covers() -> None:
+    """BODY_SLICE cuts from each line the bytes its hash links (its JSON less the closing
+    brace): with the previous record's hash they hash to the line's own h."""
+    built = build_log(sample_specs(7))
+    previous = [START.h] + [record["h"] for record in built.records[:-1]]
+    expected = [record["h"] for record in built.records]
+    actual = [
+        body_hash(h, line[BODY_SLICE] + b"}") for h, line in zip(previous, built.lines, strict=True)
+    ]
+    assert expected == actual
+
+
+def test_only_the_hash_field_makes_a_cut_line_whole() -> None:
+    """A cut-off record line is a tear until its hash field appears: a key that merely ends in
+    h (a later version's "path") does not make it a whole record that lost its line end."""
+    cut = b'{"v":9,"seq":5,"at":"x","kind":"later","path":"/tmp'
+    assert [True, False] == [looks_torn(cut), looks_torn(cut + b'","h":"0123')]
 
 
 # --- the end of a log -------------------------------------------------------------------
@@ -260,6 +282,41 @@ def test_sweep_removes_only_the_stores_stale_temporaries(tmp_path: Path) -> None
         sorted(removed),
         sorted(os.listdir(tmp_path)),
         sweep_state_dir(tmp_path),
+    )
+
+
+def test_sweep_takes_the_listing_as_any_iterable(tmp_path: Path) -> None:
+    """Given the dir's names as a one-pass iterator, the sweep still removes both kinds of
+    temporaries: the snapshot writer's and a stale pending forgetting's."""
+    prefix, suffix = temporary_affixes(SNAPSHOT_NAME)
+    swept = [f"{prefix}k1ll3d{suffix}", published_temporary("identity.pending-old")]
+    for name in swept:
+        (tmp_path / name).write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(tmp_path / swept[1], (old, old))
+    removed = sweep_state_dir(tmp_path, iter(os.listdir(tmp_path)))
+    assert (sorted(swept), []) == (sorted(removed), os.listdir(tmp_path))
+
+
+def test_a_stale_pending_temporary_that_cannot_be_removed_is_left_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stale pending temporary the sweep cannot remove (here a directory of that name) stays
+    for the next sweep, is not reported as removed, and is named in one debug message; one
+    listed but gone meanwhile (its writer renamed it) is no failure and says nothing."""
+    stuck, gone = (published_temporary(f"identity.pending-{n}") for n in ("stuck", "gone"))
+    (tmp_path / stuck).mkdir()
+    old = time.time() - 3600
+    os.utime(tmp_path / stuck, (old, old))
+    with caplog.at_level(logging.DEBUG, logger="idstitch.store"):
+        removed = sweep_state_dir(tmp_path, [stuck, gone])
+    refusal = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    said = [f"idstitch: could not remove {tmp_path / stuck} ({refusal!r})"]
+    nothing: list[str] = []
+    assert (nothing, [stuck], said) == (
+        removed,
+        os.listdir(tmp_path),
+        [r.getMessage() for r in caplog.records if r.name == "idstitch.store"],
     )
 
 

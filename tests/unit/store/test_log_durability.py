@@ -7,6 +7,7 @@ show the state dir being opened for its fsync.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from idstitch.store import FileLog, keep_aside, publish, read_snapshot, write_snapshot
-from idstitch.store._fs import ends_with, holds, peek_end
+from idstitch.store._fs import ends_with, fsync_dir, holds, peek_end
 from support.helpers import AT
 
 #: Paths ``os.open`` was called on while a test listens (``None``: nobody listens).
@@ -137,6 +138,36 @@ def test_a_snapshot_in_a_new_dir_is_durable_in_both_dirs(tmp_path: Path, opened:
     opened.clear()
     write_snapshot(folder / "snapshot.json", {"seq": 2})
     assert ((1, 1), (1, 0)) == (first, (opened.count(str(folder)), opened.count(str(tmp_path))))
+
+
+def _disk_error(fd: int) -> None:
+    """``os.fsync`` as a failing disk answers it: the written data may be lost."""
+    raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def test_a_publish_whose_data_the_disk_cannot_sync_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk fails the fsync of the published file's data (EIO), publish raises that
+    error before the file gets its name: neither it nor its temporary is left, nor an open
+    descriptor."""
+    monkeypatch.setattr(os, "fsync", _disk_error)
+    before = open_fds()
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)):
+        publish(tmp_path, "pending-1", b"data")
+    assert ([], before) == (os.listdir(tmp_path), open_fds())
+
+
+def test_a_directory_sync_the_disk_fails_raises_and_closes_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync_dir reports a failed sync of the directory's entries (EIO) instead of taking them
+    as durable, and closes the directory all the same."""
+    monkeypatch.setattr(os, "fsync", _disk_error)
+    before = open_fds()
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)):
+        fsync_dir(tmp_path)
+    assert before == open_fds()
 
 
 def test_a_publish_that_cannot_rename_leaves_no_temporary(tmp_path: Path) -> None:
