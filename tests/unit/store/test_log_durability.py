@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from idstitch.store import FileLog, keep_aside, publish, read_snapshot, write_snapshot
-from idstitch.store._fs import ends_with, fsync_dir, holds, peek_end
+from idstitch.store._fs import ends_with, ensure_dir, fsync_dir, holds, peek_end
 from support.helpers import AT
 
 #: Paths ``os.open`` was called on while a test listens (``None``: nobody listens).
@@ -28,6 +29,18 @@ def _listen(event: str, args: tuple[object, ...]) -> None:
 
 
 sys.addaudithook(_listen)  # hooks cannot be removed: this one records only while asked
+
+#: Directories another process creates just before this one's ``os.mkdir`` of them.
+_CREATED_FIRST: list[str] = []
+
+
+def _create_first(event: str, args: tuple[object, ...]) -> None:
+    if event == "os.mkdir" and args[0] in _CREATED_FIRST:
+        _CREATED_FIRST.remove(args[0])
+        os.mkdir(str(args[0]), 0o700)  # what the other process's ensure_dir does
+
+
+sys.addaudithook(_create_first)
 
 
 @pytest.fixture
@@ -104,6 +117,24 @@ def test_every_reader_closes_what_it_opens(tmp_path: Path) -> None:
     )
     assert (end.offset, True, True, False, True, "ok") == answers
     assert before == open_fds()
+
+
+def test_ensure_dir_says_whether_it_created_the_dir(tmp_path: Path) -> None:
+    """ensure_dir answers True when it made the dir (0700, its missing parent too), then False:
+    the answer that decides whether the parent's entry needs an fsync."""
+    folder = tmp_path / "parent" / "state"
+    made = (ensure_dir(folder), ensure_dir(folder))
+    modes = [stat.S_IMODE(os.stat(path).st_mode) for path in (folder.parent, folder)]
+    assert ((True, False), [0o700, 0o700]) == (made, modes)
+
+
+def test_a_dir_another_process_creates_first_is_no_error(tmp_path: Path) -> None:
+    """When another process creates the state dir between ensure_dir's check and its own
+    mkdir, ensure_dir still returns, with the dir in place."""
+    folder = tmp_path / "state"
+    _CREATED_FIRST.append(str(folder))
+    ensure_dir(folder)
+    assert ([], True) == (_CREATED_FIRST, folder.is_dir())
 
 
 def test_publishing_a_file_makes_its_name_durable(tmp_path: Path, opened: list[str]) -> None:

@@ -182,6 +182,33 @@ def test_last_line_of_a_window_cut_from_a_longer_file() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("data", "cut", "last"),
+    [
+        (b"\n", False, b"\n"),
+        (b'{"v":1}\n\n', False, b"\n"),
+        (b'\n{"v":1,"seq":9}\n', False, b'{"v":1,"seq":9}\n'),
+        (b'\n{"v":1,"seq":9}\n', True, b'{"v":1,"seq":9}\n'),
+    ],
+    ids=["one-empty-line", "empty-last-line", "line-end-first", "line-end-first-of-window"],
+)
+def test_the_last_line_starts_just_after_the_line_end_before_it(
+    data: bytes, cut: bool, last: bytes
+) -> None:
+    """The last line runs from the line end before it (even at the data's first byte) to its
+    own; an empty last line is that line (a lone line end), not b"" (no line), nor more."""
+    assert last == last_line(data, cut=cut)
+
+
+def test_a_missing_log_holds_no_record(tmp_path: Path) -> None:
+    """holds answers False (a bool, as for any log without the record) when there is no log."""
+    h = "0123456789abcdef" * 2
+    assert (False, False) == (
+        holds(tmp_path / LOG_NAME, 1, h, 10),
+        ends_with(tmp_path / LOG_NAME, 1, h, 10),
+    )
+
+
 def test_checkpoints_name_the_offsets_the_tests_use(
     long_log: tuple[Path, list[Record], list[bytes]],
 ) -> None:
