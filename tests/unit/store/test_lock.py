@@ -317,7 +317,7 @@ def test_a_busy_lock_leaks_no_file_descriptor(lock_path: Path) -> None:
 
 
 def held_by_another_file(path: Path) -> int:
-    """An open file of ``path`` holding its ``flock``, as another process's would (close it to let go)."""
+    """An open file of ``path`` holding its ``flock``, as another process's would."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -390,7 +390,7 @@ def test_a_refused_acquire_leaves_the_lock_to_other_threads(lock_path: Path) -> 
     assert ((False, False, False), True) == (refused, acquire_in_another_thread(lock, 0))
 
 
-class Interrupted(Exception):
+class WaitInterruptedError(Exception):
     """What the test's signal handler raises in the middle of a wait (as Ctrl-C would)."""
 
 
@@ -409,7 +409,7 @@ def test_an_interrupted_wait_leaves_nothing_behind(lock_path: Path) -> None:
     main = threading.get_ident()
 
     def interrupt(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
+        raise WaitInterruptedError(signum)
 
     def interrupt_once_waiting() -> None:
         deadline = time.monotonic() + WAIT
@@ -422,7 +422,7 @@ def test_an_interrupted_wait_leaves_nothing_behind(lock_path: Path) -> None:
     try:
         before = sorted(os.listdir("/proc/self/fd"))
         interrupter.start()
-        with pytest.raises(Interrupted):
+        with pytest.raises(WaitInterruptedError):
             lock.acquire(None)
         after = sorted(os.listdir("/proc/self/fd"))
     finally:
