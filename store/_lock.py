@@ -114,7 +114,16 @@ class ProcessLock:
         return _Attempt(self, timeout)
 
     def release(self) -> None:
-        """Let go of one level of the lock; the ``flock`` goes with the last one."""
+        """Let go of one level of the lock; the ``flock`` goes with the last one.
+
+        Raises :class:`RuntimeError` (as a thread lock does), changing nothing, when this
+        thread does not hold the lock.
+        """
+        if not self._depth or self._owner != _thread.get_ident():
+            raise RuntimeError(
+                f"this thread does not hold the lock on {os.fspath(self.path)}: "
+                "release only what acquire or with took"
+            )
         try:
             self._depth -= 1
             if self._depth == 0 and self._fd is not None:
