@@ -168,7 +168,7 @@ def write_snapshot(path: PathLike, state: Mapping[str, object]) -> None:
         fsync_dir(os.path.dirname(os.path.abspath(directory)))
 
 
-#: How many names :func:`_create_temporary` tries (``tempfile.mkstemp`` tries as many).
+#: How many names :func:`_create_temporary` tries (``tempfile``'s fallback without ``os.TMP_MAX``).
 _TEMPORARY_ATTEMPTS = 10_000
 
 

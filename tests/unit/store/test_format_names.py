@@ -29,7 +29,12 @@ from idstitch.store import (
 )
 from idstitch.store._fs import ends_with, holds
 from idstitch.store._line import BODY_SLICE, looks_torn
-from idstitch.store._names import NOTICE_NAME, published_temporary, temporary_affixes
+from idstitch.store._names import (
+    NOTICE_NAME,
+    pending_name,
+    published_temporary,
+    temporary_affixes,
+)
 from support import REPO
 from support.helpers import build_log, sample_specs
 from support.service import open_stitch
@@ -254,29 +259,42 @@ def test_publish_writes_the_whole_file_and_leaves_no_temporary(tmp_path: Path) -
     )
 
 
+def test_a_pending_forgetting_is_named_by_its_token_and_found_by_pending_names() -> None:
+    """A pending forgetting's file is identity.pending-<token> (log-format.md), and pending_names
+    finds it among a dir's names, leaving out its temporary and every other file."""
+    stamp = "20261207T000000.000000Z-0a1b2c3d"
+    name = pending_name(stamp)
+    listing = [LOG_NAME, published_temporary(name), name, SNAPSHOT_NAME]
+    assert (f"{PENDING_NAME}-{stamp}", [name]) == (name, pending_names(listing))
+
+
 def test_sweep_removes_only_the_stores_stale_temporaries(tmp_path: Path) -> None:
     """The snapshot writer's temporaries go (its writers hold the lock the sweeper holds), a
     pending writer's only when stale (a young one may be a live writer's); the state dir's
-    files, kept files and others' temporaries stay."""
+    files, kept files, others' temporaries and look-alikes stay, however old."""
     write_snapshot(tmp_path / SNAPSHOT_NAME, {"seq": 1})
     prefix, suffix = temporary_affixes(SNAPSHOT_NAME)
     stale_pending = published_temporary(pending_names(["identity.pending-old"])[0])
     swept = [f"{prefix}k1ll3d{suffix}", stale_pending]
+    young = published_temporary("identity.pending-young")
     kept = [
         LOG_NAME,
         LOCK_NAME,
         SNAPSHOT_NAME,
         "identity.pending-live",
-        published_temporary("identity.pending-young"),
+        young,
         f"{LOG_NAME}.damaged-1",
         ".other.tool.tmp",
         f"{SNAPSHOT_NAME}.tmp",
+        f".{PENDING_NAME}-not-a-temporary",
     ]
     for name in swept + kept:
         if name != SNAPSHOT_NAME:
             (tmp_path / name).write_bytes(b"x")
     old = time.time() - 3600
-    os.utime(tmp_path / stale_pending, (old, old))
+    for name in swept + kept:
+        if name != young:
+            os.utime(tmp_path / name, (old, old))
     removed = sweep_state_dir(tmp_path)
     assert (sorted(swept), sorted(kept), []) == (
         sorted(removed),

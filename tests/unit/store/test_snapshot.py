@@ -190,6 +190,35 @@ def test_a_newer_snapshot_is_reported_newer(snapshot_path: Path) -> None:
     assert expected == read_snapshot(snapshot_path)
 
 
+@pytest.mark.parametrize("version", range(1, SNAPSHOT_VERSION + 1))
+def test_a_snapshot_of_every_version_up_to_this_builds_reads_ok(
+    snapshot_path: Path, version: int
+) -> None:
+    """A snapshot an earlier build wrote (version 1: no consent recorded) reads 'ok', as it is."""
+    written = {"format": SNAPSHOT_FORMAT, "version": version, **STATE}
+    snapshot_path.parent.mkdir(mode=0o700)
+    snapshot_path.write_text(json.dumps(written))
+    assert SnapshotRead("ok", written) == read_snapshot(snapshot_path)
+
+
+def test_a_snapshot_of_up_to_64_kib_reads_and_one_byte_more_is_refused_unread(
+    snapshot_path: Path,
+) -> None:
+    """The size limit is 64 KiB: a snapshot of exactly 65,536 bytes reads 'ok', one of 65,537
+    is 'corrupt' (larger than the limit), whatever it holds."""
+    limit = 64 * 1024
+    write_snapshot(snapshot_path, {**STATE, "pad": ""})
+    room = limit - snapshot_path.stat().st_size
+    found = []
+    for pad in ("x" * room, "x" * (room + 1)):
+        write_snapshot(snapshot_path, {**STATE, "pad": pad})
+        found.append((snapshot_path.stat().st_size, read_snapshot(snapshot_path)))
+    assert [
+        (limit, SnapshotRead("ok", {**MARKER, **STATE, "pad": "x" * room})),
+        (limit + 1, SnapshotRead("corrupt", problem=f"larger than {limit} bytes")),
+    ] == found
+
+
 def test_a_json_object_without_the_marker_is_foreign(snapshot_path: Path) -> None:
     """Another tool's state file is 'foreign' and its data is handed over for the import."""
     foreign = {"device_id": "3b2a1c0d-9e8f-4a7b-b6c5-d4e3f2a1b0c9", "distinct_id": "user-7"}
@@ -240,6 +269,70 @@ def test_a_write_that_fails_midway_keeps_the_old_snapshot(snapshot_path: Path) -
     assert (errno.EFBIG, before) == (child.exitcode, snapshot_path.read_bytes())
     assert ["telemetry.json"] == names_in(snapshot_path.parent)
     assert SnapshotRead("ok", {**MARKER, **STATE}) == read_snapshot(snapshot_path)
+
+
+# --- two writes at once (R12) -----------------------------------------------------------
+
+
+def write_while_another_writes(
+    monkeypatch: pytest.MonkeyPatch, path: Path, first: int, second: int
+) -> tuple[list[str], list[OSError]]:
+    """Write ``seq`` ``first`` to ``path``; when its temporary is written, just before its rename,
+    a second write of ``seq`` ``second`` runs whole. Returns the names of the temporaries renamed
+    (in rename order) and the second write's error, if it raised one."""
+    started: list[int] = []
+    renamed: list[str] = []
+    refused: list[OSError] = []
+    replace = os.replace
+
+    def replace_after_a_second_write(source: str, target: str) -> None:
+        if not started:
+            started.append(second)
+            try:
+                write_snapshot(path, {**STATE, "seq": second})
+            except OSError as exc:
+                refused.append(exc)
+        renamed.append(os.path.basename(source))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_after_a_second_write)
+    write_snapshot(path, {**STATE, "seq": first})
+    return renamed, refused
+
+
+def test_two_writes_at_once_never_share_a_temporary(
+    snapshot_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that starts while another's temporary is still there writes a temporary of its
+    own: both complete, the last rename wins, and no temporary is left (R12)."""
+    renamed, refused = write_while_another_writes(monkeypatch, snapshot_path, 1, 2)
+    nothing: list[OSError] = []
+    assert (2, nothing, SnapshotRead("ok", {**MARKER, **STATE, "seq": 1})) == (
+        len(set(renamed)),
+        refused,
+        read_snapshot(snapshot_path),
+    )
+    assert ["telemetry.json"] == names_in(snapshot_path.parent)
+
+
+def test_a_write_that_finds_no_free_temporary_name_gives_up_and_harms_nothing(
+    snapshot_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every temporary name a write draws is taken (the random source made to repeat the
+    name of a write in progress), it gives up with FileExistsError (EEXIST, naming the dir),
+    never loops for ever, and leaves the other write's temporary alone: that write completes."""
+    write_snapshot(snapshot_path, {**STATE, "seq": 0})
+    monkeypatch.setattr(os, "urandom", bytes)  # urandom(n) is n zero bytes: one draw, always
+    _, refused = write_while_another_writes(monkeypatch, snapshot_path, 1, 2)
+    assert (
+        [(FileExistsError, errno.EEXIST, str(snapshot_path.parent))],
+        SnapshotRead("ok", {**MARKER, **STATE, "seq": 1}),
+        ["telemetry.json"],
+    ) == (
+        [(type(exc), exc.errno, exc.filename) for exc in refused],
+        read_snapshot(snapshot_path),
+        names_in(snapshot_path.parent),
+    )
 
 
 # --- temporary files a killed writer left ------------------------------------------------

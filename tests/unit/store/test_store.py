@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import multiprocessing
@@ -570,6 +571,21 @@ def test_a_run_of_nul_bytes_at_the_end_is_a_torn_tail(log_path: Path) -> None:
     log.append("clear", {"device_id": "d", "pid": 1}, at=AT)
     assert [TornTailRepair(str(log_path), len(whole), 100, 4)] == log.repairs
     assert log_path.read_bytes().startswith(whole + b'{"v":1,"seq":4,')
+
+
+def test_a_repairs_report_cannot_be_changed_afterwards(log_path: Path) -> None:
+    """The report of a torn tail removed is a value: setting a field raises, and it hashes, so
+    a caller can keep it (in a set, as a key) as the record of what the append did."""
+    log = FileLog(log_path)
+    append_all(log, sample_specs(2))
+    whole = log_path.read_bytes()
+    log_path.write_bytes(whole + b'{"v":1,"seq":3,')
+    log.append("clear", {"device_id": "d", "pid": 1}, at=AT)
+    [repair] = log.repairs
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        repair.length = 0  # type: ignore[misc]
+    expected = TornTailRepair(str(log_path), len(whole), 15, 3)
+    assert ({expected}, expected) == ({repair}, repair)
 
 
 def test_append_refuses_when_the_line_before_the_last_lost_its_line_end(log_path: Path) -> None:
