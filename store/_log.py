@@ -301,8 +301,9 @@ class FileLog:
         lost (never removing it), validate the new record, write it, fsync.
         Raises :class:`LogDamagedError` if the last record is damaged or newer
         (nothing is written), ``ValueError`` for an invalid record, and
-        :class:`OSError` for I/O faults (the file is left as it was, but for
-        a line end it completed).
+        :class:`OSError` for I/O faults, a failed fsync included (the file is
+        left as it was, but for a torn tail it removed or a line end it
+        completed).
         """
         with self._lock:
             folder = os.path.dirname(self.file) or "."
@@ -318,8 +319,7 @@ class FileLog:
                     self._end_line(fd, tail)
                 line, record = encode_record(tail.checkpoint, at=at, kind=kind, fields=fields)
                 _validate(record)
-                _write_all(fd, line, restore_size=tail.checkpoint.offset)
-                os.fsync(fd)
+                _write_synced(fd, line, restore_size=tail.checkpoint.offset)
                 self.end = Checkpoint(
                     record["seq"], record["h"], tail.checkpoint.offset + len(line)
                 )
@@ -355,8 +355,7 @@ class FileLog:
 
     def _end_line(self, fd: int, tail: Tail) -> None:
         """Write and fsync the ``\\n`` the whole last record of ``tail`` lost."""
-        _write_all(fd, b"\n", restore_size=tail.checkpoint.offset - 1)
-        os.fsync(fd)
+        _write_synced(fd, b"\n", restore_size=tail.checkpoint.offset - 1)
         warn(
             "idstitch.store",
             "idstitch: completed the last line of %s (record seq %d had lost its line end; "
@@ -384,16 +383,24 @@ class FileLog:
         )
 
 
-def _write_all(fd: int, line: bytes, *, restore_size: int) -> None:
-    """One ``write`` of the whole line; a short write is undone and reported."""
+def _write_synced(fd: int, line: bytes, *, restore_size: int) -> None:
+    """One ``write`` of the whole line, then ``fsync``.
+
+    A write refused or cut short, or a sync the disk fails, is undone (the
+    file is cut back to ``restore_size`` bytes, as it was) and reported: a
+    line whose append raised is never left in the log.
+    """
     try:
-        written = os.write(fd, line)
+        _check_whole(os.write(fd, line), len(line))
+        os.fsync(fd)
     except OSError:
         os.ftruncate(fd, restore_size)
         raise
-    if written != len(line):
-        os.ftruncate(fd, restore_size)
-        raise OSError(f"short write to the identity log ({written} of {len(line)} bytes)")
+
+
+def _check_whole(written: int, length: int) -> None:
+    if written != length:
+        raise OSError(f"short write to the identity log ({written} of {length} bytes)")
 
 
 class MemoryLog:

@@ -8,6 +8,7 @@ show the state dir being opened for its fsync.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import sys
@@ -253,3 +254,54 @@ def test_a_publish_the_disk_cuts_short_leaves_nothing_and_says_so(tmp_path: Path
     )
     assert (0, "") == (done.returncode, done.stderr)
     assert ([True, 0], []) == (json.loads(done.stdout), os.listdir(tmp_path))
+
+
+def test_an_append_whose_record_the_disk_cannot_sync_is_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk fails the fsync of an appended record (EIO), append raises that error and
+    cuts the record back off: the log holds what it held, its end is the one before."""
+    log = FileLog(tmp_path / "identity.jsonl")
+    records = [log.append(*GENESIS, at=AT), log.append(*CLEAR, at=AT)]
+    before = (log.path.read_bytes(), log.end)
+    monkeypatch.setattr(os, "fsync", _disk_error)
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)):
+        log.append("clear", {"device_id": "d-1", "pid": 2}, at=AT)
+    monkeypatch.undo()
+    assert (before, records) == ((log.path.read_bytes(), log.end), list(log.records()))
+
+
+def test_a_line_end_the_disk_cannot_sync_is_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk fails the fsync of the line end complete_line writes for a whole last
+    record (EIO), it raises and leaves the log byte for byte as it was: that record whole,
+    still without its line end."""
+    log = FileLog(tmp_path / "identity.jsonl")
+    log.append(*GENESIS, at=AT)
+    record = log.append(*CLEAR, at=AT)
+    unended = log.path.read_bytes()[:-1]
+    log.path.write_bytes(unended)
+    monkeypatch.setattr(os, "fsync", _disk_error)
+    with pytest.raises(OSError, match=os.strerror(errno.EIO)):
+        log.complete_line()
+    monkeypatch.undo()
+    assert (unended, record) == (log.path.read_bytes(), log.tail().record)
+
+
+def test_a_torn_tail_removal_the_disk_cannot_sync_is_not_reported_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the disk fails the fsync that makes a torn tail's removal durable (EIO), append
+    raises that error before writing its record, and neither keeps nor logs a repair."""
+    log = FileLog(tmp_path / "identity.jsonl")
+    log.append(*GENESIS, at=AT)
+    whole = log.path.read_bytes()
+    log.path.write_bytes(whole + b'{"v":1,"seq":2,"at"')
+    monkeypatch.setattr(os, "fsync", _disk_error)
+    with (
+        caplog.at_level(logging.WARNING, logger="idstitch"),
+        pytest.raises(OSError, match=os.strerror(errno.EIO)),
+    ):
+        log.append(*CLEAR, at=AT)
+    assert (whole, [], []) == (log.path.read_bytes(), log.repairs, caplog.record_tuples)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from idstitch.events import Checkpoint, LogDamagedError, Record
-from idstitch.store import LOG_NAME, FileLog
+from idstitch.events import START, Checkpoint, LogDamagedError, Record
+from idstitch.store import LOG_NAME, FileLog, MemoryLog, Tail
 from idstitch.store._fs import PEEK_WINDOW, ends_with, holds, last_line, peek_end
-from support.helpers import build_log, sample_specs, split_lines
+from support.helpers import AT, build_log, drain, forge_line, sample_specs, split_lines
 
 #: Enough records that the log is several windows long.
 COUNT = 120
@@ -247,6 +247,33 @@ def test_a_damaged_line_before_the_last_stops_tail_and_append(
         append_error.value.seq,
         path.read_bytes(),
     )
+
+
+@pytest.mark.parametrize("damage", ["in-the-first-line", "seq-0-before-the-last"])
+def test_tail_checks_the_last_line_against_the_one_before_and_reads_no_further(
+    tmp_path: Path, damage: str
+) -> None:
+    """tail checks the last line against the seq and hash the line before it names, and reads
+    no further back: damage earlier in the log (a changed byte in the first line), or a line
+    before the last that no writer makes (naming seq 0), is the full read's to find."""
+    if damage == "in-the-first-line":
+        built = build_log(sample_specs(3))
+        lines = list(built.lines)
+        lines[0] = lines[0].replace(b'"persistent"', b'"persistenT"')
+        last = built.records[-1]
+    else:
+        opening = {"v": 1, "seq": 0, "at": AT, "kind": "genesis", "device_id": "d", "runtime": "p"}
+        first = forge_line(opening, START.h)
+        after_it = MemoryLog(start=Checkpoint(0, first[-35:-3].decode(), 0))  # its "h" value
+        last = after_it.append("clear", {"device_id": "d", "pid": 1}, at=AT)
+        lines = [first, after_it.getvalue()]
+    path = tmp_path / LOG_NAME
+    path.write_bytes(b"".join(lines))
+    log = FileLog(path)
+    found = drain(log.records()).error
+    assert found is not None
+    end = Checkpoint(last["seq"], last["h"], path.stat().st_size)
+    assert (Tail(end, last, 0), (1, 0)) == (log.tail(), (found.seq, found.offset))
 
 
 @pytest.mark.parametrize("junk", ["beyond-the-chunk", "all-the-chunk-holds-whole"])

@@ -7,10 +7,12 @@ import errno
 import logging
 import multiprocessing
 import os
+import pickle
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -101,7 +103,8 @@ def test_memory_log_holds_the_bytes_a_file_log_writes(specs: list[RecordSpec]) -
 
 
 def test_empty_and_missing_logs() -> None:
-    """A log that does not exist has no tail, no end, and reading it raises FileNotFoundError."""
+    """A log that does not exist has no tail, no end, and reading it raises FileNotFoundError;
+    a new memory log has no tail, no end and no records."""
     with tempfile.TemporaryDirectory() as directory:
         log = FileLog(Path(directory) / "identity.jsonl")
         expected = (False, Tail(START, None, 0), (0, b""), None, f"FileLog({str(log.path)!r})")
@@ -109,8 +112,9 @@ def test_empty_and_missing_logs() -> None:
         with pytest.raises(FileNotFoundError):
             list(log.records())
     memory = MemoryLog()
-    assert (Tail(START, None, 0), b"", [], "MemoryLog(0 records)") == (
+    assert (Tail(START, None, 0), None, b"", [], "MemoryLog(0 records)") == (
         memory.tail(),
+        memory.end,
         memory.getvalue(),
         list(memory.records()),
         repr(memory),
@@ -135,6 +139,25 @@ def test_records_since_a_checkpoint_resume_mid_log(log_path: Path) -> None:
     assert (later, None, end) == drain(log.records(since=middle, strict=True))
 
 
+def test_records_checks_values_only_when_strict(log_path: Path) -> None:
+    """records() checks each line's chain and shape; only records(strict=True) checks its
+    values as the models do: a hash-linked line with a pid below 0 reads, then stops the
+    strict read as a bad field."""
+    fields = {"v": 1, "seq": 1, "at": AT, "kind": "clear", "device_id": "d", "pid": -1}
+    line = forge_line(fields, START.h)
+    log_path.parent.mkdir()
+    log_path.write_bytes(line)
+    log = FileLog(log_path)
+    read = drain(log.records())
+    refused = drain(log.records(strict=True)).error
+    assert refused is not None
+    after = Checkpoint(1, line[-35:-3].decode(), len(line))  # its hash: ..."h":"<32 hex>"}\n
+    assert (([{**fields, "h": after.h}], None, after), (1, 0, "bad-field")) == (
+        read,
+        (refused.seq, refused.offset, refused.cause),
+    )
+
+
 def test_memory_log_can_continue_a_files_chain(log_path: Path) -> None:
     """MemoryLog(start=...) chains its records onto a log read from disk."""
     log = FileLog(log_path)
@@ -149,11 +172,18 @@ def test_memory_log_can_continue_a_files_chain(log_path: Path) -> None:
     assert [*on_disk, added] == list(FileLog(log_path).records())
 
 
-def test_an_invalid_record_is_refused_and_nothing_is_written(log_path: Path) -> None:
-    """append refuses an invalid record with ValueError and leaves the file byte for byte."""
-    log = FileLog(log_path)
-    append_all(log, sample_specs(2))
-    before = log_path.read_bytes()
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_an_invalid_record_is_refused_and_nothing_is_written(log_path: Path, where: str) -> None:
+    """append refuses an invalid record with ValueError and leaves the log byte for byte, on
+    disk or in memory, its end the last good record's."""
+    log = FileLog(log_path) if where == "file" else MemoryLog()
+
+    def state() -> tuple[bytes, Tail, Checkpoint | None]:
+        held = log_path.read_bytes() if isinstance(log, FileLog) else log.getvalue()
+        return held, log.tail(), log.end
+
+    records = append_all(log, sample_specs(2))
+    before = state()
     bad_values: list[Mapping[str, object]] = [
         {"device_id": "d", "pid": -1},
         {"device_id": "", "pid": 1},
@@ -165,7 +195,7 @@ def test_an_invalid_record_is_refused_and_nothing_is_written(log_path: Path) -> 
             log.append("clear", fields, at=AT)
     with pytest.raises(ValueError, match=r"user_id"):
         log.append("enqueue_failure", {"device_id": "d", "user_id": "null", "pid": 1}, at=AT)
-    assert (before, []) == (log_path.read_bytes(), log.repairs)
+    assert (before, records) == (state(), list(log.records()))
 
 
 # --- modes, the lock, symlinks ----------------------------------------------------------
@@ -241,6 +271,31 @@ def test_the_lock_keeps_another_process_waiting(log_path: Path) -> None:
     assert ((True, True, before), 0) == (blocked, child.exitcode)
     expected = ["genesis", "clear"]
     assert expected == [r["kind"] for r in FileLog(log_path).records()]
+
+
+def test_a_memory_logs_lock_is_reentrant_and_keeps_other_threads_out() -> None:
+    """While one thread holds a memory log's lock it can still append, and another thread
+    cannot take the lock until it is let go."""
+    log = MemoryLog()
+
+    def taken_by_another_thread() -> bool:
+        taken: list[bool] = []
+
+        def try_it() -> None:
+            taken.append(log.locked().acquire(blocking=False))
+            if taken[0]:
+                log.locked().release()
+
+        thread = threading.Thread(target=try_it)
+        thread.start()
+        thread.join()
+        return taken[0]
+
+    with log.locked():
+        records = append_all(log, sample_specs(2))
+        while_held = taken_by_another_thread()
+    after = taken_by_another_thread()
+    assert (False, True, records) == (while_held, after, list(log.records()))
 
 
 def test_a_symlink_at_the_log_path_is_refused(tmp_path: Path) -> None:
@@ -387,6 +442,19 @@ def test_a_whole_last_record_missing_its_line_end_is_read_then_completed(
     after = Checkpoint(added["seq"], added["h"], len(whole) + len(new_line))
     assert ([*records, added], None, after) == drain(log.records(strict=True))
     assert (after, Tail(after, added, 0)) == (log.end, log.tail())
+
+
+@pytest.mark.parametrize("end", ["unended", "torn"])
+def test_a_tail_survives_pickling_whole(log_path: Path, end: str) -> None:
+    """A log's tail crosses a process boundary (pickle) as the same Tail: checkpoint, record,
+    torn bytes and whether the record lost its line end."""
+    log = FileLog(log_path)
+    append_all(log, sample_specs(2))
+    whole = log_path.read_bytes()
+    log_path.write_bytes(whole[:-1] if end == "unended" else whole + b'{"v":1,"seq":3')
+    tail = log.tail()
+    copy = pickle.loads(pickle.dumps(tail))  # noqa: S301 - our own bytes, just made
+    assert (Tail, tail, tail.unended) == (type(copy), copy, copy.unended)
 
 
 def test_reading_on_from_an_unended_records_checkpoint_finds_the_next_record(
