@@ -91,11 +91,30 @@ def test_every_kind_of_record_is_written_as_orjson_wrote_it(
 
 @pytest.mark.parametrize(
     "value",
-    [INT_RANGE[1] + 1, INT_RANGE[0] - 1, 10**30, "lone \ud800", {"k": "\udfff"}, {1: "key"}],
-    ids=["2**64", "-2**63-1", "10**30", "high-surrogate", "low-surrogate", "int-key"],
+    [
+        INT_RANGE[1] + 1,
+        INT_RANGE[0] - 1,
+        10**30,
+        "lone \ud800",
+        {"k": "\udfff"},
+        {1: "key"},
+        [0, 2**64],
+        ("x", [{"k": {1: "key"}}]),
+    ],
+    ids=[
+        "2**64",
+        "-2**63-1",
+        "10**30",
+        "high-surrogate",
+        "low-surrogate",
+        "int-key",
+        "in-a-list",
+        "deep-in-a-tuple",
+    ],
 )
 def test_what_orjson_refuses_is_refused(value: object) -> None:
-    """Integers beyond 64 bits, lone surrogates, keys that are not strings: both refuse."""
+    """Integers beyond 64 bits, lone surrogates, keys that are not strings, at the top or inside
+    lists and tuples: both refuse."""
     with pytest.raises(orjson.JSONEncodeError):
         orjson.dumps(value)
     with pytest.raises(ValueError, match=r"."):
@@ -133,6 +152,16 @@ EDITS = [
     (b'"}\n', b'"}\r\n'),  # a carriage return
     (b"{", b"["),  # not an object
 ]
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=[repr(new) for _, new in EDITS])
+def test_canonical_line_declines_every_other_spelling(edit: tuple[bytes, bytes]) -> None:
+    """The line as written reads as orjson reads it; each edit keeps it JSON (or not) but makes
+    it another spelling than orjson's, and the line is declined."""
+    written, _ = encode_record(START, at=AT, kind="response", fields=VALID_FIELDS["response"])
+    edited = written.replace(*edit, 1)
+    assert edited != written
+    assert (orjson.loads(written), None) == (canonical_line(written), canonical_line(edited))
 
 
 def orjson_reads(line: bytes) -> object:

@@ -4,6 +4,8 @@ limits a log line's integers keep."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from idstitch.events._canonical import INT_RANGE, canonical_line, dumps, loads
@@ -39,6 +41,29 @@ def test_loads_refuses_what_strict_json_refuses(text: str) -> None:
     """A raw control character inside a string, extra data, nothing at all, or NaN: ValueError."""
     with pytest.raises(ValueError, match=r"."):
         loads(text)
+
+
+@pytest.mark.processes
+def test_loads_refuses_bad_json_in_a_process_that_never_imported_json() -> None:
+    """Where json.decoder was never imported (a CLI's start), the C scanner cannot raise its
+    syntax error itself: loads still raises json's ValueError, never returns a value."""
+    text = '{"a" 1}'
+    script = (
+        "import sys\n"
+        "from idstitch.events._canonical import loads\n"
+        "imported = 'json.decoder' in sys.modules\n"
+        "try:\n"
+        "    outcome = repr(loads(sys.argv[1]))\n"
+        "except ValueError as exc:\n"
+        "    outcome = f'{type(exc).__name__}: {exc}'\n"
+        "print(imported, outcome)\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script, text], capture_output=True, text=True, check=True, timeout=60
+    )
+    with pytest.raises(json.JSONDecodeError) as caught:
+        json.loads(text)
+    assert f"False JSONDecodeError: {caught.value}\n" == child.stdout
 
 
 @pytest.mark.parametrize(

@@ -670,25 +670,77 @@ def test_strict_reading_refuses_what_the_checked_reader_lets_through() -> None:
     assert expected == (*actual, strict.error.cause)
 
 
+#: The envelope of a first record, and the keys of a clear record in their order.
+_FIRST = {"v": 1, "seq": 1, "at": AT}
+_CLEAR_KEYS = ["v", "seq", "at", "kind", "device_id", "pid", "h"]
+
+
 @pytest.mark.parametrize(
-    ("record", "cause"),
+    ("record", "cause", "detail"),
     [
-        ({"v": 1, "seq": 1, "at": AT, "kind": "reset", "device_id": "d"}, "unknown-kind"),
-        ({"v": 1, "seq": 1, "at": AT, "kind": "clear", "device_id": "d"}, "bad-field"),
-        ({"v": 1, "seq": 1, "at": AT, "kind": "clear", "pid": 1, "device_id": "d"}, "bad-field"),
-        ({"v": 1, "seq": 1, "at": AT, "kind": "clear", "device_id": "d", "pid": "1"}, "bad-field"),
-        ({"v": 1, "seq": 2, "at": AT, "kind": "clear", "device_id": "d", "pid": 1}, "seq-gap"),
-        ({"v": True, "seq": 1, "at": AT, "kind": "clear", "device_id": "d", "pid": 1}, "bad-field"),
+        (
+            {**_FIRST, "kind": "reset", "device_id": "d"},
+            "unknown-kind",
+            f"kind 'reset' is not one of {sorted(KIND_FIELDS)}",
+        ),
+        (
+            {**_FIRST, "kind": "clear", "device_id": "d"},
+            "bad-field",
+            "clear record: missing ['pid'], unexpected []",
+        ),
+        (
+            {**_FIRST, "kind": "clear", "device_id": "d", "pid": 1, "x": 1},
+            "bad-field",
+            "clear record: missing [], unexpected ['x']",
+        ),
+        (
+            {**_FIRST, "kind": "clear", "device_id": "d", "x": 1},
+            "bad-field",
+            "clear record: missing ['pid'], unexpected ['x']",
+        ),
+        (
+            {**_FIRST, "kind": "clear", "pid": 1, "device_id": "d"},
+            "bad-field",
+            f"clear record: keys out of order, expected {_CLEAR_KEYS}",
+        ),
+        (
+            {**_FIRST, "kind": "clear", "device_id": "d", "pid": "1"},
+            "bad-field",
+            "pid is str, expected int",
+        ),
+        (
+            {**_FIRST, "seq": 2, "kind": "clear", "device_id": "d", "pid": 1},
+            "seq-gap",
+            "seq 2 where 1 was expected",
+        ),
+        (
+            {**_FIRST, "v": True, "kind": "clear", "device_id": "d", "pid": 1},
+            "bad-field",
+            "v is True, expected an integer",
+        ),
+    ],
+    ids=[
+        "unknown-kind",
+        "missing",
+        "extra",
+        "missing-and-extra",
+        "out-of-order",
+        "retyped",
+        "seq-gap",
+        "bool-version",
     ],
 )
-def test_well_chained_malformed_records_are_damage(record: dict[str, object], cause: str) -> None:
-    """A correct hash does not make a record: unknown kinds, wrong keys or types, seq gaps."""
+def test_well_chained_malformed_records_are_damage(
+    record: dict[str, object], cause: str, detail: str
+) -> None:
+    """A correct hash does not make a record: unknown kinds, keys missing, extra or out of
+    order, wrong types, seq gaps; the damage names what is wrong."""
     outcome = read_all(forge_line(record, ZERO_HASH))
     assert outcome.error is not None
     no_records: list[Record] = []
-    expected = (no_records, 1, 0, cause)
-    actual = (outcome.records, outcome.error.seq, outcome.error.offset, outcome.error.cause)
-    assert expected == actual
+    expected = (no_records, 1, 0, cause, detail)
+    error = outcome.error
+    assert expected == (outcome.records, error.seq, error.offset, error.cause, error.detail)
 
 
 # --- versions ---------------------------------------------------------------------

@@ -139,8 +139,10 @@ def test_a_key_written_twice_stops_the_strict_read_only(log: bytes, twice: bytes
         ((b'"runtime":"persistent"', b'"runtime":"p\\u0065rsistent"'), True),  # an escape
         # An escape ends where its string goes on: a space after that string still counts.
         ((b'"runtime":"persistent","pid"', b'"runtime":"p\\u0065rsistent", "pid"'), False),
+        # An escaped quote does not end its string: the space after the string is outside it.
+        ((b'"user-0000000","runtime"', b'"us\\":er-0", "runtime"'), False),
     ],
-    ids=["after-colon", "after-comma", "escape", "after-an-escaped-string"],
+    ids=["after-colon", "after-comma", "escape", "after-an-escaped-string", "after-a-quote"],
 )
 def test_the_strict_read_takes_only_compact_lines(
     log: bytes, edit: tuple[bytes, bytes], compact: bool
