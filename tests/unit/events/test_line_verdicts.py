@@ -174,6 +174,17 @@ def test_a_reader_not_yet_iterated_stands_at_its_start() -> None:
     assert (start, None) == (reader.checkpoint, reader.error)
 
 
+def test_a_reader_stopped_by_damage_keeps_the_damage_it_raised() -> None:
+    """Iteration raises the damage and the reader keeps it (error), standing after the last
+    good record."""
+    log = build_log(sample_specs(3))
+    reader = RecordReader(lambda: io.BytesIO(log.data + b'{"a":"b"}\n'))
+    with pytest.raises(LogDamagedError) as caught:
+        list(reader)
+    end = checkpoint_after(log.lines, log.records, 3)
+    assert (caught.value, end) == (reader.error, reader.checkpoint)
+
+
 def test_a_reader_reads_on_from_a_checkpoint_inside_the_log() -> None:
     """Started at the checkpoint after record 2, a reader yields records 3 and 4 only, and ends
     where the log ends."""

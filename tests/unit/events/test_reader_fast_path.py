@@ -180,6 +180,22 @@ def test_a_version_2_line_of_a_first_release_kind_is_read_off_the_fast_path(
     assert reference(damaged, strict=strict) == reader(damaged, strict=strict, light=light)
 
 
+@pytest.mark.parametrize("read", READS)
+def test_a_line_linked_over_the_fast_paths_slice_is_refused_as_before(
+    log: bytes, read: str
+) -> None:
+    """A space before a line end moves the "h" field off its place: a link forged over the bytes
+    the fast path hashes (all but the last 41) does not make the line sound."""
+    first, second, rest = log.split(b"\n", 2)
+    body = second[: second.rindex(b',"h":"')]
+    h = body_hash(first[-34:-2].decode("ascii"), body + b",}")
+    damaged = b"\n".join([first, body + b',"h":"' + h.encode("ascii") + b'"} ', rest])
+    strict = read == "strict"
+    expected = reference(damaged, strict=strict)
+    assert ("bad-json", 2) == (expected[1] or ("none", 0))[:2]
+    assert expected == reader(damaged, strict=strict, light=read == "light")
+
+
 def reader_error(data: bytes) -> LogDamagedError | None:
     """The damage the strict reader stops at, if any."""
     try:
