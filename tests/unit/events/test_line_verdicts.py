@@ -3,8 +3,9 @@
 Lines a writer of this format never writes, each with a correct hash link
 (so that only the damage under test remains): bytes after the ``"h"``
 field, a version written as a float, a last line with no line end (a whole
-record, a cut-off write, or foreign bytes). Then the small parts of the
-codec's surface: a checkpoint crossing a process boundary, ``parse_line``.
+record, a cut-off write, or foreign bytes). Then the reader's defaults, its
+start and the damage it keeps, and the small parts of the codec's surface:
+a checkpoint crossing a process boundary, ``parse_line``.
 """
 
 from __future__ import annotations
