@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from typing import ClassVar
 
 import pytest
 from idstitch.adapters.runtime import Runtime
+from idstitch.events._names import Names
 from idstitch.machine import State
 
 
@@ -52,3 +54,18 @@ def test_members_survive_copies_and_pickles() -> None:
 def test_a_member_names_itself() -> None:
     """``Runtime(Runtime.PERSISTENT)`` is the member, as with an Enum."""
     assert Runtime.PERSISTENT is Runtime(Runtime.PERSISTENT)
+
+
+def test_only_upper_case_class_vars_are_members() -> None:
+    """The members are the class's upper-case ``ClassVar`` declarations, in order: a
+    lower-case ``ClassVar`` or an upper-case plain attribute is no member."""
+
+    class Shade(Names):
+        LIGHT: ClassVar[Shade]
+        default: ClassVar[str] = "light"
+        LIMIT: int = 2
+        DARK: ClassVar[Shade]
+
+    assert (["light", "dark"], 2) == ([shade.value for shade in Shade], len(Shade))
+    with pytest.raises(ValueError, match="'default' is not a valid Shade"):
+        Shade("default")
