@@ -8,9 +8,13 @@ imported): top-level ``test*`` functions and the ``test*`` methods of
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 from support import REPO
 
 TESTS = REPO / "tests"
@@ -94,3 +98,36 @@ class Helper:
         "m.py:21 TestGroup.test_method",
         "m.py:25 TestGroup.TestInner.test_nested",
     ] == undocumented(source, "m.py")
+
+
+def _mutate_tool() -> ModuleType:
+    """tools/mutate.py, loaded from its file (tools/ is no package)."""
+    spec = importlib.util.spec_from_file_location("mutate_tool", REPO / "tools" / "mutate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_every_listed_equivalent_mutant_is_one_the_mutator_still_makes() -> None:
+    """tests/mutation-equivalents.txt names only mutants of the current code, each with a
+    reason: an entry whose line moved would silently let a new survivor be skipped."""
+    tool = _mutate_tool()
+    equivalents = tool.read_equivalents()
+    made = {m.key for path in {key[0] for key in equivalents} for m in tool.mutants_of(path)}
+    stale = sorted(f"{p}:{line}:{col} | {what}" for p, line, col, what in equivalents.keys() - made)
+    assert ([], []) == (stale, [key for key, reason in equivalents.items() if len(reason) < 20])
+
+
+def test_the_equivalents_reader_refuses_an_entry_without_a_reason(tmp_path: Path) -> None:
+    """An equivalents line must be `file:line:col | mutation | reason`; one without its reason
+    stops the run, naming the line."""
+    listed = tmp_path / "equivalents.txt"
+    listed.write_text("# a comment\nstore/_fs.py:35:38 | 0 -> 1 | the default is never used\n")
+    assert 1 == len(_mutate_tool().read_equivalents(listed))
+    listed.write_text("store/_fs.py:35:38 | 0 -> 1\n")
+    with pytest.raises(SystemExit, match=r"equivalents\.txt:1: want"):
+        _mutate_tool().read_equivalents(listed)
