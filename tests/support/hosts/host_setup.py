@@ -33,12 +33,19 @@ NOTICE = os.environ.get("HOST_NOTICE")
 
 def interrupt_soon() -> None:
     """Ctrl-C, for real: SIGINT to this process in a moment (while it waits at a prompt)."""
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    # To the main thread itself: a SIGINT sent to the process may be taken by another thread
+    # (the client's), and then never wakes the main thread from its blocking read.
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
     timer.daemon = True
     timer.start()
 
 
 def interrupt_now() -> None:
     """Ctrl-C, for real, in the middle of a command's work."""
-    os.kill(os.getpid(), signal.SIGINT)
-    signal.pause()  # the interrupt arrives first
+    # To this thread: delivered before pthread_kill returns, so KeyboardInterrupt is raised
+    # before pause. Sent to the process, another thread could take it, and pause would wait
+    # for ever.
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    signal.pause()

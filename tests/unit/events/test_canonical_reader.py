@@ -4,6 +4,7 @@ limits a log line's integers keep."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -58,8 +59,15 @@ def test_loads_refuses_bad_json_in_a_process_that_never_imported_json() -> None:
         "    outcome = f'{type(exc).__name__}: {exc}'\n"
         "print(imported, outcome)\n"
     )
+    # Without coverage's variables: a measured child would import json before idstitch does.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     child = subprocess.run(
-        [sys.executable, "-c", script, text], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", script, text],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     with pytest.raises(json.JSONDecodeError) as caught:
         json.loads(text)
