@@ -616,3 +616,25 @@ def test_a_release_by_a_thread_not_holding_the_lock_changes_nothing(lock_path: P
         taken_again,
         taken_elsewhere(lock_path),
     )
+
+
+@pytest.mark.processes
+def test_a_wait_that_outlasts_another_process_takes_the_lock_and_says_so(lock_path: Path) -> None:
+    """acquire(timeout) started while another process holds the lock returns True once that
+    process lets go within the timeout, and the lock is then held here."""
+    lock_path.parent.mkdir()
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    holder = context.Process(target=hold_lock, args=(str(lock_path), held, release))
+    holder.start()
+    try:
+        assert held.wait(WAIT)
+        threading.Timer(1.0, release.set).start()  # lets go while acquire below waits
+        lock = ProcessLock(lock_path)
+        taken = lock.acquire(WAIT)
+        answer = (taken, lock.held, taken_elsewhere(lock_path))
+    finally:
+        release.set()
+        holder.join(WAIT)
+    lock.release()
+    assert ((True, True, True), False) == (answer, lock.held)
