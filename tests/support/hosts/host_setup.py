@@ -15,6 +15,11 @@ import threading
 
 import idstitch
 
+# Ctrl-C as a shell gives it to a CLI, whatever the test process left its children: a
+# SIGINT ignored or blocked there would be ignored or blocked here too (both survive exec).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
 stitch = idstitch.open(
     state_dir=os.environ["HOST_STATE"],
     sink=idstitch.SpoolSink(
