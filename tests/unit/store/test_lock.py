@@ -16,6 +16,7 @@ import typing
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
@@ -108,12 +109,10 @@ class Forked:
         return os.waitstatus_to_exitcode(status)
 
 
-# --- short waits ------------------------------------------------------------------------
-
-
-@pytest.mark.processes
-def test_acquire_says_whether_another_process_holds_the_lock(lock_path: Path) -> None:
-    """acquire(0) and acquire(0.2) return False while a process holds it, True once it lets go."""
+@contextlib.contextmanager
+def another_process_holding(lock_path: Path) -> Iterator[EventType]:
+    """Another process holds the ``flock`` on ``lock_path`` (its dir made first) until the
+    block ends or the event given is set."""
     lock_path.parent.mkdir()
     context = multiprocessing.get_context("spawn")
     held, release = context.Event(), context.Event()
@@ -121,13 +120,23 @@ def test_acquire_says_whether_another_process_holds_the_lock(lock_path: Path) ->
     holder.start()
     try:
         assert held.wait(WAIT)
+        yield release
+    finally:
+        release.set()
+        holder.join(WAIT)
+
+
+# --- short waits ------------------------------------------------------------------------
+
+
+@pytest.mark.processes
+def test_acquire_says_whether_another_process_holds_the_lock(lock_path: Path) -> None:
+    """acquire(0) and acquire(0.2) return False while a process holds it, True once it lets go."""
+    with another_process_holding(lock_path):
         lock = ProcessLock(lock_path)
         started = time.monotonic()
         busy = (lock.acquire(0), lock.acquire(0.2), lock.held)
         waited = time.monotonic() - started
-    finally:
-        release.set()
-        holder.join(WAIT)
     free = (lock.acquire(0), lock.held, taken_elsewhere(lock_path))
     lock.release()
     assert ((False, False, False), True, (True, True, True), False) == (
@@ -622,19 +631,10 @@ def test_a_release_by_a_thread_not_holding_the_lock_changes_nothing(lock_path: P
 def test_a_wait_that_outlasts_another_process_takes_the_lock_and_says_so(lock_path: Path) -> None:
     """acquire(timeout) started while another process holds the lock returns True once that
     process lets go within the timeout, and the lock is then held here."""
-    lock_path.parent.mkdir()
-    context = multiprocessing.get_context("spawn")
-    held, release = context.Event(), context.Event()
-    holder = context.Process(target=hold_lock, args=(str(lock_path), held, release))
-    holder.start()
-    try:
-        assert held.wait(WAIT)
+    with another_process_holding(lock_path) as release:
         threading.Timer(1.0, release.set).start()  # lets go while acquire below waits
         lock = ProcessLock(lock_path)
         taken = lock.acquire(WAIT)
         answer = (taken, lock.held, taken_elsewhere(lock_path))
-    finally:
-        release.set()
-        holder.join(WAIT)
     lock.release()
     assert ((True, True, True), False) == (answer, lock.held)
